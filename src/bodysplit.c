@@ -1,0 +1,212 @@
+/*
+ * bodysplit.c
+ *	  Incremental splitter of a JSON array body into messages (pure C).
+ *
+ * It only tracks strings and nesting to find where each element ends; the
+ * element itself is validated by the message parser.
+ */
+#include "bodysplit.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum
+{
+	S_START,					/* nothing but whitespace seen */
+	S_FIRST,					/* after '[': element or ']' */
+	S_NEXT,						/* after ',': element */
+	S_IN,						/* inside an element */
+	S_AFTER,					/* after an element: ',' or ']' */
+	S_DONE,						/* after the closing ']' */
+	S_ERROR
+};
+
+static inline bool
+is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+void
+ps_bodysplit_init(ps_bodysplit *s, size_t max_message)
+{
+	s->state = S_START;
+	s->depth = 0;
+	s->in_string = false;
+	s->escape = false;
+	s->max_message = max_message;
+	ps_strbuf_init(&s->partial);
+	s->nmessages = 0;
+	s->error[0] = '\0';
+}
+
+void
+ps_bodysplit_free(ps_bodysplit *s)
+{
+	ps_strbuf_free(&s->partial);
+}
+
+static int
+fail(ps_bodysplit *s, const char *what, char c)
+{
+	s->state = S_ERROR;
+	if (c)
+		snprintf(s->error, sizeof(s->error), "%s (found '%c' after %ld messages)",
+				 what, c, s->nmessages);
+	else
+		snprintf(s->error, sizeof(s->error), "%s (after %ld messages)",
+				 what, s->nmessages);
+	return -1;
+}
+
+int
+ps_bodysplit_feed(ps_bodysplit *s, const char *data, size_t len,
+				  ps_message_cb cb, void *arg)
+{
+	size_t		i = 0;
+	size_t		start = 0;		/* start of the current element in data */
+
+	if (s->state == S_ERROR)
+		return -1;
+
+	while (i < len)
+	{
+		char		c = data[i];
+
+		switch (s->state)
+		{
+			case S_START:
+				if (is_ws(c))
+					i++;
+				else if (c == '[')
+				{
+					s->state = S_FIRST;
+					i++;
+				}
+				else
+					return fail(s, "response body is not a JSON array", c);
+				break;
+
+			case S_FIRST:
+			case S_NEXT:
+				if (is_ws(c))
+					i++;
+				else if (c == ']' && s->state == S_FIRST)
+				{
+					s->state = S_DONE;
+					i++;
+				}
+				else if (c == '{')
+				{
+					s->state = S_IN;
+					s->depth = 1;
+					s->in_string = false;
+					s->escape = false;
+					start = i;
+					i++;
+				}
+				else
+					return fail(s, "expected a message object in the response array", c);
+				break;
+
+			case S_IN:
+				/* scan quickly to the end of the element or of this piece */
+				while (i < len)
+				{
+					c = data[i];
+					if (s->in_string)
+					{
+						if (s->escape)
+							s->escape = false;
+						else if (c == '\\')
+							s->escape = true;
+						else if (c == '"')
+							s->in_string = false;
+					}
+					else if (c == '"')
+						s->in_string = true;
+					else if (c == '{' || c == '[')
+						s->depth++;
+					else if (c == '}' || c == ']')
+					{
+						if (--s->depth == 0)
+							break;
+					}
+					i++;
+				}
+				if (i == len)
+					break;		/* element continues in the next piece */
+
+				/* data[i] closes the element */
+				i++;
+				{
+					int			rc;
+					size_t		total = s->partial.len + (i - start);
+
+					if (s->max_message && total > s->max_message)
+						return fail(s, "message exceeds the maximum message size", 0);
+					if (s->partial.len > 0)
+					{
+						ps_strbuf_append(&s->partial, data + start, i - start);
+						rc = cb(arg, s->partial.data, s->partial.len);
+						ps_strbuf_reset(&s->partial);
+					}
+					else
+						rc = cb(arg, data + start, i - start);
+					s->nmessages++;
+					s->state = S_AFTER;
+					if (rc != 0)
+						return rc;
+				}
+				break;
+
+			case S_AFTER:
+				if (is_ws(c))
+					i++;
+				else if (c == ',')
+				{
+					s->state = S_NEXT;
+					i++;
+				}
+				else if (c == ']')
+				{
+					s->state = S_DONE;
+					i++;
+				}
+				else
+					return fail(s, "expected ',' or ']' after a message", c);
+				break;
+
+			case S_DONE:
+				if (is_ws(c))
+					i++;
+				else
+					return fail(s, "unexpected data after the end of the response array", c);
+				break;
+
+			default:
+				return -1;
+		}
+	}
+
+	/* keep the unfinished part of an element for the next piece */
+	if (s->state == S_IN)
+	{
+		size_t		total = s->partial.len + (len - start);
+
+		if (s->max_message && total > s->max_message)
+			return fail(s, "message exceeds the maximum message size", 0);
+		ps_strbuf_append(&s->partial, data + start, len - start);
+	}
+	return 0;
+}
+
+int
+ps_bodysplit_finish(ps_bodysplit *s)
+{
+	if (s->state == S_DONE || s->state == S_START)
+		return 0;
+	if (s->state != S_ERROR)
+		fail(s, "response body ended before the end of the JSON array", 0);
+	return -1;
+}

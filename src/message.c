@@ -1,0 +1,789 @@
+/*
+ * message.c
+ *	  Strict parser for one Electric shape-log message (pure C).
+ */
+#include "message.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_alloc.h"
+
+#define MAX_DEPTH 64
+
+typedef struct cursor
+{
+	const char *start;
+	const char *p;
+	const char *end;
+	ps_message *m;
+} cursor;
+
+static int	skip_value(cursor *c, int depth, const char **start, size_t *len);
+
+static int
+err(cursor *c, const char *what)
+{
+	snprintf(c->m->error, sizeof(c->m->error), "%s at byte %ld of message",
+			 what, (long) (c->p - c->start));
+	return -1;
+}
+
+static inline void
+skip_ws(cursor *c)
+{
+	while (c->p < c->end &&
+		   (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+static inline bool
+expect(cursor *c, char ch)
+{
+	skip_ws(c);
+	if (c->p < c->end && *c->p == ch)
+	{
+		c->p++;
+		return true;
+	}
+	return false;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static int
+read_hex4(cursor *c, unsigned *out)
+{
+	unsigned	v = 0;
+
+	if (c->end - c->p < 4)
+		return err(c, "truncated \\u escape");
+	for (int i = 0; i < 4; i++)
+	{
+		int			h = hexval(c->p[i]);
+
+		if (h < 0)
+			return err(c, "invalid \\u escape");
+		v = (v << 4) | (unsigned) h;
+	}
+	c->p += 4;
+	*out = v;
+	return 0;
+}
+
+/* Length of a valid UTF-8 sequence starting at s, or 0 if invalid. */
+static size_t
+utf8_len(const unsigned char *s, const unsigned char *end)
+{
+	unsigned char b = s[0];
+	size_t		n;
+	uint32_t	cp;
+
+	if (b < 0x80)
+		return 1;
+	if (b >= 0xC2 && b <= 0xDF)
+	{
+		n = 2;
+		cp = b & 0x1F;
+	}
+	else if (b >= 0xE0 && b <= 0xEF)
+	{
+		n = 3;
+		cp = b & 0x0F;
+	}
+	else if (b >= 0xF0 && b <= 0xF4)
+	{
+		n = 4;
+		cp = b & 0x07;
+	}
+	else
+		return 0;
+	if ((size_t) (end - s) < n)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+	{
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3F);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+		cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+static char *
+put_utf8(char *o, uint32_t cp)
+{
+	if (cp < 0x80)
+		*o++ = (char) cp;
+	else if (cp < 0x800)
+	{
+		*o++ = (char) (0xC0 | (cp >> 6));
+		*o++ = (char) (0x80 | (cp & 0x3F));
+	}
+	else if (cp < 0x10000)
+	{
+		*o++ = (char) (0xE0 | (cp >> 12));
+		*o++ = (char) (0x80 | ((cp >> 6) & 0x3F));
+		*o++ = (char) (0x80 | (cp & 0x3F));
+	}
+	else
+	{
+		*o++ = (char) (0xF0 | (cp >> 18));
+		*o++ = (char) (0x80 | ((cp >> 12) & 0x3F));
+		*o++ = (char) (0x80 | ((cp >> 6) & 0x3F));
+		*o++ = (char) (0x80 | (cp & 0x3F));
+	}
+	return o;
+}
+
+/*
+ * Parse a string at c->p (which is at the opening quote).  Without escapes
+ * the result points into the input; otherwise it is decoded into the arena,
+ * which was sized to the whole message and so never needs to grow.
+ */
+static int
+parse_string(cursor *c, const char **out, size_t *outlen)
+{
+	const char *s;
+	const char *p;
+	char	   *o;
+	char	   *ostart;
+
+	if (c->p >= c->end || *c->p != '"')
+		return err(c, "expected a string");
+	s = ++c->p;
+
+	/* fast path: plain ASCII/UTF-8 without escapes */
+	p = s;
+	while (p < c->end)
+	{
+		unsigned char b = (unsigned char) *p;
+
+		if (b == '"')
+		{
+			*out = s;
+			*outlen = p - s;
+			c->p = p + 1;
+			return 0;
+		}
+		if (b == '\\')
+			break;
+		if (b < 0x20)
+		{
+			c->p = p;
+			return err(c, "control character in string");
+		}
+		if (b >= 0x80)
+		{
+			size_t		n = utf8_len((const unsigned char *) p,
+									 (const unsigned char *) c->end);
+
+			if (n == 0)
+			{
+				c->p = p;
+				return err(c, "invalid UTF-8 in string");
+			}
+			p += n;
+		}
+		else
+			p++;
+	}
+	if (p >= c->end)
+	{
+		c->p = p;
+		return err(c, "unterminated string");
+	}
+
+	/* slow path: decode into the arena */
+	ostart = o = c->m->arena + c->m->arena_len;
+	memcpy(o, s, p - s);
+	o += p - s;
+	while (p < c->end)
+	{
+		unsigned char b = (unsigned char) *p;
+
+		if (b == '"')
+		{
+			*out = ostart;
+			*outlen = o - ostart;
+			c->m->arena_len += (o - ostart);
+			c->p = p + 1;
+			return 0;
+		}
+		if (b == '\\')
+		{
+			char		e;
+
+			if (++p >= c->end)
+				break;
+			e = *p++;
+			switch (e)
+			{
+				case '"':
+				case '\\':
+				case '/':
+					*o++ = e;
+					break;
+				case 'b':
+					*o++ = '\b';
+					break;
+				case 'f':
+					*o++ = '\f';
+					break;
+				case 'n':
+					*o++ = '\n';
+					break;
+				case 'r':
+					*o++ = '\r';
+					break;
+				case 't':
+					*o++ = '\t';
+					break;
+				case 'u':
+					{
+						unsigned	u;
+
+						c->p = p;
+						if (read_hex4(c, &u) < 0)
+							return -1;
+						p = c->p;
+						if (u >= 0xD800 && u <= 0xDBFF)
+						{
+							unsigned	lo;
+
+							if (c->end - p < 2 || p[0] != '\\' || p[1] != 'u')
+								return err(c, "unpaired UTF-16 surrogate in \\u escape");
+							c->p = p + 2;
+							if (read_hex4(c, &lo) < 0)
+								return -1;
+							p = c->p;
+							if (lo < 0xDC00 || lo > 0xDFFF)
+								return err(c, "unpaired UTF-16 surrogate in \\u escape");
+							u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+						}
+						else if (u >= 0xDC00 && u <= 0xDFFF)
+							return err(c, "unpaired UTF-16 surrogate in \\u escape");
+						if (u == 0)
+							return err(c, "\\u0000 cannot be stored in a text value");
+						o = put_utf8(o, u);
+						break;
+					}
+				default:
+					c->p = p - 1;
+					return err(c, "invalid escape in string");
+			}
+			continue;
+		}
+		if (b < 0x20)
+		{
+			c->p = p;
+			return err(c, "control character in string");
+		}
+		if (b >= 0x80)
+		{
+			size_t		n = utf8_len((const unsigned char *) p,
+									 (const unsigned char *) c->end);
+
+			if (n == 0)
+			{
+				c->p = p;
+				return err(c, "invalid UTF-8 in string");
+			}
+			memcpy(o, p, n);
+			o += n;
+			p += n;
+		}
+		else
+			*o++ = *p++;
+	}
+	c->p = p;
+	return err(c, "unterminated string");
+}
+
+static int
+skip_number(cursor *c)
+{
+	const char *p = c->p;
+
+	if (p < c->end && *p == '-')
+		p++;
+	if (p >= c->end)
+		return err(c, "invalid number");
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (p < c->end && *p >= '0' && *p <= '9')
+			p++;
+	else
+		return err(c, "invalid number");
+	if (p < c->end && *p == '.')
+	{
+		p++;
+		if (p >= c->end || *p < '0' || *p > '9')
+			return err(c, "invalid number");
+		while (p < c->end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < c->end && (*p == 'e' || *p == 'E'))
+	{
+		p++;
+		if (p < c->end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= c->end || *p < '0' || *p > '9')
+			return err(c, "invalid number");
+		while (p < c->end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	c->p = p;
+	return 0;
+}
+
+static int
+skip_literal(cursor *c, const char *lit)
+{
+	size_t		n = strlen(lit);
+
+	if ((size_t) (c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
+		return err(c, "invalid JSON value");
+	c->p += n;
+	return 0;
+}
+
+/* Validate and skip any JSON value, returning its raw text. */
+static int
+skip_value(cursor *c, int depth, const char **start, size_t *len)
+{
+	const char *s;
+
+	skip_ws(c);
+	if (c->p >= c->end)
+		return err(c, "unexpected end of message");
+	if (depth > MAX_DEPTH)
+		return err(c, "message nested too deeply");
+	s = c->p;
+	switch (*c->p)
+	{
+		case '"':
+			{
+				const char *d;
+				size_t		dl;
+				size_t		save = c->m->arena_len;
+
+				if (parse_string(c, &d, &dl) < 0)
+					return -1;
+				c->m->arena_len = save;		/* decoded copy not needed */
+				break;
+			}
+		case '{':
+			c->p++;
+			if (expect(c, '}'))
+				break;
+			for (;;)
+			{
+				const char *d;
+				size_t		dl;
+				size_t		save = c->m->arena_len;
+
+				skip_ws(c);
+				if (parse_string(c, &d, &dl) < 0)
+					return -1;
+				c->m->arena_len = save;
+				if (!expect(c, ':'))
+					return err(c, "expected ':' in object");
+				if (skip_value(c, depth + 1, &d, &dl) < 0)
+					return -1;
+				if (expect(c, ','))
+					continue;
+				if (expect(c, '}'))
+					break;
+				return err(c, "expected ',' or '}' in object");
+			}
+			break;
+		case '[':
+			c->p++;
+			if (expect(c, ']'))
+				break;
+			for (;;)
+			{
+				const char *d;
+				size_t		dl;
+
+				if (skip_value(c, depth + 1, &d, &dl) < 0)
+					return -1;
+				if (expect(c, ','))
+					continue;
+				if (expect(c, ']'))
+					break;
+				return err(c, "expected ',' or ']' in array");
+			}
+			break;
+		case 't':
+			if (skip_literal(c, "true") < 0)
+				return -1;
+			break;
+		case 'f':
+			if (skip_literal(c, "false") < 0)
+				return -1;
+			break;
+		case 'n':
+			if (skip_literal(c, "null") < 0)
+				return -1;
+			break;
+		default:
+			if (skip_number(c) < 0)
+				return -1;
+			break;
+	}
+	*start = s;
+	*len = c->p - s;
+	return 0;
+}
+
+static bool
+key_is(const char *k, size_t kl, const char *lit)
+{
+	size_t		n = strlen(lit);
+
+	return kl == n && memcmp(k, lit, n) == 0;
+}
+
+static int
+add_field(ps_message *m)
+{
+	if (m->nfields == m->fields_cap)
+	{
+		m->fields_cap = m->fields_cap ? m->fields_cap * 2 : 32;
+		m->fields = ps_realloc(m->fields, sizeof(ps_field) * m->fields_cap);
+	}
+	return m->nfields++;
+}
+
+/* Parse {"col": "text"|null|other, …} into m->fields; returns first index. */
+static int
+parse_row(cursor *c, int *first, int *count)
+{
+	ps_message *m = c->m;
+
+	skip_ws(c);
+	*first = m->nfields;
+	*count = 0;
+	if (!expect(c, '{'))
+		return err(c, "expected an object for value");
+	if (expect(c, '}'))
+		return 0;
+	for (;;)
+	{
+		const char *name;
+		size_t		nlen;
+		int			i;
+		ps_field   *f;
+
+		skip_ws(c);
+		if (parse_string(c, &name, &nlen) < 0)
+			return -1;
+		if (!expect(c, ':'))
+			return err(c, "expected ':' in object");
+		skip_ws(c);
+		i = add_field(m);
+		f = &m->fields[i];
+		f->name = name;
+		f->name_len = nlen;
+		f->isnull = false;
+		f->is_string = false;
+		if (c->p < c->end && *c->p == '"')
+		{
+			if (parse_string(c, &f->data, &f->len) < 0)
+				return -1;
+			f->is_string = true;
+		}
+		else if (c->p < c->end && *c->p == 'n')
+		{
+			if (skip_literal(c, "null") < 0)
+				return -1;
+			f->isnull = true;
+			f->data = NULL;
+			f->len = 0;
+		}
+		else if (skip_value(c, 1, &f->data, &f->len) < 0)
+			return -1;
+		(*count)++;
+		if (expect(c, ','))
+			continue;
+		if (expect(c, '}'))
+			return 0;
+		return err(c, "expected ',' or '}' in object");
+	}
+}
+
+/* A scalar header (string or number) as text. */
+static int
+parse_scalar_text(cursor *c, const char **out, size_t *len)
+{
+	skip_ws(c);
+	if (c->p < c->end && *c->p == '"')
+		return parse_string(c, out, len);
+	if (skip_value(c, 1, out, len) < 0)
+		return -1;
+	if (**out == '{' || **out == '[')
+		return err(c, "expected a string or number");
+	if (**out == 'n')
+		*out = NULL;
+	return 0;
+}
+
+static int
+parse_headers(cursor *c)
+{
+	ps_message *m = c->m;
+
+	if (!expect(c, '{'))
+		return err(c, "expected an object for headers");
+	if (expect(c, '}'))
+		return 0;
+	for (;;)
+	{
+		const char *k;
+		size_t		kl;
+		const char *v;
+		size_t		vl;
+
+		skip_ws(c);
+		if (parse_string(c, &k, &kl) < 0)
+			return -1;
+		if (!expect(c, ':'))
+			return err(c, "expected ':' in object");
+		skip_ws(c);
+		if (key_is(k, kl, "operation"))
+		{
+			if (parse_string(c, &v, &vl) < 0)
+				return -1;
+			m->operation = v;
+			m->operation_len = vl;
+			if (key_is(v, vl, "insert"))
+				m->op = PS_OP_INSERT;
+			else if (key_is(v, vl, "update"))
+				m->op = PS_OP_UPDATE;
+			else if (key_is(v, vl, "delete"))
+				m->op = PS_OP_DELETE;
+			else
+				m->op = PS_OP_NONE;
+		}
+		else if (key_is(k, kl, "control"))
+		{
+			if (parse_string(c, &v, &vl) < 0)
+				return -1;
+			if (key_is(v, vl, "up-to-date"))
+				m->control = PS_CTL_UP_TO_DATE;
+			else if (key_is(v, vl, "must-refetch"))
+				m->control = PS_CTL_MUST_REFETCH;
+			else if (key_is(v, vl, "snapshot-end"))
+				m->control = PS_CTL_SNAPSHOT_END;
+			else
+				m->control = PS_CTL_OTHER;
+		}
+		else if (key_is(k, kl, "event"))
+		{
+			if (skip_value(c, 1, &v, &vl) < 0)
+				return -1;
+			m->kind = PS_MSG_EVENT;
+		}
+		else if (key_is(k, kl, "lsn"))
+		{
+			if (parse_scalar_text(c, &m->lsn, &m->lsn_len) < 0)
+				return -1;
+		}
+		else if (key_is(k, kl, "global_last_seen_lsn"))
+		{
+			if (parse_scalar_text(c, &m->global_lsn, &m->global_lsn_len) < 0)
+				return -1;
+		}
+		else if (key_is(k, kl, "op_position") && c->p < c->end &&
+				 (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')))
+		{
+			const char *s = c->p;
+
+			if (skip_number(c) < 0)
+				return -1;
+			m->op_position = strtoll(s, NULL, 10);
+			m->has_op_position = true;
+		}
+		else if (key_is(k, kl, "last") && c->p < c->end &&
+				 (*c->p == 't' || *c->p == 'f'))
+		{
+			m->last = (*c->p == 't');
+			if (skip_literal(c, m->last ? "true" : "false") < 0)
+				return -1;
+		}
+		else if (skip_value(c, 1, &v, &vl) < 0)
+			return -1;
+
+		if (expect(c, ','))
+			continue;
+		if (expect(c, '}'))
+			return 0;
+		return err(c, "expected ',' or '}' in headers");
+	}
+}
+
+void
+ps_message_init(ps_message *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void
+ps_message_free(ps_message *m)
+{
+	ps_free(m->arena);
+	ps_free(m->fields);
+	memset(m, 0, sizeof(*m));
+}
+
+int
+ps_message_parse(ps_message *m, const char *json, size_t len)
+{
+	cursor		c;
+	int			vfirst = -1,
+				vcount = 0,
+				ofirst = -1,
+				ocount = 0;
+	bool		saw_headers = false;
+
+	/* reset, keeping storage */
+	m->kind = PS_MSG_UNKNOWN;
+	m->op = PS_OP_NONE;
+	m->control = PS_CTL_NONE;
+	m->key = NULL;
+	m->key_len = 0;
+	m->has_value = m->has_old_value = false;
+	m->value = m->old_value = NULL;
+	m->nvalue = m->nold_value = 0;
+	m->operation = NULL;
+	m->operation_len = 0;
+	m->lsn = m->global_lsn = NULL;
+	m->lsn_len = m->global_lsn_len = 0;
+	m->has_op_position = false;
+	m->op_position = 0;
+	m->last = false;
+	m->nfields = 0;
+	m->arena_len = 0;
+	m->error[0] = '\0';
+	if (m->arena_cap < len + 1)
+	{
+		ps_free(m->arena);
+		m->arena_cap = len + 1 < 256 ? 256 : len + 1;
+		m->arena = ps_malloc(m->arena_cap);
+	}
+
+	c.start = c.p = json;
+	c.end = json + len;
+	c.m = m;
+
+	if (!expect(&c, '{'))
+		return err(&c, "message is not a JSON object");
+	if (!expect(&c, '}'))
+	{
+		for (;;)
+		{
+			const char *k;
+			size_t		kl;
+
+			skip_ws(&c);
+			if (parse_string(&c, &k, &kl) < 0)
+				return -1;
+			if (!expect(&c, ':'))
+				return err(&c, "expected ':' in object");
+			skip_ws(&c);
+			if (key_is(k, kl, "key"))
+			{
+				if (c.p < c.end && *c.p == '"')
+				{
+					if (parse_string(&c, &m->key, &m->key_len) < 0)
+						return -1;
+				}
+				else
+					return err(&c, "message key is not a string");
+			}
+			else if (key_is(k, kl, "value") && !(c.p < c.end && *c.p == 'n'))
+			{
+				if (parse_row(&c, &vfirst, &vcount) < 0)
+					return -1;
+				m->has_value = true;
+			}
+			else if (key_is(k, kl, "old_value") && !(c.p < c.end && *c.p == 'n'))
+			{
+				if (parse_row(&c, &ofirst, &ocount) < 0)
+					return -1;
+				m->has_old_value = true;
+			}
+			else if (key_is(k, kl, "headers"))
+			{
+				if (parse_headers(&c) < 0)
+					return -1;
+				saw_headers = true;
+			}
+			else
+			{
+				const char *v;
+				size_t		vl;
+
+				if (skip_value(&c, 1, &v, &vl) < 0)
+					return -1;
+			}
+			if (expect(&c, ','))
+				continue;
+			if (expect(&c, '}'))
+				break;
+			return err(&c, "expected ',' or '}' in message");
+		}
+	}
+	skip_ws(&c);
+	if (c.p != c.end)
+		return err(&c, "unexpected data after message");
+
+	/* fields may have moved while growing: set pointers only now */
+	if (m->has_value)
+	{
+		m->value = m->fields + vfirst;
+		m->nvalue = vcount;
+	}
+	if (m->has_old_value)
+	{
+		m->old_value = m->fields + ofirst;
+		m->nold_value = ocount;
+	}
+
+	if (!saw_headers)
+		m->kind = m->key ? PS_MSG_CHANGE : PS_MSG_UNKNOWN;
+	else if (m->control != PS_CTL_NONE)
+		m->kind = PS_MSG_CONTROL;
+	else if (m->kind == PS_MSG_EVENT)
+		;
+	else if (m->operation || m->key)
+		m->kind = PS_MSG_CHANGE;
+	return 0;
+}
+
+const ps_field *
+ps_message_find(const ps_field *fields, int n, const char *name, size_t name_len)
+{
+	for (int i = 0; i < n; i++)
+		if (fields[i].name_len == name_len &&
+			memcmp(fields[i].name, name, name_len) == 0)
+			return &fields[i];
+	return NULL;
+}
