@@ -1,0 +1,35 @@
+# pglite_sync: PGXS build
+#   make && make install          build and install (PG_CONFIG=... to choose a server)
+#   make unit                     pure C unit tests under ASan/UBSan
+#   test/run-all                  every test layer (see README)
+
+EXTENSION = pglite_sync
+EXTVERSION = 0.1.0
+MODULE_big = pglite_sync
+DATA = pglite_sync--$(EXTVERSION).sql
+
+PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeopts.o
+OBJS = $(PURE_OBJS) src/pg_alloc.o src/pglite_sync.o src/shmem.o src/launcher.o \
+	src/worker.o src/http.o src/spool.o src/apply.o src/catalog.o src/api.o
+
+REGRESS = api
+REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \
+	--load-extension=$(EXTENSION)
+
+PG_CONFIG ?= pg_config
+
+# No JIT bitcode: clang is not a build dependency.
+override with_llvm = no
+
+PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags libcurl jansson)
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wno-sign-compare -Wno-cast-function-type
+SHLIB_LINK = $(shell pkg-config --libs libcurl jansson)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+unit:
+	$(MAKE) -C test/unit
+
+.PHONY: unit

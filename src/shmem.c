@@ -1,0 +1,448 @@
+/*
+ * shmem.c
+ *	  Shared state of pglite_sync: the subscription slot array, the launcher's
+ *	  latch, and the transactional signalling that tells the launcher and the
+ *	  workers about subscription changes at COMMIT, never before.
+ */
+#include "pglite_sync.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include <signal.h>
+
+PsShared   *ps_shared = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+ps_shmem_size(void)
+{
+	return add_size(offsetof(PsShared, slots),
+					mul_size(sizeof(PsSlot), ps_max_subscriptions));
+}
+
+void
+ps_shmem_request(void)
+{
+	RequestAddinShmemSpace(ps_shmem_size());
+	RequestNamedLWLockTranche(PS_EXTENSION_NAME, 1);
+}
+
+static void
+ps_shmem_startup_hook(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ps_shared = ShmemInitStruct(PS_EXTENSION_NAME, ps_shmem_size(), &found);
+	if (!found)
+	{
+		memset(ps_shared, 0, ps_shmem_size());
+		ps_shared->lock = &(GetNamedLWLockTranche(PS_EXTENSION_NAME))->lock;
+		ConditionVariableInit(&ps_shared->cv);
+		ps_shared->nslots = ps_max_subscriptions;
+		ps_shared->rescan = true;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+ps_shmem_startup(void)
+{
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ps_shmem_startup_hook;
+}
+
+/* The SQL API and workers need the preloaded library's shared memory. */
+void
+ps_require_preload(void)
+{
+	if (ps_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pglite_sync is not loaded via shared_preload_libraries"),
+				 errdetail("Subscriptions are run by background workers, which need the library loaded at server start."),
+				 errhint("Add pglite_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+const char *
+ps_state_name(PsState state)
+{
+	switch (state)
+	{
+		case PS_STATE_STARTING:
+			return "starting";
+		case PS_STATE_INITIAL_SYNC:
+			return "initial_sync";
+		case PS_STATE_LIVE:
+			return "live";
+		case PS_STATE_BACKOFF:
+			return "backoff";
+		case PS_STATE_ERROR:
+			return "error";
+	}
+	return "unknown";
+}
+
+/* ---- slots (caller holds ps_shared->lock) ------------------------------ */
+
+PsSlot *
+ps_slot_find(Oid dbid, int32 subid)
+{
+	for (int i = 0; i < ps_shared->nslots; i++)
+	{
+		PsSlot	   *s = &ps_shared->slots[i];
+
+		if (s->in_use && s->dbid == dbid && s->subid == subid)
+			return s;
+	}
+	return NULL;
+}
+
+int
+ps_slots_in_use(void)
+{
+	int			n = 0;
+
+	LWLockAcquire(ps_shared->lock, LW_SHARED);
+	for (int i = 0; i < ps_shared->nslots; i++)
+		if (ps_shared->slots[i].in_use)
+			n++;
+	LWLockRelease(ps_shared->lock);
+	return n;
+}
+
+/*
+ * Make sure (dbid, subid) has a slot that wants a worker.  from_user means a
+ * subscribe just committed: bump start_seq (so that an exiting worker of an
+ * older incarnation keeps the slot) and lift any restart throttle.  Returns
+ * false when every slot is taken.
+ */
+bool
+ps_slot_start(Oid dbid, int32 subid, bool from_user)
+{
+	PsSlot	   *slot;
+
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	slot = ps_slot_find(dbid, subid);
+	if (slot == NULL)
+	{
+		for (int i = 0; i < ps_shared->nslots; i++)
+		{
+			if (!ps_shared->slots[i].in_use)
+			{
+				slot = &ps_shared->slots[i];
+				memset(slot, 0, sizeof(PsSlot));
+				slot->in_use = true;
+				slot->dbid = dbid;
+				slot->subid = subid;
+				slot->state = PS_STATE_STARTING;
+				break;
+			}
+		}
+		if (slot == NULL)
+		{
+			ps_shared->rescan = true;	/* retry once a slot frees up */
+			LWLockRelease(ps_shared->lock);
+			return false;
+		}
+	}
+	else if (!from_user && slot->wanted)
+	{
+		LWLockRelease(ps_shared->lock);
+		return true;
+	}
+	slot->wanted = true;
+	if (from_user)
+	{
+		slot->start_seq++;
+		slot->next_launch = 0;
+		slot->restart_delay_ms = 0;
+	}
+	LWLockRelease(ps_shared->lock);
+	return true;
+}
+
+/* Ask the worker of (dbid, subid), if any, to stop; it exits on its own. */
+void
+ps_slot_stop(Oid dbid, int32 subid)
+{
+	PsSlot	   *slot;
+
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	slot = ps_slot_find(dbid, subid);
+	if (slot != NULL)
+	{
+		slot->wanted = false;
+		slot->stop_generation = slot->generation;
+		if (slot->latch)
+			SetLatch(slot->latch);
+		if (slot->pid == 0 && !slot->launching)
+			slot->in_use = false;
+	}
+	LWLockRelease(ps_shared->lock);
+	ConditionVariableBroadcast(&ps_shared->cv);
+}
+
+/*
+ * Called by a worker that found its subscription gone or stopped: free the
+ * slot unless a newer START arrived meanwhile (start_seq moved on).
+ */
+void
+ps_slot_release(int slotno, uint64 start_seq)
+{
+	PsSlot	   *slot = &ps_shared->slots[slotno];
+
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	if (slot->start_seq == start_seq)
+		slot->wanted = false;
+	LWLockRelease(ps_shared->lock);
+}
+
+/*
+ * A worker died (or failed to start): delay its next launch, doubling while
+ * it keeps dying young, so one bad subscription cannot make us spin.
+ */
+#define MAX_RESTART_DELAY_MS	60000
+#define HEALTHY_RUN_MS			30000
+
+void
+ps_slot_throttle(PsSlot *slot, TimestampTz now)
+{
+	if (slot->launched_at != 0 &&
+		TimestampDifferenceExceeds(slot->launched_at, now, HEALTHY_RUN_MS))
+		slot->restart_delay_ms = 1000;
+	else
+		slot->restart_delay_ms = Min(Max(slot->restart_delay_ms * 2, 1000),
+									 MAX_RESTART_DELAY_MS);
+	slot->next_launch = TimestampTzPlusMilliseconds(now, slot->restart_delay_ms);
+}
+
+void
+ps_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(ps_shared->lock, LW_SHARED);
+	latch = ps_shared->launcher_latch;
+	LWLockRelease(ps_shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/* ---- transactional signalling ----------------------------------------- */
+
+typedef struct PendingAction
+{
+	PsAction	action;
+	int32		subid;
+	int			nest_level;
+} PendingAction;
+
+static List *pending_actions = NIL;
+
+void
+ps_at_commit(PsAction action, int32 subid)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PendingAction *a = palloc(sizeof(PendingAction));
+
+	a->action = action;
+	a->subid = subid;
+	a->nest_level = GetCurrentTransactionNestLevel();
+	pending_actions = lappend(pending_actions, a);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+ps_stop_all_in_database(Oid dbid)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ps_shared->nslots; i++)
+	{
+		PsSlot	   *s = &ps_shared->slots[i];
+
+		if (s->in_use && s->dbid == dbid)
+		{
+			s->wanted = false;
+			s->stop_generation = s->generation;
+			if (s->latch)
+				SetLatch(s->latch);
+			if (s->pid == 0 && !s->launching)
+				s->in_use = false;
+		}
+	}
+	LWLockRelease(ps_shared->lock);
+	ConditionVariableBroadcast(&ps_shared->cv);
+}
+
+static void
+ps_run_pending_actions(void)
+{
+	ListCell   *lc;
+	bool		wake = false;
+
+	foreach(lc, pending_actions)
+	{
+		PendingAction *a = lfirst(lc);
+
+		switch (a->action)
+		{
+			case PS_ACTION_START:
+				if (!ps_slot_start(MyDatabaseId, a->subid, true))
+					elog(WARNING, "pglite_sync: no free subscription slot (pglite_sync.max_subscriptions = %d); the subscription starts when one frees up",
+						 ps_max_subscriptions);
+				wake = true;
+				break;
+			case PS_ACTION_STOP:
+				ps_slot_stop(MyDatabaseId, a->subid);
+				break;
+			case PS_ACTION_STOP_DATABASE:
+				ps_stop_all_in_database(MyDatabaseId);
+				break;
+		}
+	}
+	if (wake)
+		ps_wake_launcher();
+}
+
+static void
+ps_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_actions != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that changed pglite_sync subscriptions")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (pending_actions != NIL && ps_shared != NULL)
+				ps_run_pending_actions();
+			pending_actions = NIL;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending_actions = NIL;	/* memory goes with TopTransactionContext */
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+ps_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (pending_actions == NIL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_actions)
+		{
+			PendingAction *a = lfirst(lc);
+
+			if (a->nest_level >= level)
+				pending_actions = foreach_delete_current(pending_actions, lc);
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_actions)
+		{
+			PendingAction *a = lfirst(lc);
+
+			if (a->nest_level >= level)
+				a->nest_level = level - 1;
+		}
+	}
+}
+
+void
+ps_register_xact_callbacks(void)
+{
+	RegisterXactCallback(ps_xact_callback, NULL);
+	RegisterSubXactCallback(ps_subxact_callback, NULL);
+}
+
+/* ---- DROP DATABASE ------------------------------------------------------ */
+
+/*
+ * PostgreSQL 15 does not stop background workers connected to a database
+ * being dropped (it waits 5 s and fails).  Block new starts in that
+ * database, terminate our workers and scanner there, and wait for them.
+ */
+void
+ps_stop_database_workers(Oid dbid)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
+
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	ps_shared->blocked_db = dbid;
+	LWLockRelease(ps_shared->lock);
+
+	for (;;)
+	{
+		bool		busy = false;
+
+		LWLockAcquire(ps_shared->lock, LW_SHARED);
+		for (int i = 0; i < ps_shared->nslots; i++)
+		{
+			PsSlot	   *s = &ps_shared->slots[i];
+
+			if (s->in_use && s->dbid == dbid && (s->pid != 0 || s->launching))
+			{
+				busy = true;
+				if (s->pid != 0)
+					kill(s->pid, SIGTERM);
+			}
+		}
+		if (ps_shared->scanner_pid != 0 && ps_shared->scanner_db == dbid)
+		{
+			busy = true;
+			kill(ps_shared->scanner_pid, SIGTERM);
+		}
+		LWLockRelease(ps_shared->lock);
+
+		if (!busy || GetCurrentTimestamp() > deadline)
+			break;
+		ConditionVariableTimedSleep(&ps_shared->cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+}
+
+void
+ps_unblock_database(Oid dbid, bool dropped)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	if (ps_shared->blocked_db == dbid)
+		ps_shared->blocked_db = InvalidOid;
+	if (dropped)
+	{
+		for (int i = 0; i < ps_shared->nslots; i++)
+		{
+			PsSlot	   *s = &ps_shared->slots[i];
+
+			if (s->in_use && s->dbid == dbid && s->pid == 0 && !s->launching)
+				s->in_use = false;
+		}
+	}
+	LWLockRelease(ps_shared->lock);
+	ps_wake_launcher();
+}
