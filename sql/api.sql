@@ -1,0 +1,186 @@
+--
+-- SQL API of pglite_sync: names, arguments, validation errors and their
+-- SQLSTATEs, privileges.  Subscriptions made here point at a closed port,
+-- so their workers only back off; states are not shown (they race).
+--
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE sql;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+\dx pglite_sync
+\df electric.*
+\d electric.subscriptions
+
+CREATE TABLE todo (id int PRIMARY KEY, task text, done boolean);
+CREATE TABLE composite (a int, b text, c text, PRIMARY KEY (a, b));
+CREATE TABLE uniq (id int NOT NULL, code text NOT NULL UNIQUE, n int UNIQUE);
+CREATE TABLE nokey (x int);
+CREATE VIEW todo_view AS SELECT * FROM todo;
+CREATE TABLE "Mixed Case" ("Id" int PRIMARY KEY, "Task" text);
+
+-- a shape on a closed port: workers of these subscriptions only back off
+CREATE FUNCTION shape(tbl text DEFAULT 'todo') RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_build_object('url', 'http://127.0.0.1:9/v1/shape', 'params', jsonb_build_object('table', tbl))
+$$;
+
+-- unknown table, schema, column: 42P01 and 42703
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'nosuch', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', schema_name => 'nosuch')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'TODO', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo_view', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{nosuch}')$$);
+
+-- primary key must match the table's key or a unique index on NOT NULL columns: 42P16
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{task}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'composite', '{a}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'uniq', '{n}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'nokey', '{x}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id,id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id,NULL}')$$);
+
+-- bad URL, scheme and options: 22023
+SELECT try($$SELECT electric.sync_shape_to_table('[]', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"params": {"table": "todo"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "ftp://x/v1/shape", "params": {"table": "todo"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "not a url", "params": {"table": "todo"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http:///v1/shape", "params": {"table": "todo"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape"}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "offset": "-1"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "live": true}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "handle": "h"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "cursor": "1"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "live_sse": true}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "subset__where": "x"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo", "replica": "partial"}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo"}, "headers": {"Authorization": 1}}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table('{"url": "http://h/v1/shape", "params": {"table": "todo"}, "signal": null}', 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', initial_insert_method => 'bulk')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', initial_insert_method => 'json', use_copy => true)$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => '')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', map_columns => '{"id": "id"}', map_function => 'try(text)')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', map_columns => '["id"]')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', map_columns => '{"nosuch": "id"}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', map_columns => '{"task": "task"}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', map_columns => '{"id": 1}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', map_function => 'try(text)')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', on_must_refetch => 'try(text)')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(NULL, 'todo', '{id}')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', NULL)$$);
+
+-- a valid subscription; names come back as given, or generated
+SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'todos');
+SELECT electric.sync_shape_to_table('{"url": "http://127.0.0.1:9/v1/shape", "params": {"table": "Mixed Case", "columns": ["Id", "Task"]}}',
+                                    'Mixed Case', '{Id}');
+SELECT electric.sync_shape_to_table(shape(), 'composite', '{b,a}', map_columns => '{"a": "id", "b": "task"}',
+                                    initial_insert_method => 'csv');
+SELECT electric.sync_shape_to_table(shape(), 'uniq', '{code}', use_copy => true);
+SELECT name, shape_key, schema_name, table_name, shape_url, shape_params, shape_headers, handle, "offset",
+       rows_applied, owner, primary_key, initial_insert_method, map_columns
+  FROM electric.subscriptions ORDER BY name;
+
+-- one running subscription per shape_key and per table: 42710
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'todos')$$);
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'other')$$);
+
+-- several subscriptions may share a table when all of them set on_must_refetch
+CREATE TABLE shared (id int PRIMARY KEY, owner text);
+CREATE FUNCTION clear_a(sub text) RETURNS void LANGUAGE sql AS $$ DELETE FROM shared WHERE owner = 'a' $$;
+CREATE FUNCTION clear_b(sub text) RETURNS void LANGUAGE sql AS $$ DELETE FROM shared WHERE owner = 'b' $$;
+CREATE FUNCTION bad_refetch(sub int) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'shared', '{id}', shape_key => 'sa', on_must_refetch => 'bad_refetch(int)')$$);
+SELECT electric.sync_shape_to_table(shape(), 'shared', '{id}', shape_key => 'sa', on_must_refetch => 'clear_a(text)');
+SELECT electric.sync_shape_to_table(shape(), 'shared', '{id}', shape_key => 'sb', on_must_refetch => 'clear_b(text)');
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'shared', '{id}', shape_key => 'sc')$$);
+
+-- lifecycle: unsubscribe keeps a keyed subscription as stopped; unknown names are 42704
+SELECT electric.unsubscribe('todos');
+SELECT electric.unsubscribe('todos');   -- stopped already: nothing to do
+SELECT name, state, worker_pid FROM electric.subscriptions WHERE name = 'todos';
+SELECT try($$SELECT electric.unsubscribe('nosuch')$$);
+SELECT try($$SELECT electric.delete_subscription('nosuch')$$);
+SELECT try($$SELECT electric.wait_for_sync('nosuch')$$);
+SELECT electric.wait_for_sync('todos', '1 s');      -- stopped: false at once
+SELECT try($$SELECT electric.wait_for_sync('todos', '-1 s')$$);
+-- the table is free again; the stopped key can be resumed (and then runs)
+SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'todos');
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'todos')$$);
+-- an unkeyed subscription disappears when unsubscribed
+SELECT electric.unsubscribe('Mixed Case_2');
+SELECT count(*) FROM electric.subscriptions WHERE name = 'Mixed Case_2';
+SELECT electric.delete_subscription('sb');
+SELECT name FROM electric.subscriptions ORDER BY name;
+
+-- changes take effect at commit: a rolled-back subscribe leaves nothing
+BEGIN;
+SELECT electric.sync_shape_to_table(shape(), 'nokey', '{x}', shape_key => 'never');
+ROLLBACK;
+BEGIN;
+CREATE TABLE later (id int PRIMARY KEY);
+SELECT electric.sync_shape_to_table(shape(), 'later', '{id}', shape_key => 'later');
+SELECT try($$SELECT electric.wait_for_sync('later', '1 s')$$);   -- not committed yet: 55000
+ROLLBACK;
+SELECT count(*) FROM electric.subscriptions WHERE name IN ('never', 'later');
+-- a subscription change cannot be prepared for two-phase commit
+BEGIN;
+SELECT electric.unsubscribe('sa');
+PREPARE TRANSACTION 'p1';
+SELECT name, state <> 'stopped' AS running FROM electric.subscriptions WHERE name = 'sa';
+-- subtransactions: a rolled-back savepoint forgets its change
+BEGIN;
+SAVEPOINT s;
+SELECT electric.unsubscribe('sa');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT name, state <> 'stopped' AS running FROM electric.subscriptions WHERE name = 'sa';
+
+-- privileges: management functions are not for PUBLIC; the view is
+CREATE ROLE app NOLOGIN;
+CREATE ROLE other NOLOGIN;
+SELECT p.oid::regprocedure AS function, has_function_privilege('app', p.oid, 'EXECUTE') AS app_can_execute
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'electric' ORDER BY 1::text;
+SELECT has_table_privilege('app', 'electric.subscriptions', 'SELECT') AS view,
+       has_table_privilege('app', 'electric.subscription', 'SELECT') AS catalog,
+       has_table_privilege('app', 'electric.subscription_state', 'UPDATE') AS state;
+SET ROLE app;
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'apps')$$);
+SELECT try($$SELECT electric.unsubscribe('todos')$$);
+SELECT count(*) > 0 AS sees_subscriptions, bool_and(shape_headers IS NULL) AS headers_hidden
+  FROM electric.subscriptions;
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
+                          electric.unsubscribe(text), electric.delete_subscription(text) TO app, other;
+CREATE TABLE app_items (id int PRIMARY KEY, v text);
+GRANT SELECT, INSERT, UPDATE ON app_items TO app;
+SET ROLE app;
+-- the owner needs SELECT, INSERT, UPDATE and DELETE on the table: 42501
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'app_items', '{id}', shape_key => 'apps')$$);
+RESET ROLE;
+GRANT DELETE ON app_items TO app;
+SET ROLE app;
+SELECT electric.sync_shape_to_table('{"url": "http://127.0.0.1:9/v1/shape", "params": {"table": "app_items"}, "headers": {"Authorization": "Bearer secret"}}',
+                                    'app_items', '{id}', shape_key => 'apps');
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'app_items', '{id}', shape_key => 'x', map_function => 'try(text)')$$);
+SELECT name, owner, shape_headers FROM electric.subscriptions WHERE name = 'apps';
+-- a role cannot manage another role's subscription, nor read its headers
+SET ROLE other;
+SELECT try($$SELECT electric.unsubscribe('apps')$$);
+SELECT try($$SELECT electric.delete_subscription('apps')$$);
+SELECT name, shape_headers FROM electric.subscriptions WHERE name = 'apps';
+SET ROLE app;
+SELECT electric.unsubscribe('apps');
+RESET ROLE;
+SELECT electric.delete_subscription('apps');
+
+-- clean up
+SELECT electric.delete_subscription(name) FROM electric.subscriptions ORDER BY name;
+DROP TABLE app_items;
+DROP OWNED BY app, other;
+DROP ROLE app;
+DROP ROLE other;

@@ -1,0 +1,97 @@
+# ElectricServer: run the project's Electric-compatible test server from TAP
+# tests and drive it through its control API.
+package ElectricServer;
+
+use strict;
+use warnings;
+
+use File::Basename qw(dirname);
+use File::Spec;
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(usleep);
+
+my $json = JSON::PP->new->canonical->allow_nonref;
+
+sub new
+{
+	my ($class, %opts) = @_;
+	my $script = File::Spec->rel2abs(dirname(__FILE__) . '/../server/server.js');
+	my ($in, $out, $err) = ('', '', '');
+	my @cmd = ('node', $script, '--port', '0', '--long-poll-ms', $opts{long_poll_ms} // 20000);
+	my $h = IPC::Run::start(\@cmd, \$in, \$out, \$err);
+	my $deadline = time + 30;
+	my $port;
+	until (($port) = $out =~ /\{"port":(\d+)\}/)
+	{
+		die "test server did not start: $err" if time > $deadline || !$h->pumpable;
+		$h->pump_nb;
+		usleep(20_000);
+	}
+	my $self = bless {
+		handle => $h,
+		port => $port,
+		out => \$out,
+		err => \$err,
+		http => HTTP::Tiny->new(timeout => 60),
+	}, $class;
+	return $self;
+}
+
+sub port { $_[0]{port} }
+sub base { "http://127.0.0.1:$_[0]{port}" }
+sub shape_url { $_[0]->base . '/v1/shape' }
+
+# JSON text of a shape option for sync_shape_to_table
+sub shape
+{
+	my ($self, $table, %params) = @_;
+	my $headers = delete $params{headers};
+	my $shape = { url => $self->shape_url, params => { table => $table, %params } };
+	$shape->{headers} = $headers if $headers;
+	return $json->encode($shape);
+}
+
+sub call
+{
+	my ($self, $method, $path, $body) = @_;
+	my %req = (headers => { 'content-type' => 'application/json' });
+	$req{content} = $json->encode($body) if defined $body;
+	my $res = $self->{http}->request($method, $self->base . "/_control$path", \%req);
+	die "control $method $path failed: $res->{status} $res->{content}" unless $res->{success};
+	return $json->decode($res->{content});
+}
+
+sub reset { $_[0]->call('POST', '/reset') }
+sub config { my ($self, %c) = @_; $self->call('POST', '/config', \%c) }
+
+# create_table(name => ..., columns => [...], primary_key => [...], rows => [...], page_rows => n)
+sub create_table { my ($self, %spec) = @_; $self->call('POST', '/tables', \%spec) }
+sub generate { my ($self, $table, %spec) = @_; $self->call('POST', "/tables/$table/generate", \%spec) }
+sub txn { my ($self, $table, @ops) = @_; $self->call('POST', "/tables/$table/txn", { ops => \@ops }) }
+sub txns { my ($self, $table, @txns) = @_; $self->call('POST', "/tables/$table/txns", { txns => \@txns }) }
+sub rotate { my ($self, $table) = @_; $self->call('POST', "/tables/$table/rotate") }
+sub rows { my ($self, $table) = @_; $self->call('GET', "/tables/$table/rows") }
+sub fault { my ($self, %f) = @_; $self->call('POST', '/faults', \%f) }
+sub clear_faults { $_[0]->call('DELETE', '/faults') }
+sub clear_requests { $_[0]->call('DELETE', '/requests') }
+
+sub requests
+{
+	my ($self, $table) = @_;
+	return $self->call('GET', '/requests' . ($table ? "?table=$table" : ''));
+}
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{handle};
+	$self->{handle}->signal('TERM');
+	eval { $self->{handle}->finish; };
+	delete $self->{handle};
+}
+
+sub DESTROY { $_[0]->stop }
+
+1;
