@@ -402,6 +402,7 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 	char	   *name = NULL;
 	bool		exists = false;
 	MemoryContext caller_cxt = CurrentMemoryContext;
+	Oid			owner = GetUserId();
 
 	ps_require_preload();
 	require_arg(fcinfo, 0, "shape");
@@ -433,7 +434,7 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation %s does not exist", target)));
+				 errmsg("relation \"%s.%s\" does not exist", schema_name, table_name)));
 	rel = table_open(relid, AccessShareLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
@@ -519,7 +520,7 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 		memset(nulls, ' ', sizeof(nulls));
 		args[0] = shape_key ? CStringGetTextDatum(shape_key) : (Datum) 0;
 		nulls[0] = shape_key ? ' ' : 'n';
-		args[1] = ObjectIdGetDatum(GetUserId());
+		args[1] = ObjectIdGetDatum(owner);
 		args[2] = ObjectIdGetDatum(relid);
 		args[3] = CStringGetTextDatum(schema_name);
 		args[4] = CStringGetTextDatum(table_name);

@@ -272,8 +272,12 @@ on_message(void *arg, const char *json, size_t len)
 {
 	PsWorker   *w = arg;
 	ps_message *m = &w->msg;
+	MemoryContext old = MemoryContextSwitchTo(w->worker_cxt);
+	int			rc = ps_message_parse(m, json, len);
 
-	if (ps_message_parse(m, json, len) < 0)
+	/* the parser keeps its arena across messages: worker_cxt, not iter_cxt */
+	MemoryContextSwitchTo(old);
+	if (rc < 0)
 	{
 		w->resp_fail_kind = FAIL_RETRY;
 		snprintf(w->resp_error, sizeof(w->resp_error), "malformed message in response: %s", m->error);
@@ -516,8 +520,7 @@ do_request(PsWorker *w)
 						   psprintf("%s %s", live ? "long-polling" : "fetching", url.data));
 	DEBUG_LOG(w, "GET %s", url.data);
 
-	/* reset the per-response state */
-	ps_bodysplit_free(&w->split);
+	/* per-response state; the splitter's buffer lives in iter_cxt */
 	ps_bodysplit_init(&w->split, MAX_MESSAGE_BYTES);
 	w->resp_up_to_date = false;
 	w->resp_must_refetch = false;
@@ -760,7 +763,6 @@ ps_worker_main(Datum main_arg)
 	ps_http_set_headers(w->http, names, values, w->shape.nheaders);
 	w->spool = ps_spool_create(w->worker_cxt);
 	ps_message_init(&w->msg);
-	ps_bodysplit_init(&w->split, MAX_MESSAGE_BYTES);
 
 	for (;;)
 	{
