@@ -636,6 +636,8 @@ do_request(PsWorker *w)
 		w->batch_ticket = w->request_ticket;
 		apply_batch(w);
 	}
+	else if (w->live)
+		set_state(w, PS_STATE_LIVE, false);		/* a batch is open */
 	else
 		set_state(w, PS_STATE_INITIAL_SYNC, false);
 }

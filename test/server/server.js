@@ -61,6 +61,7 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
       method: req.method,
       path: url.pathname,
       query: parseQuery(url.searchParams),
+      headers: req.headers,
       status: final ? final.status : null,
       offset_out: h['electric-offset'] ?? null,
       live: info.live,
