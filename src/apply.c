@@ -18,6 +18,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
+#include "executor/executor.h"
+#include "parser/parse_relation.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -814,15 +816,11 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 	return copied;
 }
 
+/* COPY FROM refuses tables with row level security: use SQL there */
 static bool
 copy_allowed(PsApply *a)
 {
-	/* COPY refuses RLS tables and checks no privileges by itself */
-	if (check_enable_rls(RelationGetRelid(a->rel), InvalidOid, false) == RLS_ENABLED)
-		return false;
-	if (pg_class_aclcheck(RelationGetRelid(a->rel), GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		return false;
-	return true;
+	return check_enable_rls(RelationGetRelid(a->rel), InvalidOid, false) != RLS_ENABLED;
 }
 
 static int64
@@ -849,7 +847,19 @@ bulk_copy(PsApply *a)
 	resetStringInfo(&a->line);
 	format_copy_line(&src);
 
+	/* as DoCopy does: a range table entry, checked for INSERT on the columns */
 	pstate = make_parsestate(NULL);
+	{
+		ParseNamespaceItem *nsitem = addRangeTableEntryForRelation(pstate, a->rel, RowExclusiveLock,
+																   NULL, false, false);
+		RangeTblEntry *rte = nsitem->p_rte;
+
+		rte->requiredPerms = ACL_INSERT;
+		for (int i = 0; i < src.ncols; i++)
+			rte->insertedCols = bms_add_member(rte->insertedCols,
+											   src.order[i] - FirstLowInvalidHeapAttributeNumber);
+		ExecCheckRTPerms(pstate->p_rtable, true);
+	}
 	copy_source = &src;
 	cstate = BeginCopyFrom(pstate, a->rel, NULL, NULL, false, copy_read_cb, names,
 						   list_make1(makeDefElem("encoding",

@@ -43,14 +43,16 @@ sub port { $_[0]{port} }
 sub base { "http://127.0.0.1:$_[0]{port}" }
 sub shape_url { $_[0]->base . '/v1/shape' }
 
-# JSON text of a shape option for sync_shape_to_table
+# JSON text of a shape option for sync_shape_to_table, with single quotes
+# doubled so that it can be pasted between '...' in SQL
 sub shape
 {
 	my ($self, $table, %params) = @_;
 	my $headers = delete $params{headers};
 	my $shape = { url => $self->shape_url, params => { table => $table, %params } };
 	$shape->{headers} = $headers if $headers;
-	return $json->encode($shape);
+	(my $text = $json->encode($shape)) =~ s/'/''/g;
+	return $text;
 }
 
 sub call
@@ -63,16 +65,25 @@ sub call
 	return $json->decode($res->{content});
 }
 
+sub esc { my ($s) = @_; utf8::encode($s) if utf8::is_utf8($s); $s =~ s/([^A-Za-z0-9\-._~])/sprintf('%%%02X', ord $1)/ge; return $s }
+
 sub reset { $_[0]->call('POST', '/reset') }
 sub config { my ($self, %c) = @_; $self->call('POST', '/config', \%c) }
 
 # create_table(name => ..., columns => [...], primary_key => [...], rows => [...], page_rows => n)
 sub create_table { my ($self, %spec) = @_; $self->call('POST', '/tables', \%spec) }
-sub generate { my ($self, $table, %spec) = @_; $self->call('POST', "/tables/$table/generate", \%spec) }
-sub txn { my ($self, $table, @ops) = @_; $self->call('POST', "/tables/$table/txn", { ops => \@ops }) }
-sub txns { my ($self, $table, @txns) = @_; $self->call('POST', "/tables/$table/txns", { txns => \@txns }) }
-sub rotate { my ($self, $table) = @_; $self->call('POST', "/tables/$table/rotate") }
-sub rows { my ($self, $table) = @_; $self->call('GET', "/tables/$table/rows") }
+# load a server table from a real Postgres table, rendered as Electric renders values
+sub from_pg
+{
+	my ($self, $node, $name, $source, %opts) = @_;
+	my $conninfo = 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres user=' . ($ENV{PGUSER} // getpwuid($<));
+	return $self->call('POST', '/tables/from_pg', { name => $name, source => $source, conninfo => $conninfo, %opts });
+}
+sub generate { my ($self, $table, %spec) = @_; $self->call('POST', "/tables/" . esc($table) . "/generate", \%spec) }
+sub txn { my ($self, $table, @ops) = @_; $self->call('POST', "/tables/" . esc($table) . "/txn", { ops => \@ops }) }
+sub txns { my ($self, $table, @txns) = @_; $self->call('POST', "/tables/" . esc($table) . "/txns", { txns => \@txns }) }
+sub rotate { my ($self, $table) = @_; $self->call('POST', "/tables/" . esc($table) . "/rotate") }
+sub rows { my ($self, $table) = @_; $self->call('GET', "/tables/" . esc($table) . "/rows") }
 sub fault { my ($self, %f) = @_; $self->call('POST', '/faults', \%f) }
 sub clear_faults { $_[0]->call('DELETE', '/faults') }
 sub clear_requests { $_[0]->call('DELETE', '/requests') }
@@ -80,7 +91,7 @@ sub clear_requests { $_[0]->call('DELETE', '/requests') }
 sub requests
 {
 	my ($self, $table) = @_;
-	return $self->call('GET', '/requests' . ($table ? "?table=$table" : ''));
+	return $self->call('GET', '/requests' . ($table ? '?table=' . esc($table) : ''));
 }
 
 sub stop
