@@ -9,7 +9,8 @@ PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
 TEST_USER=${TEST_USER:-postgres}
 
 APT_PACKAGES="make gcc pkg-config postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
-	postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev libjansson-dev libipc-run-perl"
+	postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev libjansson-dev libipc-run-perl
+	openssl libio-socket-ssl-perl"
 
 # Install whatever is missing (Debian 12); quick when all is there.
 ensure_deps()

@@ -25,6 +25,15 @@ const table = args.table;
 const rows = Number(args.rows);
 const methods = (args.methods ?? 'insert,csv,json').split(',');
 const timeoutS = Number(args['timeout-s'] ?? 1800);
+const serverPid = args['server-pid'] ? Number(args['server-pid']) : null;
+const ticks = (pid) => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ, 100 on Linux
+  } catch {
+    return null;
+  }
+};
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const peakRssMb = () => {
   const m = readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\s+(\d+) kB/);
@@ -55,6 +64,8 @@ for (const method of methods) {
     rejectSync = rej;
   });
   failCurrent = rejectSync;
+  const cpu0 = process.cpuUsage();
+  const srv0 = serverPid ? ticks(serverPid) : null;
   const started = performance.now();
   let sub;
   const timer = setTimeout(() => rejectSync(new Error(`timeout after ${timeoutS} s`)), timeoutS * 1000);
@@ -70,8 +81,11 @@ for (const method of methods) {
     });
     await synced;
     const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const srv1 = serverPid ? ticks(serverPid) : null;
     const count = Number((await pg.query(`SELECT count(*) AS n FROM ${local}`)).rows[0].n);
-    out({ method, rows, seconds, rows_per_s: rows / seconds, count, ok: count === rows });
+    out({ method, rows, seconds, rows_per_s: rows / seconds, count, ok: count === rows,
+      cpu_s: (cpu.user + cpu.system) / 1e6, server_cpu_s: srv0 != null && srv1 != null ? srv1 - srv0 : null });
   } catch (e) {
     out({ method, rows, error: String(e?.message ?? e) });
   } finally {

@@ -20,6 +20,7 @@ sub new
 	my $script = File::Spec->rel2abs(dirname(__FILE__) . '/../server/server.js');
 	my ($in, $out, $err) = ('', '', '');
 	my @cmd = ('node', $script, '--port', '0', '--long-poll-ms', $opts{long_poll_ms} // 20000);
+	push @cmd, '--tls-cert', $opts{tls_cert}, '--tls-key', $opts{tls_key} if $opts{tls_cert};
 	my $h = IPC::Run::start(\@cmd, \$in, \$out, \$err);
 	my $deadline = time + 30;
 	my $port;
@@ -34,13 +35,14 @@ sub new
 		port => $port,
 		out => \$out,
 		err => \$err,
-		http => HTTP::Tiny->new(timeout => 60),
+		http => HTTP::Tiny->new(timeout => 60, verify_SSL => 0),
+		scheme => $opts{tls_cert} ? 'https' : 'http',
 	}, $class;
 	return $self;
 }
 
 sub port { $_[0]{port} }
-sub base { "http://127.0.0.1:$_[0]{port}" }
+sub base { "$_[0]{scheme}://127.0.0.1:$_[0]{port}" }
 sub shape_url { $_[0]->base . '/v1/shape' }
 
 # JSON text of a shape option for sync_shape_to_table, with single quotes

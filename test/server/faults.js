@@ -116,6 +116,7 @@ export function replacementResponse(fault, searchParams, store) {
     const body = fault.body === undefined ? { message: `injected ${fault.status} fault` } : fault.body;
     const headers = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'electric-server': SERVER_HEADER };
     if (fault.retry_after !== undefined) headers['retry-after'] = String(fault.retry_after);
+    for (const [k, v] of Object.entries(fault.headers ?? {})) headers[k.toLowerCase()] = String(v);
     return { status: fault.status, headers, body: [typeof body === 'string' ? body : JSON.stringify(body)] };
   }
   if (fault?.kind === 'repeat_409') {

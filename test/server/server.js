@@ -4,11 +4,14 @@
 // commit transactions, rotate shapes and inject faults.
 //
 //   node server.js [--port 0] [--host 127.0.0.1] [--long-poll-ms 20000]
+//                  [--tls-cert FILE --tls-key FILE]   (serve https)
 //
 // Prints {"port":N} once listening; runs until SIGTERM/SIGINT.
 // As a library: const srv = await createServer({port: 0}); ... await srv.close()
 
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { pathToFileURL } from 'node:url';
 import { Store } from './store.js';
 import { Faults, requestInfo, replacementResponse, transformResponse } from './faults.js';
@@ -25,7 +28,7 @@ function parseIfNoneMatch(header) {
   return header.split(',').map((s) => s.trim().replace(/^W\//, '').replace(/^"|"$/g, ''));
 }
 
-export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, chunkBytes, quiet = true } = {}) {
+export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, chunkBytes, quiet = true, tlsCert, tlsKey } = {}) {
   const config = {};
   if (longPollMs !== undefined) config.long_poll_ms = longPollMs;
   if (chunkBytes !== undefined) config.chunk_bytes = chunkBytes;
@@ -75,7 +78,7 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
     if (final) await deliver(req, res, final, fault);
   }
 
-  const server = http.createServer(async (req, res) => {
+  const handler = async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
     try {
       if (url.pathname.startsWith('/_control')) {
@@ -105,7 +108,10 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
       if (!quiet) console.error(e);
       return sendJson(res, 500, { message: `internal error: ${e.message}` });
     }
-  });
+  };
+  const server = tlsCert
+    ? https.createServer({ cert: fs.readFileSync(tlsCert), key: fs.readFileSync(tlsKey) }, handler)
+    : http.createServer(handler);
   server.keepAliveTimeout = 60_000;
 
   await new Promise((resolve, reject) => {
@@ -115,7 +121,7 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
   const actualPort = server.address().port;
   return {
     port: actualPort,
-    url: `http://${host}:${actualPort}`,
+    url: `${tlsCert ? 'https' : 'http'}://${host}:${actualPort}`,
     store,
     faults,
     requestLog,
@@ -141,8 +147,11 @@ function parseArgs(argv) {
     else if (a === '--long-poll-ms') opts.longPollMs = Number(val());
     else if (a === '--chunk-bytes') opts.chunkBytes = Number(val());
     else if (a === '--verbose') opts.quiet = false;
+    else if (a === '--tls-cert') opts.tlsCert = val();
+    else if (a === '--tls-key') opts.tlsKey = val();
     else throw new Error(`unknown argument ${a}`);
   }
+  if (!opts.tlsCert !== !opts.tlsKey) throw new Error('--tls-cert and --tls-key go together');
   if (!['127.0.0.1', 'localhost', '::1'].includes(opts.host)) throw new Error('the test server listens on loopback only');
   for (const [k, v] of Object.entries({ port: opts.port, longPollMs: opts.longPollMs, chunkBytes: opts.chunkBytes })) {
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw new Error(`bad value for ${k}`);

@@ -1,0 +1,1038 @@
+#!/usr/bin/env node
+// pglite_sync benchmark. Run through test/bench/run (as root), which installs
+// what is missing, builds and installs the extension, then runs this file.
+//
+// In one run on one machine it starts a throwaway PostgreSQL 15 (as the
+// unprivileged user, with pglite_sync preloaded) and the Electric-compatible
+// test server (a separate process), and measures:
+//
+//   1. initial sync of an N-row generated shape for each initial_insert_method,
+//      next to native COPY ... FROM of the same rows and to the seed peer
+//      (@electric-sql/pglite + @electric-sql/pglite-sync in Node);
+//   2. the worker's peak private memory (RssAnon) during those syncs;
+//   3. live apply of many single-row update transactions appended at once;
+//   4. the CPU cost of idle live subscriptions.
+//
+// It prints Markdown tables and verdicts, writes them (plus raw JSON) to
+// test/bench/results/, and writes BENCHMARKS.md at the top of the repository
+// (not in --quick mode unless --md is given).
+
+import pg from 'pg';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '../..');
+const PG_MAJOR = 15;
+const PGBIN = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
+const OS_USER = process.env.TEST_USER || 'postgres';
+const ALL_METHODS = ['insert', 'copy', 'json'];
+const PEER_METHODS = ['insert', 'csv', 'json'];
+const LONG_POLL_MS = 20000;
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+// ---- options ------------------------------------------------------------------
+
+const USAGE = `usage: test/bench/run [options]        (as root)
+  --rows N           rows of the large initial-sync shape (default 1000000; --quick 100000)
+  --peer-rows N      rows for the pglite-sync peer comparison (default 100000; --quick 20000)
+  --live-txns N      single-row update transactions for live apply (default 100000; --quick 10000)
+  --idle-subs N      idle live subscriptions (default 50)
+  --idle-seconds S   idle measuring window (default 60; --quick 10)
+  --methods LIST     initial_insert_method values (default insert,copy,json)
+  --peer-methods L   pglite-sync initialInsertMethod values (default insert,csv,json)
+  --only LIST        phases to run: initial,peer,live,idle (default all)
+  --profile          also profile the worker with perf during an extra, untimed
+                     sync of --rows per method (results/perf-<method>.txt)
+  --quick            small sizes for fast iteration
+  --md PATH          write the Markdown report there (default BENCHMARKS.md; not in --quick)
+  --no-md            do not write BENCHMARKS.md
+  --keep             keep the scratch directory (data directory, logs)
+  --no-build         (run only) do not build and install the extension first`;
+
+function parseArgs(argv) {
+  const o = {
+    quick: false, rows: null, peerRows: null, liveTxns: null, idleSubs: 50, idleSeconds: null,
+    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: ['initial', 'peer', 'live', 'idle'],
+    profile: false, md: undefined, keep: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    const int = () => {
+      const v = Number(val().replace(/_/g, ''));
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${a} needs a positive integer`);
+      return v;
+    };
+    if (a === '--quick') o.quick = true;
+    else if (a === '--rows') o.rows = int();
+    else if (a === '--peer-rows') o.peerRows = int();
+    else if (a === '--live-txns') o.liveTxns = int();
+    else if (a === '--idle-subs') o.idleSubs = int();
+    else if (a === '--idle-seconds') o.idleSeconds = int();
+    else if (a === '--methods') o.methods = val().split(',');
+    else if (a === '--peer-methods') o.peerMethods = val().split(',');
+    else if (a === '--only') o.only = val().split(',');
+    else if (a === '--profile') o.profile = true;
+    else if (a === '--md') o.md = val();
+    else if (a === '--no-md') o.md = null;
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--no-build') { /* handled by the run wrapper */ }
+    else if (a === '-h' || a === '--help') {
+      console.log(USAGE);
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}\n${USAGE}`);
+  }
+  for (const m of o.methods) if (!ALL_METHODS.includes(m)) throw new Error(`unknown method ${m}`);
+  for (const m of o.peerMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown peer method ${m}`);
+  for (const p of o.only) if (!['initial', 'peer', 'live', 'idle'].includes(p)) throw new Error(`unknown phase ${p}`);
+  o.rows ??= o.quick ? 100_000 : 1_000_000;
+  o.peerRows ??= o.quick ? 20_000 : 100_000;
+  o.liveTxns ??= o.quick ? 10_000 : 100_000;
+  o.idleSeconds ??= o.quick ? 10 : 60;
+  if (o.md === undefined) o.md = o.quick ? null : path.join(REPO, 'BENCHMARKS.md');
+  return o;
+}
+
+// ---- small helpers ---------------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const now = () => performance.now();
+const log = (...a) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const fmtInt = (n) => (n == null || !Number.isFinite(n) ? '–' : Math.round(n).toLocaleString('en-US'));
+const fmtS = (s, d = 2) => (s == null || !Number.isFinite(s) ? '–' : s.toFixed(d));
+const fmtX = (x) => (x == null || !Number.isFinite(x) ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`);
+const fmtMB = (kb) => (kb == null ? '–' : (kb / 1024).toFixed(1));
+
+function percentile(values, p) {
+  if (!values.length) return null;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+function mdTable(headers, rows) {
+  const cells = rows.map((r) => r.map((c) => String(c ?? '–')));
+  const width = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i].length)));
+  const right = headers.map((_, i) => cells.some((r) => /^[-–+]?[\d,.]+( ?[×%sMBms]*)?$/.test(r[i])));
+  const line = (r) => `| ${r.map((c, i) => (right[i] ? c.padStart(width[i]) : c.padEnd(width[i]))).join(' | ')} |`;
+  const sep = `|${width.map((w, i) => (right[i] ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(headers), sep, ...cells.map(line)].join('\n');
+}
+
+function cpuTicks(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+  } catch {
+    return null;
+  }
+}
+
+// Precise CPU time (ns on a CPU, from the scheduler) and context switches.
+function schedNs(pid) {
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return null;
+  }
+}
+
+function ctxSwitches(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(s.match(/^voluntary_ctxt_switches:\s+(\d+)/m)[1]) + Number(s.match(/^nonvoluntary_ctxt_switches:\s+(\d+)/m)[1]);
+  } catch {
+    return null;
+  }
+}
+
+function procStatus(pid, field) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function sh(cmd, args, opts = {}) {
+  try {
+    return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }).toString().trim();
+  } catch (e) {
+    if (opts.soft) return null;
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${e.stderr?.toString() || e.message}`);
+  }
+}
+
+const asUser = (cmd, args, opts) => sh('runuser', ['-u', OS_USER, '--', cmd, ...args], opts);
+
+// ---- the environment: PostgreSQL and the test server ---------------------------
+
+class Env {
+  constructor(opts) {
+    this.opts = opts;
+    this.dir = null;
+    this.server = null;
+    this.clients = [];
+    this.pgStarted = false;
+  }
+
+  async start() {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-sync-bench-'));
+    fs.chmodSync(this.dir, 0o755);
+    sh('chown', [`${OS_USER}:`, this.dir]);
+    this.data = path.join(this.dir, 'data');
+    this.logFile = path.join(this.dir, 'postgres.log');
+    asUser(`${PGBIN}/initdb`, ['-D', this.data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+    const subs = this.opts.idleSubs + 8;
+    this.settings = {
+      shared_preload_libraries: "'pglite_sync'",
+      'pglite_sync.max_subscriptions': subs,
+      max_worker_processes: subs + 16,
+      synchronous_commit: 'on',
+      max_wal_size: "'8GB'",
+      checkpoint_timeout: "'30min'",
+      log_line_prefix: "'%m [%p] '",
+      log_timezone: "'UTC'",
+    };
+    const conf = [
+      ...Object.entries(this.settings).map(([k, v]) => `${k} = ${v}`),
+      "listen_addresses = ''",
+      `unix_socket_directories = '${this.dir}'`,
+      'port = 5432',
+    ].join('\n');
+    fs.appendFileSync(path.join(this.data, 'postgresql.conf'), `\n# pglite_sync benchmark\n${conf}\n`);
+    asUser(`${PGBIN}/pg_ctl`, ['-D', this.data, '-l', this.logFile, '-w', 'start']);
+    this.pgStarted = true;
+    this.postmasterPid = Number(fs.readFileSync(path.join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+
+    // The test server runs in its own process, with Electric's 20 s long-poll.
+    const err = fs.openSync(path.join(this.dir, 'server.err'), 'w');
+    this.server = spawn(process.execPath, [path.join(REPO, 'test/server/server.js'), '--port', '0', '--long-poll-ms', String(LONG_POLL_MS)], {
+      stdio: ['ignore', 'pipe', err],
+    });
+    const port = await new Promise((resolve, reject) => {
+      let buf = '';
+      const t = setTimeout(() => reject(new Error('test server did not start')), 15000);
+      this.server.stdout.on('data', (d) => {
+        buf += d;
+        const m = buf.match(/"port":(\d+)/);
+        if (m) {
+          clearTimeout(t);
+          resolve(Number(m[1]));
+        }
+      });
+      this.server.on('exit', (code) => reject(new Error(`test server exited (${code})`)));
+    });
+    this.serverPid = this.server.pid;
+    this.base = `http://127.0.0.1:${port}`;
+    this.shapeUrl = `${this.base}/v1/shape`;
+
+    this.ctl = await this.client();
+    this.mon = await this.client();
+    await this.ctl.query('CREATE EXTENSION pglite_sync');
+  }
+
+  async client() {
+    const c = new pg.Client({ host: this.dir, port: 5432, user: 'postgres', database: 'postgres' });
+    await c.connect();
+    c.on('error', () => {});
+    this.clients.push(c);
+    return c;
+  }
+
+  async control(method, p, body) {
+    const r = await fetch(`${this.base}/_control${p}`, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`control ${method} ${p}: ${r.status} ${text.slice(0, 300)}`);
+    return JSON.parse(text);
+  }
+
+  async stop() {
+    for (const c of this.clients) await c.end().catch(() => {});
+    if (this.server && this.server.exitCode === null) {
+      this.server.kill('SIGTERM');
+      await new Promise((r) => {
+        const t = setTimeout(r, 3000);
+        this.server.on('exit', () => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    if (this.pgStarted) asUser(`${PGBIN}/pg_ctl`, ['-D', this.data, '-m', 'fast', '-w', 'stop'], { soft: true });
+    if (this.dir && !this.opts.keep) fs.rmSync(this.dir, { recursive: true, force: true });
+    else if (this.dir) log(`kept ${this.dir}`);
+  }
+}
+
+// ---- following one subscription's worker ------------------------------------------
+
+// Polls the subscription (worker pid, state, activity) over its own connection
+// and samples the worker's RssAnon from /proc every 20 ms. A restarted worker
+// is followed by its new pid.
+class WorkerWatch {
+  constructor(env, name) {
+    this.env = env;
+    this.name = name;
+    this.pids = [];
+    this.pid = null;
+    this.peakKb = 0;
+    this.firstKb = null;
+    this.samples = 0;
+    this.tApply = null;
+    this.errors = new Set();
+    this.cpuStart = new Map();
+    this.running = false;
+    this.onPid = null;
+  }
+
+  start(t0) {
+    this.t0 = t0;
+    this.running = true;
+    this.memTimer = setInterval(() => this.sampleMem(), 20);
+    this.loop = this.poll();
+  }
+
+  sampleMem() {
+    if (!this.pid) return;
+    const kb = procStatus(this.pid, 'RssAnon');
+    if (kb == null) return;
+    this.samples++;
+    if (this.firstKb == null) this.firstKb = kb;
+    if (kb > this.peakKb) this.peakKb = kb;
+  }
+
+  async poll() {
+    while (this.running) {
+      const r = await this.env.mon.query(
+        `SELECT s.worker_pid, s.state, s.last_error, a.query
+           FROM electric.subscriptions s LEFT JOIN pg_stat_activity a ON a.pid = s.worker_pid
+          WHERE s.name = $1`,
+        [this.name],
+      );
+      const row = r.rows[0];
+      if (row) {
+        if (row.worker_pid && row.worker_pid !== this.pid) {
+          this.pid = row.worker_pid;
+          this.pids.push(this.pid);
+          this.cpuStart.set(this.pid, cpuTicks(this.pid));
+          this.sampleMem();
+          this.onPid?.(this.pid);
+        }
+        if (row.last_error) this.errors.add(`${row.state}: ${row.last_error}`);
+        if (this.tApply == null && row.query?.startsWith('applying')) this.tApply = now();
+      }
+      await sleep(this.pid ? 100 : 10);
+    }
+  }
+
+  async stop() {
+    this.running = false;
+    clearInterval(this.memTimer);
+    await this.loop;
+    this.sampleMem();
+  }
+
+  // CPU seconds of the current worker since it was first seen.
+  cpuSeconds() {
+    if (!this.pid) return null;
+    const t = cpuTicks(this.pid);
+    const s = this.cpuStart.get(this.pid);
+    return t == null || s == null ? null : (t - s) / CLK_TCK;
+  }
+}
+
+const TABLE_DDL = (name) => `CREATE TABLE ${name} (id int8 PRIMARY KEY, title text, done bool, created_at timestamptz, amount numeric)`;
+
+async function checksum(env, table) {
+  const r = await env.ctl.query(`SELECT count(*)::int8 AS n, coalesce(sum(hashtext(t::text)::int8), 0)::text AS h FROM ${table} t`);
+  return `${r.rows[0].n}:${r.rows[0].h}`;
+}
+
+// ---- phase 1: initial sync -----------------------------------------------------------
+
+async function initialSync(env, { n, method, src, local, profile = false }) {
+  const { ctl } = env;
+  await ctl.query(`DROP TABLE IF EXISTS ${local}`);
+  await ctl.query(TABLE_DDL(local));
+  await ctl.query('CHECKPOINT');
+  const shape = { url: env.shapeUrl, params: { table: src } };
+  const watch = new WorkerWatch(env, local);
+  let perf = null;
+  if (profile) {
+    const out = path.join(env.dir, `perf-${method}.data`);
+    watch.onPid = (pid) => {
+      if (perf) return;
+      perf = spawn('perf', ['record', '-F', '999', '-p', String(pid), '-o', out], { stdio: 'ignore' });
+      perf.out = out;
+    };
+  }
+  const srv0 = cpuTicks(env.serverPid);
+  await ctl.query(
+    `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}',
+                                         shape_key => $2, initial_insert_method => $3)`,
+    [JSON.stringify(shape), local, method],
+  );
+  const t0 = now();
+  watch.start(t0);
+  let ok = false;
+  let error = null;
+  try {
+    ok = (await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, '1 hour'])).rows[0].ok;
+  } catch (e) {
+    error = e.message;
+  }
+  const t1 = now();
+  await watch.stop();
+  const srv1 = cpuTicks(env.serverPid);
+  const workerCpu = watch.cpuSeconds();
+  if (perf) {
+    perf.kill('SIGINT');
+    await new Promise((r) => perf.on('exit', r));
+  }
+  const st = (await ctl.query('SELECT state, rows_applied, last_error FROM electric.subscriptions WHERE name = $1', [local])).rows[0];
+  const count = Number((await ctl.query(`SELECT count(*) AS n FROM ${local}`)).rows[0].n);
+  await ctl.query('SELECT electric.delete_subscription($1)', [local]);
+  const seconds = (t1 - t0) / 1000;
+  const res = {
+    method, n, local, seconds, ok: ok && count === n, count,
+    rows_applied: Number(st?.rows_applied ?? 0),
+    rows_per_s: n / seconds,
+    fetch_s: watch.tApply ? (watch.tApply - t0) / 1000 : null,
+    apply_s: watch.tApply ? (t1 - watch.tApply) / 1000 : null,
+    peak_rss_anon_kb: watch.peakKb || null,
+    start_rss_anon_kb: watch.firstKb,
+    mem_samples: watch.samples,
+    worker_pids: watch.pids,
+    worker_cpu_s: workerCpu,
+    server_cpu_s: srv0 != null && srv1 != null ? (srv1 - srv0) / CLK_TCK : null,
+    errors: [...watch.errors, ...(error ? [error] : []), ...(st?.last_error && !ok ? [st.last_error] : [])],
+  };
+  if (perf) res.perf_data = perf.out;
+  if (!res.ok) res.errors.push(`wait_for_sync=${ok}, count=${count}, expected ${n}`);
+  return res;
+}
+
+async function nativeCopy(env, n, fromTable) {
+  const { ctl } = env;
+  const csv = path.join(env.dir, `rows_${n}.csv`);
+  const table = `native_copy_${n}`;
+  await ctl.query(`COPY ${fromTable} TO '${csv}' (FORMAT csv)`);
+  await ctl.query(`DROP TABLE IF EXISTS ${table}`);
+  await ctl.query(TABLE_DDL(table));
+  await ctl.query('CHECKPOINT');
+  const t0 = now();
+  const r = await ctl.query(`COPY ${table} FROM '${csv}' (FORMAT csv)`);
+  const seconds = (now() - t0) / 1000;
+  const bytes = fs.statSync(csv).size;
+  fs.rmSync(csv, { force: true });
+  return { method: 'native COPY FROM (csv)', n, seconds, rows_per_s: n / seconds, ok: r.rowCount === n, count: r.rowCount, csv_bytes: bytes, table };
+}
+
+async function runPeer(env, { n, src, methods }) {
+  const child = spawn(process.execPath, [
+    path.join(HERE, 'peer.mjs'), '--url', env.shapeUrl, '--table', src, '--rows', String(n), '--methods', methods.join(','),
+    '--server-pid', String(env.serverPid),
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  let stderr = '';
+  let buf = '';
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        const o = JSON.parse(line);
+        lines.push(o);
+        if (o.method) log(`  peer ${o.method}: ${o.error ? `error: ${o.error}` : `${fmtS(o.seconds)} s, ${fmtInt(o.rows_per_s)} rows/s`}`);
+        else if (o.startup_s && !o.done) log(`  peer: PGlite started in ${fmtS(o.startup_s)} s (excluded from timings)`);
+      } catch {
+        stderr += `${line}\n`;
+      }
+    }
+  });
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise((r) => child.on('exit', r));
+  const done = lines.find((l) => l.done) ?? {};
+  return {
+    n,
+    exit_code: code,
+    startup_s: done.startup_s ?? lines.find((l) => l.startup_s)?.startup_s ?? null,
+    peak_rss_mb: done.peak_rss_mb ?? null,
+    methods: lines.filter((l) => l.method),
+    stderr: stderr.slice(-2000),
+  };
+}
+
+async function profileReport(file) {
+  const out = sh('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,symbol', '--percent-limit', '0.7'], { soft: true, maxBuffer: 64 << 20 });
+  if (!out) return null;
+  return out.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, 40).join('\n');
+}
+
+// ---- phase 3: live apply ------------------------------------------------------------------
+
+function parseWorkerLog(text, name, sinceMs) {
+  const re = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[(\d+)\] LOG:\s+pglite_sync: subscription "([^"]+)": (.*)$/;
+  const events = [];
+  for (const line of text.split('\n')) {
+    const m = line.match(re);
+    if (!m || m[3] !== name) continue;
+    const t = Date.parse(`${m[1].replace(' ', 'T')}Z`);
+    if (t < sinceMs) continue;
+    const msg = m[4];
+    let r;
+    if ((r = msg.match(/^response: outcome (\d+), status (\d+), (\d+) bytes in ([\d.]+) s, (\d+) changes(, up-to-date)?/))) {
+      events.push({ t, pid: Number(m[2]), kind: 'response', status: Number(r[2]), bytes: Number(r[3]), secs: Number(r[4]), changes: Number(r[5]), upToDate: !!r[6] });
+    } else if ((r = msg.match(/^committed batch: (\d+) changes/))) {
+      events.push({ t, pid: Number(m[2]), kind: 'commit', changes: Number(r[1]) });
+    }
+  }
+  return events;
+}
+
+function latencies(events) {
+  const batches = [];
+  const perResponse = [];
+  let lastResp = null;
+  let pending = [];
+  for (const e of events) {
+    if (e.kind === 'response' && e.status === 200) {
+      lastResp = e;
+      if (e.changes > 0) pending.push(e);
+    } else if (e.kind === 'commit' && e.changes > 0) {
+      if (lastResp && lastResp.pid === e.pid) batches.push({ ms: e.t - lastResp.t, changes: e.changes });
+      for (const p of pending) perResponse.push(e.t - p.t);
+      pending = [];
+    }
+  }
+  const responses = events.filter((e) => e.kind === 'response' && e.status === 200 && e.changes > 0);
+  return {
+    batches: batches.length,
+    batch_changes: batches.map((b) => b.changes),
+    p50_ms: percentile(batches.map((b) => b.ms), 50),
+    p99_ms: percentile(batches.map((b) => b.ms), 99),
+    max_ms: batches.length ? Math.max(...batches.map((b) => b.ms)) : null,
+    responses: responses.length,
+    changes_per_response: responses.length ? responses.reduce((a, r) => a + r.changes, 0) / responses.length : null,
+    resp_p50_ms: percentile(perResponse, 50),
+    resp_p99_ms: percentile(perResponse, 99),
+  };
+}
+
+async function liveApply(env, txns) {
+  const { ctl, mon } = env;
+  const src = 'live_src';
+  const local = 'live_apply';
+  log(`live apply: syncing a ${fmtInt(txns)}-row table first`);
+  await env.control('POST', `/tables/${src}/generate`, { rows: txns });
+  await ctl.query(`DROP TABLE IF EXISTS ${local}`);
+  await ctl.query(TABLE_DDL(local));
+  await ctl.query(
+    `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}',
+                                         shape_key => $2, initial_insert_method => 'copy')`,
+    [JSON.stringify({ url: env.shapeUrl, params: { table: src } }), local],
+  );
+  if (!(await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, '10 minutes'])).rows[0].ok) {
+    throw new Error('live apply: the initial sync did not finish');
+  }
+  const lis = await env.client();
+  await lis.query('LISTEN electric_sync');
+  let notified = null;
+  lis.on('notification', (m) => {
+    if (m.payload === local && notified) notified(now());
+  });
+
+  const runs = [];
+  for (const [k, debug] of [[1, false], [2, true]]) {
+    await ctl.query(`ALTER SYSTEM SET pglite_sync.debug = ${debug ? 'on' : 'off'}`);
+    await ctl.query('SELECT pg_reload_conf()');
+    await sleep(1500); // let the worker settle into its long-poll
+    const pid = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+    const cpu0 = cpuTicks(pid);
+    const srv0 = cpuTicks(env.serverPid);
+    const prefix = `run${k} #`;
+    const body = JSON.stringify({
+      txns: Array.from({ length: txns }, (_, i) => ({
+        ops: [{ op: 'update', row: { id: String(i + 1), title: `${prefix}${i + 1}`, amount: `${k}.${String(i % 100).padStart(2, '0')}` } }],
+      })),
+    });
+    const wall0 = Date.now();
+    const tPost0 = now();
+    // The server appends all transactions, then answers the waiting long-poll.
+    const done = new Promise((resolve, reject) => {
+      const timeout = setTimeout(() => reject(new Error('live apply: changes not applied within 10 minutes')), 600_000);
+      let checking = false;
+      notified = async (t) => {
+        if (checking) return;
+        checking = true;
+        try {
+          const c = Number((await mon.query(`SELECT count(*) AS n FROM ${local} WHERE title LIKE $1`, [`${prefix}%`])).rows[0].n);
+          if (c >= txns) {
+            clearTimeout(timeout);
+            notified = null;
+            resolve(t);
+          }
+        } finally {
+          checking = false;
+        }
+      };
+    });
+    const posted = await env.control('POST', `/tables/${src}/txns`, body);
+    const tPost1 = now();
+    const tEnd = await done;
+    const cpu1 = cpuTicks(pid);
+    const srv1 = cpuTicks(env.serverPid);
+    const pid2 = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+    const seconds = (tEnd - tPost1) / 1000;
+    const run = {
+      run: k, debug, txns: posted.count, post_s: (tPost1 - tPost0) / 1000, seconds,
+      changes_per_s: txns / seconds,
+      worker_cpu_s: cpu0 != null && cpu1 != null ? (cpu1 - cpu0) / CLK_TCK : null,
+      server_cpu_s: (srv1 - srv0) / CLK_TCK,
+      worker_restarted: pid !== pid2,
+    };
+    if (debug) {
+      await sleep(300);
+      const events = parseWorkerLog(fs.readFileSync(env.logFile, 'utf8'), local, wall0 - 5);
+      Object.assign(run, latencies(events));
+    }
+    log(`  live run ${k} (debug ${debug ? 'on' : 'off'}): ${fmtS(seconds)} s, ${fmtInt(run.changes_per_s)} changes/s` +
+        (debug ? `, ${run.batches} batch(es), response→commit p50 ${run.p50_ms} ms, p99 ${run.p99_ms} ms` : ''));
+    runs.push(run);
+  }
+  await ctl.query('ALTER SYSTEM RESET pglite_sync.debug');
+  await ctl.query('SELECT pg_reload_conf()');
+  await ctl.query('SELECT electric.delete_subscription($1)', [local]);
+  await lis.query('UNLISTEN *');
+  return { txns, runs };
+}
+
+// ---- phase 4: idle subscriptions -------------------------------------------------------------
+
+async function idle(env, subs, seconds) {
+  const { ctl, mon } = env;
+  const src = 'idle_src';
+  await env.control('POST', '/tables', {
+    name: src,
+    columns: [{ name: 'id', type: 'int8', not_null: true }, { name: 'title', type: 'text' }],
+    primary_key: ['id'],
+    rows: Array.from({ length: 10 }, (_, i) => ({ id: String(i + 1), title: `idle row ${i + 1}` })),
+  });
+  const shape = JSON.stringify({ url: env.shapeUrl, params: { table: src } });
+  for (let i = 1; i <= subs; i++) {
+    const t = `idle_${i}`;
+    await ctl.query(`DROP TABLE IF EXISTS ${t}`);
+    await ctl.query(`CREATE TABLE ${t} (id int8 PRIMARY KEY, title text)`);
+    await ctl.query(
+      `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}', shape_key => $2)`,
+      [shape, t],
+    );
+  }
+  const deadline = Date.now() + 120_000;
+  let st;
+  for (;;) {
+    st = (await mon.query(`SELECT count(*) FILTER (WHERE state = 'live' AND worker_pid IS NOT NULL)::int AS live,
+                                  count(DISTINCT worker_pid)::int AS pids
+                             FROM electric.subscriptions WHERE name LIKE 'idle\\_%'`)).rows[0];
+    if (st.live === subs && st.pids === subs) break;
+    if (Date.now() > deadline) throw new Error(`idle: only ${st.live} of ${subs} subscriptions live (${st.pids} workers)`);
+    await sleep(200);
+  }
+  await sleep(3000); // every worker is now in its first live long-poll
+  const pidsOf = async () => {
+    const subsPids = (await mon.query(`SELECT worker_pid FROM electric.subscriptions WHERE name LIKE 'idle\\_%' AND state = 'live'`)).rows.map((r) => r.worker_pid);
+    const act = (await mon.query(`SELECT pid, backend_type FROM pg_stat_activity WHERE backend_type LIKE 'pglite_sync%'`)).rows;
+    return {
+      subsPids: subsPids.sort((a, b) => a - b),
+      workers: act.filter((r) => r.backend_type === 'pglite_sync worker').map((r) => r.pid).sort((a, b) => a - b),
+      launcher: act.find((r) => r.backend_type === 'pglite_sync launcher')?.pid ?? null,
+    };
+  };
+  const before = await pidsOf();
+  const running = before.subsPids.filter((p) => before.workers.includes(p) && fs.existsSync(`/proc/${p}`));
+  if (new Set(running).size !== subs) throw new Error(`idle: only ${new Set(running).size} of ${subs} workers really run`);
+  const reqs0 = Date.now();
+  const t0 = now();
+  const snap = () => ({
+    workers: new Map(before.subsPids.map((p) => [p, [cpuTicks(p), schedNs(p), ctxSwitches(p)]])),
+    launcher: before.launcher ? [cpuTicks(before.launcher), schedNs(before.launcher), ctxSwitches(before.launcher)] : null,
+    postmaster: [cpuTicks(env.postmasterPid), schedNs(env.postmasterPid)],
+    server: [cpuTicks(env.serverPid), schedNs(env.serverPid)],
+  });
+  const s0 = snap();
+  log(`idle: ${subs} live subscriptions, ${subs} distinct running workers; measuring ${seconds} s`);
+  await sleep(seconds * 1000);
+  const s1 = snap();
+  const elapsed = (now() - t0) / 1000;
+  const reqs1 = Date.now();
+  const after = await pidsOf();
+  const same = JSON.stringify(after.subsPids) === JSON.stringify(before.subsPids);
+  let workerTicks = 0;
+  let workerNs = 0;
+  let perWorkerMaxNs = 0;
+  let switches = 0;
+  for (const p of before.subsPids) {
+    const [t0_, n0, c0] = s0.workers.get(p);
+    const [t1_, n1, c1] = s1.workers.get(p);
+    workerTicks += (t1_ ?? t0_) - t0_;
+    workerNs += (n1 ?? n0) - n0;
+    perWorkerMaxNs = Math.max(perWorkerMaxNs, (n1 ?? n0) - n0);
+    switches += (c1 ?? c0) - c0;
+  }
+  const launcherNs = s0.launcher ? s1.launcher[1] - s0.launcher[1] : 0;
+  const requests = (await env.control('GET', `/requests?table=${src}`)).filter((r) => r.t + r.ms >= reqs0 && r.t + r.ms <= reqs1);
+  for (let i = 1; i <= subs; i++) await ctl.query('SELECT electric.delete_subscription($1)', [`idle_${i}`]);
+  return {
+    subs, workers_running: running.length, seconds: elapsed, same_workers_after: same,
+    worker_cpu_s: workerNs / 1e9,
+    worker_cpu_ticks_s: workerTicks / CLK_TCK,
+    worker_max_cpu_s: perWorkerMaxNs / 1e9,
+    worker_wakeups_per_s: switches / subs / elapsed,
+    launcher_cpu_s: s0.launcher ? launcherNs / 1e9 : null,
+    launcher_wakeups: s0.launcher ? s1.launcher[2] - s0.launcher[2] : null,
+    postmaster_cpu_s: (s1.postmaster[1] - s0.postmaster[1]) / 1e9,
+    server_cpu_s: (s1.server[1] - s0.server[1]) / 1e9,
+    pct_one_core: ((workerNs + launcherNs) / 1e9 / elapsed) * 100,
+    requests: requests.length,
+    requests_expected: Math.round((subs * elapsed * 1000) / LONG_POLL_MS),
+    request_statuses: [...new Set(requests.map((r) => r.status))],
+  };
+}
+
+// ---- the machine --------------------------------------------------------------------------
+
+async function machineInfo(env) {
+  const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? os.cpus()[0]?.model;
+  const pkgVersion = (p) => {
+    try {
+      return JSON.parse(fs.readFileSync(p, 'utf8')).version;
+    } catch {
+      return null;
+    }
+  };
+  const deb = (p) => sh('dpkg-query', ['-W', '-f', '${Version}', p], { soft: true });
+  const commit = sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { soft: true });
+  const dirty = sh('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'Makefile', 'pglite_sync.control', '*.sql'], { soft: true });
+  const pgv = (await env.ctl.query('SELECT version() AS v')).rows[0].v;
+  const ext = (await env.ctl.query("SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'")).rows[0]?.extversion;
+  const curlv = sh('curl-config', ['--version'], { soft: true }) ?? `libcurl ${deb('libcurl4')}`;
+  return {
+    cpu,
+    cores: os.cpus().length,
+    ram_gb: +(os.totalmem() / 2 ** 30).toFixed(1),
+    kernel: `${os.type()} ${os.release()}`,
+    os: fs.existsSync('/etc/debian_version') ? `Debian ${fs.readFileSync('/etc/debian_version', 'utf8').trim()}` : os.platform(),
+    postgres: pgv,
+    libcurl: curlv,
+    jansson: deb('libjansson4'),
+    node: process.version,
+    pglite: pkgVersion(path.join(REPO, 'test/peer/node_modules/@electric-sql/pglite/package.json')),
+    pglite_sync: pkgVersion(path.join(REPO, 'test/peer/node_modules/@electric-sql/pglite-sync/package.json')),
+    electric_client_peer: pkgVersion(path.join(REPO, 'test/peer/node_modules/@electric-sql/client/package.json')),
+    extension: `${ext ?? '?'} at commit ${commit ?? '?'}${dirty ? ' + uncommitted changes in src/' : ''}`,
+    load_at_start: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+  };
+}
+
+// ---- the report -------------------------------------------------------------------------
+
+function report(R) {
+  const o = R.options;
+  const out = [];
+  const p = (s = '') => out.push(s);
+  p('# pglite_sync benchmarks');
+  p();
+  p(`Generated by \`test/bench/run\` (test/bench/bench.mjs). ${o.quick ? '**Quick mode: small sizes, not the reference numbers.**' : ''}`);
+  p();
+  p('```sh');
+  p(R.command);
+  p('```');
+  p();
+  const m = R.machine;
+  p(`- **Date:** ${R.date} (run took ${fmtS(R.total_s / 60, 1)} min)`);
+  p(`- **Machine:** ${m.cpu}, ${m.cores} cores, ${m.ram_gb} GB RAM; ${m.os}, ${m.kernel}; load average at start ${m.load_at_start}`);
+  p(`- **Versions:** ${m.postgres}; ${m.libcurl}; jansson ${m.jansson}; Node ${m.node}; pglite_sync ${m.extension}; ` +
+    `peer @electric-sql/pglite ${m.pglite}, @electric-sql/pglite-sync ${m.pglite_sync} (client ${m.electric_client_peer})`);
+  p(`- **PostgreSQL settings changed from the defaults:** ${Object.entries(R.settings).map(([k, v]) => `\`${k} = ${v}\``).join(', ')}. ` +
+    'Everything else is default (shared_buffers 128MB, fsync on, wal_level replica). A CHECKPOINT precedes every timed load.');
+  p(`- **Test server:** test/server/server.js in its own Node process, long-poll ${LONG_POLL_MS / 1000} s, Electric's default 10 MiB chunks; ` +
+    'the large tables are `POST /_control/tables/:name/generate` tables (id int8 PK, title text, done bool, created_at timestamptz, amount numeric; ' +
+    'about 100 bytes per row in the table, about 250 bytes per row of JSON), whose snapshot pages are pre-rendered.');
+  p('- **Noise:** the machine is shared (another engineer runs tests on it); compare ratios measured within one run, not absolute numbers across runs. Every figure is a single measurement.');
+  p();
+
+  // initial sync
+  if (R.initial) {
+    p('## Initial sync');
+    p();
+    p('Time from the commit of `electric.sync_shape_to_table(...)` until `electric.wait_for_sync(...)` returns true; ' +
+      'then `count(*)` and `rows_applied` are checked against N. *fetch* is the part until the worker starts applying ' +
+      '(downloading and spooling every page; from `pg_stat_activity`), *apply* the rest (one transaction: load, index, commit). ' +
+      'Native COPY is `COPY t FROM \'file.csv\' (FORMAT csv)` of the same rows (written by `COPY <synced table> TO`) into an ' +
+      'identical empty table with the same primary key, on the same server. The peer is @electric-sql/pglite (in memory) + ' +
+      '@electric-sql/pglite-sync in Node, from the same test server and shape; its time runs from `syncShapeToTable()` to `onInitialSync`; ' +
+      `PGlite's start-up (${fmtS(R.peer?.startup_s, 1)} s) is excluded. Worker/server CPU: utime+stime over the sync.`);
+    p();
+    const rows = [];
+    for (const n of R.sizes) {
+      const nat = R.initial.native[n];
+      const peerBest = R.peer && R.peer.n === n ? R.peer.best : null;
+      for (const r of R.initial.runs.filter((x) => x.n === n)) {
+        rows.push([
+          `pglite_sync ${r.method}`, fmtInt(n), r.ok ? fmtS(r.seconds) : 'FAILED', r.ok ? fmtInt(r.rows_per_s) : '–',
+          fmtS(r.fetch_s), fmtS(r.apply_s),
+          r.ok && nat?.ok ? fmtX(r.rows_per_s / nat.rows_per_s) : '–',
+          r.ok && peerBest ? fmtX(r.rows_per_s / peerBest.rows_per_s) : '–',
+          fmtS(r.worker_cpu_s), fmtS(r.server_cpu_s),
+        ]);
+      }
+      if (nat) rows.push(['native COPY FROM (csv)', fmtInt(n), fmtS(nat.seconds), fmtInt(nat.rows_per_s), '', '', '1.00×', peerBest ? fmtX(nat.rows_per_s / peerBest.rows_per_s) : '–', '', '']);
+      if (R.peer && R.peer.n === n) {
+        for (const pm of R.peer.methods) {
+          rows.push([`peer pglite-sync ${pm.method}`, fmtInt(n), pm.error ? 'FAILED' : fmtS(pm.seconds), pm.error ? '–' : fmtInt(pm.rows_per_s), '', '',
+            !pm.error && nat?.ok ? fmtX(pm.rows_per_s / nat.rows_per_s) : '–', !pm.error && peerBest ? fmtX(pm.rows_per_s / peerBest.rows_per_s) : '–', fmtS(pm.cpu_s), fmtS(pm.server_cpu_s)]);
+        }
+      }
+    }
+    p(mdTable(['method', 'N', 'seconds', 'rows/s', 'fetch s', 'apply s', '× native COPY', '× peer best', 'worker CPU s', 'server CPU s'], rows));
+    p();
+    if (R.peer) {
+      const failed = R.peer.methods.filter((x) => x.error);
+      p(`Peer N = ${fmtInt(R.peer.n)}${R.peer.n !== R.options.rows ? ` (smaller than ${fmtInt(R.options.rows)}: PGlite in Node needs about 1 GB and is slow)` : ''}; ` +
+        `peer process peak RSS ${R.peer.peak_rss_mb ?? '?'} MB (start-up included). ` +
+        (R.peer.best ? `"× peer best" compares with the peer's fastest method (${R.peer.best.method}) at the same N. ` : 'No peer method succeeded. ') +
+        (failed.length ? `Peer failures: ${failed.map((x) => `${x.method}: \`${x.error}\``).join('; ')}.` : ''));
+      p();
+    }
+    const errs = R.initial.runs.filter((r) => r.errors.length);
+    if (errs.length) {
+      p('Errors seen during initial syncs:');
+      for (const r of errs) p(`- ${r.method} N=${fmtInt(r.n)}: ${r.errors.map((e) => `\`${e}\``).join('; ')}`);
+      p();
+    }
+    if (R.initial.checksums) {
+      p(`Data check: every loaded table at the same N has the same row count and row hash (sum of hashtext(row::text)): ${R.initial.checksums_ok ? 'yes' : '**NO**'}.`);
+      p();
+    }
+
+    p('## Worker memory');
+    p();
+    p('Peak `RssAnon` of the subscription\'s worker (from `/proc/<pid>/status`, sampled every 20 ms during the initial sync; ' +
+      'anonymous private memory only: shared buffers and page cache do not count). "at start" is the first sample after the ' +
+      'worker appeared. The worker is followed by pid through `electric.subscriptions.worker_pid`; "workers" counts pids seen (1 = no restart).');
+    p();
+    p(mdTable(['method', 'N', 'peak RssAnon MB', 'at start MB', 'samples', 'workers'],
+      R.initial.runs.map((r) => [r.method, fmtInt(r.n), fmtMB(r.peak_rss_anon_kb), fmtMB(r.start_rss_anon_kb), r.mem_samples, r.worker_pids.length])));
+    p();
+  }
+
+  if (R.live) {
+    p('## Live apply');
+    p();
+    p(`${fmtInt(R.live.txns)} single-row UPDATE transactions appended to the test server in one \`POST /_control/tables/:name/txns\` ` +
+      'while the worker waits in its long-poll, so the responses carry many transactions (synchronous_commit = on). ' +
+      '*seconds* runs from the moment the POST returned (the server has appended everything and answered the long-poll) to the ' +
+      'NOTIFY of the commit that made all changes visible (checked with count(*)). Run 1 has pglite_sync.debug off and gives the ' +
+      'throughput; run 2 has it on and gives the latency: per committed batch, the time from the log line of the response that ' +
+      'completed the batch (written once the response is fully received) to the "committed batch" log line (p50/p99 over batches, ' +
+      'so a handful of samples). "resp→commit" is the same per response carrying changes (earlier responses of a batch wait for the rest).');
+    p();
+    p(mdTable(['run', 'debug', 'txns', 'seconds', 'changes/s', 'batches', 'responses', 'changes/response', 'p50 ms', 'p99 ms', 'resp→commit p50/p99 ms', 'worker CPU s', 'server CPU s'],
+      R.live.runs.map((r) => [r.run, r.debug ? 'on' : 'off', fmtInt(r.txns), fmtS(r.seconds), fmtInt(r.changes_per_s),
+        r.debug ? r.batches : '', r.debug ? r.responses : '', r.debug ? fmtInt(r.changes_per_response) : '',
+        r.debug ? r.p50_ms : '', r.debug ? r.p99_ms : '', r.debug ? `${r.resp_p50_ms ?? '–'} / ${r.resp_p99_ms ?? '–'}` : '',
+        fmtS(r.worker_cpu_s), fmtS(r.server_cpu_s)])));
+    p();
+    const slowPost = R.live.runs.map((r) => fmtS(r.post_s)).join(' s and ');
+    p(`The POST itself (the test server applying and logging the transactions) took ${slowPost} s and is not counted.`);
+    p();
+  }
+
+  if (R.idle) {
+    const I = R.idle;
+    p('## Idle subscriptions');
+    p();
+    p(`${I.subs} live subscriptions on a 10-row shape (one table each), all in state live with ${I.workers_running} distinct running ` +
+      `worker processes (asserted from electric.subscriptions.worker_pid, pg_stat_activity and /proc). CPU is the scheduler's ` +
+      `run time from /proc/<pid>/schedstat over ${fmtS(I.seconds, 1)} s (utime+stime from /proc/<pid>/stat, in ${1000 / CLK_TCK} ms ticks, ` +
+      `says ${fmtS(I.worker_cpu_ticks_s)} s for the workers); wake-ups are context switches per worker per second. With a ${LONG_POLL_MS / 1000} s long-poll each worker ` +
+      `makes about ${(60000 / LONG_POLL_MS).toFixed(0)} requests a minute.`);
+    p();
+    p(mdTable(['subscriptions', 'seconds', 'workers CPU s', 'busiest worker CPU s', 'wake-ups/s per worker', 'launcher CPU s', '% of one core', 'postmaster CPU s', 'requests served (expected)', 'same workers after'],
+      [[I.subs, fmtS(I.seconds, 1), fmtS(I.worker_cpu_s, 3), fmtS(I.worker_max_cpu_s, 4), fmtS(I.worker_wakeups_per_s, 2), fmtS(I.launcher_cpu_s, 3), `${fmtS(I.pct_one_core, 3)}%`, fmtS(I.postmaster_cpu_s, 3),
+        `${I.requests} (${I.requests_expected})`, I.same_workers_after ? 'yes' : 'NO']]));
+    p();
+  }
+
+  p('## Targets');
+  p();
+  p('Reported, not asserted.');
+  p();
+  p(mdTable(['target', 'measured', 'verdict'], R.verdicts.map((v) => [v.target, v.measured, v.met == null ? 'not measured' : v.met ? 'met' : '**missed**'])));
+  p();
+  return out.join('\n');
+}
+
+function verdicts(R) {
+  const v = [];
+  const bestAt = (n) => {
+    const ok = (R.initial?.runs ?? []).filter((r) => r.n === n && r.ok);
+    return ok.length ? ok.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
+  };
+  const n = R.options.rows;
+  const best = bestAt(n);
+  const nat = R.initial?.native[n];
+  if (best && nat?.ok) {
+    const x = best.rows_per_s / nat.rows_per_s;
+    v.push({ target: 'best initial method ≥ 0.8× native COPY rows/s', measured: `${best.method}: ${fmtInt(best.rows_per_s)} vs ${fmtInt(nat.rows_per_s)} rows/s = ${fmtX(x)} at N = ${fmtInt(n)}`, met: x >= 0.8 });
+  } else v.push({ target: 'best initial method ≥ 0.8× native COPY rows/s', measured: '–', met: null });
+  const pb = R.peer?.best;
+  const ours = R.peer ? bestAt(R.peer.n) : null;
+  if (pb && ours) {
+    const x = ours.rows_per_s / pb.rows_per_s;
+    v.push({ target: '≥ 10× the pglite-sync peer at the same N', measured: `${ours.method}: ${fmtInt(ours.rows_per_s)} vs peer ${pb.method}: ${fmtInt(pb.rows_per_s)} rows/s = ${fmtX(x)} at N = ${fmtInt(R.peer.n)}`, met: x >= 10 });
+  } else v.push({ target: '≥ 10× the pglite-sync peer at the same N', measured: '–', met: null });
+  const lr = R.live?.runs.find((r) => !r.debug);
+  if (lr) v.push({ target: 'live apply ≥ 50,000 changes/s', measured: `${fmtInt(lr.changes_per_s)} changes/s (debug off)`, met: lr.changes_per_s >= 50000 });
+  else v.push({ target: 'live apply ≥ 50,000 changes/s', measured: '–', met: null });
+  if (R.idle) {
+    v.push({ target: 'idle subscriptions ≈ 0 CPU (taken as < 1% of one core for all workers + launcher)',
+      measured: `${fmtS(R.idle.worker_cpu_s + (R.idle.launcher_cpu_s ?? 0), 3)} CPU s in ${fmtS(R.idle.seconds, 0)} s for ${R.idle.subs} workers = ${fmtS(R.idle.pct_one_core, 3)}% of one core`,
+      met: R.idle.pct_one_core < 1 });
+  } else v.push({ target: 'idle subscriptions ≈ 0 CPU', measured: '–', met: null });
+  return v;
+}
+
+// ---- main ----------------------------------------------------------------------------------
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error('run as root (PostgreSQL runs as the unprivileged user "postgres")');
+  const opts = parseArgs(process.argv.slice(2));
+  const started = now();
+  const R = {
+    command: process.env.BENCH_COMMAND || `node test/bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    options: opts,
+  };
+  const sizes = [...new Set([opts.peerRows, opts.rows, ...(opts.rows > 100_000 ? [100_000] : [])])].sort((a, b) => a - b);
+  R.sizes = sizes;
+  const env = new Env(opts);
+  const cleanup = async () => {
+    await env.stop().catch((e) => log(`cleanup: ${e.message}`));
+  };
+  process.on('SIGINT', async () => {
+    await cleanup();
+    process.exit(130);
+  });
+  try {
+    await env.start();
+    R.settings = env.settings;
+    R.machine = await machineInfo(env);
+    log(`PostgreSQL in ${env.dir}; test server at ${env.base} (pid ${env.serverPid})`);
+
+    if (opts.only.includes('initial') || opts.only.includes('peer')) {
+      R.initial = { runs: [], native: {} };
+      for (const n of sizes) {
+        const src = `gen_${n}`;
+        const g = await env.control('POST', `/tables/${src}/generate`, { rows: n });
+        log(`N = ${fmtInt(n)}: test server generated ${g.pages} pages, ${fmtInt(g.bytes)} bytes in ${g.ms} ms`);
+        if (opts.only.includes('initial')) {
+          for (const method of opts.methods) {
+            const r = await initialSync(env, { n, method, src, local: `sync_${method}_${n}` });
+            R.initial.runs.push(r);
+            log(`  ${method}: ${r.ok ? `${fmtS(r.seconds)} s, ${fmtInt(r.rows_per_s)} rows/s (fetch ${fmtS(r.fetch_s)} s, apply ${fmtS(r.apply_s)} s), peak RssAnon ${fmtMB(r.peak_rss_anon_kb)} MB` : `FAILED ${r.errors.join('; ')}`}`);
+          }
+          const first = R.initial.runs.find((r) => r.n === n && r.ok);
+          if (first) {
+            const nat = await nativeCopy(env, n, first.local);
+            R.initial.native[n] = nat;
+            log(`  native COPY FROM: ${fmtS(nat.seconds)} s, ${fmtInt(nat.rows_per_s)} rows/s`);
+            const sums = [];
+            for (const r of R.initial.runs.filter((x) => x.n === n && x.ok)) sums.push(await checksum(env, r.local));
+            sums.push(await checksum(env, nat.table));
+            R.initial.checksums ??= {};
+            R.initial.checksums[n] = sums;
+            R.initial.checksums_ok = (R.initial.checksums_ok ?? true) && new Set(sums).size === 1;
+            for (const r of R.initial.runs.filter((x) => x.n === n)) await env.ctl.query(`DROP TABLE IF EXISTS ${r.local}`);
+            await env.ctl.query(`DROP TABLE IF EXISTS ${nat.table}`);
+          }
+        }
+        if (opts.only.includes('peer') && n === opts.peerRows) {
+          log(`peer: @electric-sql/pglite-sync at N = ${fmtInt(n)} (${opts.peerMethods.join(', ')})`);
+          const peer = await runPeer(env, { n, src, methods: opts.peerMethods });
+          const ok = peer.methods.filter((x) => !x.error && x.ok);
+          peer.best = ok.length ? ok.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
+          R.peer = peer;
+        }
+        if (opts.profile && n === opts.rows) {
+          R.profiles = {};
+          for (const method of opts.methods) {
+            log(`  profiling ${method} (untimed extra run, perf record -F 999 -p <worker>)`);
+            const r = await initialSync(env, { n, method, src, local: `prof_${method}`, profile: true });
+            await env.ctl.query(`DROP TABLE IF EXISTS prof_${method}`);
+            if (r.perf_data) {
+              const rep = await profileReport(r.perf_data);
+              R.profiles[method] = { seconds: r.seconds, report: rep };
+            }
+          }
+        }
+        await env.control('DELETE', `/tables/${src}`);
+      }
+      if (R.initial.runs.length === 0) delete R.initial;
+    }
+    if (opts.only.includes('live')) R.live = await liveApply(env, opts.liveTxns);
+    if (opts.only.includes('idle')) R.idle = await idle(env, opts.idleSubs, opts.idleSeconds);
+  } finally {
+    R.total_s = (now() - started) / 1000;
+    R.postgres_log_tail = env.logFile && fs.existsSync(env.logFile)
+      ? fs.readFileSync(env.logFile, 'utf8').split('\n').filter((l) => /ERROR|WARNING|FATAL|PANIC|terminated/.test(l)).slice(-30)
+      : [];
+    await cleanup();
+  }
+  R.verdicts = verdicts(R);
+  const text = report(R);
+  const resultsDir = path.join(HERE, 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const stamp = R.date.replace(/[:]/g, '').replace(/-/g, '');
+  fs.writeFileSync(path.join(resultsDir, `bench-${stamp}.md`), `${text}\n`);
+  fs.writeFileSync(path.join(resultsDir, `bench-${stamp}.json`), `${JSON.stringify(R, null, 1)}\n`);
+  if (R.profiles) {
+    for (const [m, p] of Object.entries(R.profiles)) fs.writeFileSync(path.join(resultsDir, `perf-${m}-${stamp}.txt`), `${p.report ?? 'perf report failed'}\n`);
+  }
+  console.log(text);
+  if (R.postgres_log_tail.length) {
+    console.log('\nPostgreSQL log lines with ERROR/WARNING/FATAL (last 30):');
+    for (const l of R.postgres_log_tail) console.log(`  ${l}`);
+  }
+  console.log(`\nresults: ${path.relative(REPO, path.join(resultsDir, `bench-${stamp}.md`))} (and .json)`);
+  if (opts.md) {
+    fs.writeFileSync(opts.md, `${text}\n`);
+    console.log(`wrote ${path.relative(REPO, opts.md) || opts.md}`);
+  }
+}
+
+main().catch((e) => {
+  console.error(`bench: ${e.stack || e.message}`);
+  process.exit(1);
+});
