@@ -90,11 +90,12 @@ sub normalise
 	return join('|', map { $_ eq 't' ? 'true' : $_ eq 'f' ? 'false' : $_ } split(/\|/, $line, -1));
 }
 
+# the local table equals the server's (server_table defaults to the same name)
 sub is_table_synced
 {
-	my ($node, $server, $table, $cols, $name) = @_;
+	my ($node, $server, $table, $cols, $name, $server_table) = @_;
 	my $local = table_lines($node, $table, @$cols);
-	my $remote = server_lines($server, $table, @$cols);
+	my $remote = server_lines($server, $server_table // $table, @$cols);
 	is_deeply($local, $remote, $name) or diag(explain { local => $local, server => $remote });
 }
 
