@@ -138,10 +138,23 @@ SELECT s.name,
 
 COMMENT ON VIEW electric.subscriptions IS 'Status of every subscription in this database';
 
--- Management is for roles the administrator grants it to.
+-- Management is for roles the administrator grants it to: directly, or
+-- through membership in pglite_sync_manager.  Roles are cluster-wide, so the
+-- role may exist already (the extension in another database).
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pglite_sync_manager') THEN
+    CREATE ROLE pglite_sync_manager NOLOGIN;
+  END IF;
+END $$;
+COMMENT ON ROLE pglite_sync_manager IS 'may create and stop pglite_sync subscriptions (electric.sync_shape_to_table and friends)';
 REVOKE ALL ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
                        electric.unsubscribe(text),
                        electric.delete_subscription(text)
   FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
+                          electric.unsubscribe(text),
+                          electric.delete_subscription(text)
+  TO pglite_sync_manager;
 GRANT USAGE ON SCHEMA electric TO PUBLIC;
 GRANT SELECT ON electric.subscriptions TO PUBLIC;

@@ -142,9 +142,11 @@ SELECT name, state <> 'stopped' AS running FROM electric.subscriptions WHERE nam
 -- privileges: management functions are not for PUBLIC; the view is
 CREATE ROLE app NOLOGIN;
 CREATE ROLE other NOLOGIN;
-SELECT p.oid::regprocedure AS function, has_function_privilege('app', p.oid, 'EXECUTE') AS app_can_execute
+SELECT p.oid::regprocedure AS function, has_function_privilege('app', p.oid, 'EXECUTE') AS app_can_execute,
+       has_function_privilege('pglite_sync_manager', p.oid, 'EXECUTE') AS manager_can_execute
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'electric' ORDER BY 1::text;
+SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = 'pglite_sync_manager';
 SELECT has_table_privilege('app', 'electric.subscriptions', 'SELECT') AS view,
        has_table_privilege('app', 'electric.subscription', 'SELECT') AS catalog,
        has_table_privilege('app', 'electric.subscription_state', 'UPDATE') AS state;
@@ -154,8 +156,8 @@ SELECT try($$SELECT electric.unsubscribe('todos')$$);
 SELECT count(*) > 0 AS sees_subscriptions, bool_and(shape_headers IS NULL) AS headers_hidden
   FROM electric.subscriptions;
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
-                          electric.unsubscribe(text), electric.delete_subscription(text) TO app, other;
+-- the documented way: membership in pglite_sync_manager
+GRANT pglite_sync_manager TO app, other;
 CREATE TABLE app_items (id int PRIMARY KEY, v text);
 GRANT SELECT, INSERT, UPDATE ON app_items TO app;
 SET ROLE app;
@@ -181,6 +183,5 @@ SELECT electric.delete_subscription('apps');
 -- clean up
 SELECT electric.delete_subscription(name) FROM electric.subscriptions ORDER BY name;
 DROP TABLE app_items;
-DROP OWNED BY app, other;
 DROP ROLE app;
 DROP ROLE other;

@@ -23,8 +23,7 @@ $server->create_table(
 
 sql($node, q{
 	CREATE ROLE tenant1 NOLOGIN;
-	GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
-		electric.unsubscribe(text), electric.delete_subscription(text) TO tenant1;
+	GRANT pglite_sync_manager TO tenant1;
 	CREATE TABLE docs (id int PRIMARY KEY, tenant text, body text);
 	ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
 	CREATE POLICY own ON docs TO tenant1 USING (tenant = 't1') WITH CHECK (tenant = 't1');
