@@ -96,6 +96,13 @@ AS 'MODULE_PATHNAME', 'ps_wait_for_sync';
 COMMENT ON FUNCTION electric.wait_for_sync(text, interval)
 IS 'Wait until everything the server had at the call is in the table; false on timeout';
 
+CREATE PROCEDURE electric.sync_now(name text, timeout interval DEFAULT '60 seconds')
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'ps_sync_now';
+
+COMMENT ON PROCEDURE electric.sync_now(text, interval)
+IS 'Sync a subscription in this session until it is up to date (for single-user mode and places without workers)';
+
 CREATE FUNCTION electric._worker_status(
     OUT subid integer, OUT worker_pid integer, OUT state text,
     OUT is_up_to_date boolean)
@@ -152,9 +159,11 @@ REVOKE ALL ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, j
                        electric.unsubscribe(text),
                        electric.delete_subscription(text)
   FROM PUBLIC;
+REVOKE ALL ON PROCEDURE electric.sync_now(text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
                           electric.unsubscribe(text),
                           electric.delete_subscription(text)
   TO pglite_sync_manager;
+GRANT EXECUTE ON PROCEDURE electric.sync_now(text, interval) TO pglite_sync_manager;
 GRANT USAGE ON SCHEMA electric TO PUBLIC;
 GRANT SELECT ON electric.subscriptions TO PUBLIC;

@@ -116,6 +116,17 @@ SELECT count(*) FROM electric.subscriptions WHERE name = 'Mixed Case_2';
 SELECT electric.delete_subscription('sb');
 SELECT name FROM electric.subscriptions ORDER BY name;
 
+-- sync_now runs a stream in the foreground, for places without workers: it
+-- needs CALL outside a transaction block (that it leaves running workers
+-- alone is tested in TAP, where workers are known to run)
+BEGIN;
+CALL electric.sync_now('todos');
+ROLLBACK;
+CALL electric.sync_now('nosuch');
+SELECT electric.unsubscribe('todos');
+CALL electric.sync_now('todos');
+SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'todos');
+
 -- changes take effect at commit: a rolled-back subscribe leaves nothing
 BEGIN;
 SELECT electric.sync_shape_to_table(shape(), 'nokey', '{x}', shape_key => 'never');
@@ -142,7 +153,7 @@ SELECT name, state <> 'stopped' AS running FROM electric.subscriptions WHERE nam
 -- privileges: management functions are not for PUBLIC; the view is
 CREATE ROLE app NOLOGIN;
 CREATE ROLE other NOLOGIN;
-SELECT p.oid::regprocedure AS function, has_function_privilege('app', p.oid, 'EXECUTE') AS app_can_execute,
+SELECT p.oid::regprocedure AS function, p.prokind, has_function_privilege('app', p.oid, 'EXECUTE') AS app_can_execute,
        has_function_privilege('pglite_sync_manager', p.oid, 'EXECUTE') AS manager_can_execute
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'electric' ORDER BY 1::text;

@@ -215,7 +215,8 @@ ps_http_create(void)
 
 	h->wes = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(h->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(h->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	if (IsUnderPostmaster)		/* not in single-user mode */
+		AddWaitEventToSet(h->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(h->wes, WL_SOCKET_READABLE, h->epfd, NULL, NULL);
 	return h;
 }

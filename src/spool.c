@@ -51,6 +51,15 @@ ps_spool_create(MemoryContext cxt)
 	return s;
 }
 
+/* Close and delete the temporary file; the memory goes with its context. */
+void
+ps_spool_destroy(PsSpool *s)
+{
+	if (s->file)
+		BufFileClose(s->file);
+	s->file = NULL;
+}
+
 static void
 ensure_file(PsSpool *s)
 {

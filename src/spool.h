@@ -35,6 +35,7 @@ typedef struct PsSpoolRecord
 typedef struct PsSpool PsSpool;
 
 extern PsSpool *ps_spool_create(MemoryContext cxt);
+extern void ps_spool_destroy(PsSpool *s);
 extern void ps_spool_add(PsSpool *s, const ps_message *m, const char *json,
 						 size_t json_len, bool raw);
 

@@ -1,21 +1,12 @@
 /*
  * worker.c
- *	  One background worker per subscription: the Electric protocol loop.
- *
- *   offset -1 ─> paged catch-up ─> up-to-date ─> apply ─> live long-poll ─┐
- *                  ^ 409 / must-refetch: back to -1, replace at next apply └─┘
- *
- * Responses are split into messages as they arrive and changes are spooled
- * to a temporary file; nothing is applied before up-to-date, and then the
- * whole batch and the new stream position commit in one transaction, so a
- * crash at any instant neither loses nor duplicates a change.  No
- * transaction is open while we wait on the network.
+ *	  The background worker of one subscription: attach to its slot, connect,
+ *	  and run the stream (stream.c) until stopped, recording every error and
+ *	  backing off instead of exiting.
  */
 #include "pglite_sync.h"
 
 #include "access/xact.h"
-#include "commands/async.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -23,120 +14,12 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "apply.h"
-#include "bodysplit.h"
 #include "catalog.h"
-#include "http.h"
-#include "message.h"
-#include "protocol.h"
-#include "shapeopts.h"
-#include "spool.h"
-
-#define MAX_MESSAGE_BYTES	(256 * 1024 * 1024)
-#define REFETCH_LOOP_LIMIT	3
-
-#define DEBUG_LOG(w, ...) \
-	do { if (ps_debug) ereport(LOG, (errmsg_internal("pglite_sync: subscription \"%s\": %s", \
-		(w)->sub->name, psprintf(__VA_ARGS__)))); } while (0)
-
-typedef enum FailureKind
-{
-	FAIL_RETRY,					/* backoff: retrying alone may fix it */
-	FAIL_FATAL					/* error: needs a fix elsewhere, retried at the cap */
-} FailureKind;
-
-typedef struct PsWorker
-{
-	int			slotno;
-	PsSlot	   *slot;
-	PsWorkerArgs args;
-	uint64		start_seq;
-	MemoryContext worker_cxt;
-	MemoryContext iter_cxt;
-
-	PsSubscription *sub;
-	ps_shape	shape;
-	char	   *base_url;
-	char	   *host;
-	PsHttp	   *http;
-	PsSpool    *spool;
-
-	/* stream position in memory; the catalog has the committed one */
-	char		handle[256];
-	char		offset[128];
-	char		cursor[128];
-	char		committed_handle[256];
-	char		committed_offset[128];
-	bool		live;			/* caught up once: long-poll next */
-	bool		replace;		/* next commit replaces the table's rows */
-	bool		from_start;		/* the open batch began at -1 (bulk load ok) */
-	bool		bulk_failed;	/* the bulk path failed: retry via SPI */
-	bool		notified;		/* first up-to-date of this run notified */
-	bool		got_response;
-	char		buster[32];
-	int			failures;		/* consecutive retryable failures */
-	int			refetches;		/* 409s without an up-to-date in between */
-	bool		apply_pending;	/* spool holds a complete batch */
-	uint64		request_ticket; /* sync_requested when the request began */
-	uint64		batch_ticket;	/* ticket of the request that completed it */
-	bool		request_live;
-
-	/* the response being read */
-	ps_bodysplit split;
-	ps_message	msg;
-	bool		resp_up_to_date;
-	bool		resp_must_refetch;
-	bool		resp_checked;
-	int64		resp_changes;
-	FailureKind resp_fail_kind;
-	char		resp_error[600];
-	ErrorData  *cb_error;
-} PsWorker;
-
-static PsWorker *worker;
-
-/* ---- slot bookkeeping ------------------------------------------------------ */
-
-static void
-set_state(PsWorker *w, PsState state, bool up_to_date)
-{
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	w->slot->state = state;
-	w->slot->up_to_date = up_to_date;
-	LWLockRelease(ps_shared->lock);
-}
-
-static bool
-stop_requested(PsWorker *w)
-{
-	bool		stop;
-
-	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	stop = !w->slot->wanted || w->slot->stop_generation == w->args.generation ||
-		ps_shared->blocked_db == w->args.dbid;
-	LWLockRelease(ps_shared->lock);
-	return stop;
-}
-
-/* Has wait_for_sync asked for a fresh non-live request? */
-static bool
-sync_wanted(PsWorker *w, uint64 *requested)
-{
-	bool		wanted;
-
-	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	*requested = w->slot->sync_requested;
-	wanted = w->slot->sync_requested > w->slot->sync_done;
-	LWLockRelease(ps_shared->lock);
-	return wanted;
-}
+#include "stream.h"
 
 static void
 worker_detach(int code, Datum arg)
@@ -159,493 +42,9 @@ worker_detach(int code, Datum arg)
 	ps_wake_launcher();
 }
 
-/* Leave for good: the subscription is gone, stopped or replaced. */
+/* Take our slot if it is still ours to take; otherwise leave quietly. */
 static void
-worker_exit(PsWorker *w, bool release, const char *why)
-{
-	if (w->sub)
-		DEBUG_LOG(w, "worker exiting: %s", why);
-	if (release)
-		ps_slot_release(w->slotno, w->start_seq);
-	if (w->http)
-		ps_http_destroy(w->http);
-	w->http = NULL;
-	proc_exit(0);
-}
-
-/* ---- interrupts -------------------------------------------------------------- */
-
-/* Latch set: true abandons the transfer or sleep in progress. */
-static bool
-on_latch(void *arg)
-{
-	PsWorker   *w = arg;
-	uint64		requested;
-
-	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-		DEBUG_LOG(w, "configuration reloaded");
-	}
-	if (stop_requested(w))
-		return true;
-	if (w->request_live && sync_wanted(w, &requested) && requested > w->request_ticket)
-		return true;			/* wait_for_sync: replace the long-poll */
-	return false;
-}
-
-/* ---- failures ------------------------------------------------------------------ */
-
-static void
-record_error(PsWorker *w, const char *message)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		if (ps_extension_ready())
-			ps_catalog_record_error(w->sub->id, message);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(WARNING,
-				(errmsg("pglite_sync: subscription \"%s\": could not record an error: %s",
-						w->sub->name, e->message)));
-	}
-	PG_END_TRY();
-}
-
-/* Does the extension still exist?  If not, this worker has nothing to do. */
-static void
-exit_if_extension_gone(PsWorker *w)
-{
-	bool		ready;
-
-	StartTransactionCommand();
-	ready = ps_extension_ready();
-	CommitTransactionCommand();
-	if (!ready)
-		worker_exit(w, true, "the extension was dropped");
-}
-
-static void
-fail(PsWorker *w, FailureKind kind, int64 retry_after_ms, const char *message)
-{
-	int64		wait_ms;
-
-	if (kind == FAIL_RETRY)
-		wait_ms = ps_backoff_ms(ps_backoff_base_ms, ps_backoff_max_ms, w->failures,
-								pg_prng_double(&pg_global_prng_state), retry_after_ms);
-	else
-		wait_ms = Max((int64) ps_backoff_max_ms, retry_after_ms);
-	w->failures++;
-	set_state(w, kind == FAIL_RETRY ? PS_STATE_BACKOFF : PS_STATE_ERROR, false);
-	ereport(LOG,
-			(errmsg("pglite_sync: subscription \"%s\": %s; retrying in %.1f s",
-					w->sub->name, message, wait_ms / 1000.0)));
-	record_error(w, message);
-	pgstat_report_activity(STATE_IDLE, psprintf("%s, retrying in %.1f s",
-												kind == FAIL_RETRY ? "backoff" : "error",
-												wait_ms / 1000.0));
-	if (ps_http_sleep(w->http, (long) wait_ms, on_latch, w) && stop_requested(w))
-		worker_exit(w, false, "stop requested");
-}
-
-/* ---- the response body: messages into the spool -------------------------------- */
-
-static int
-on_message(void *arg, const char *json, size_t len)
-{
-	PsWorker   *w = arg;
-	ps_message *m = &w->msg;
-	MemoryContext old = MemoryContextSwitchTo(w->worker_cxt);
-	int			rc = ps_message_parse(m, json, len);
-
-	/* the parser keeps its arena across messages: worker_cxt, not iter_cxt */
-	MemoryContextSwitchTo(old);
-	if (rc < 0)
-	{
-		w->resp_fail_kind = FAIL_RETRY;
-		snprintf(w->resp_error, sizeof(w->resp_error), "malformed message in response: %s", m->error);
-		return 1;
-	}
-	switch (m->kind)
-	{
-		case PS_MSG_CHANGE:
-			if (m->key == NULL || m->op == PS_OP_NONE || !m->has_value)
-			{
-				w->resp_fail_kind = FAIL_FATAL;
-				if (m->key == NULL)
-					snprintf(w->resp_error, sizeof(w->resp_error),
-							 "the server sent a change message without a key");
-				else if (m->op == PS_OP_NONE)
-					snprintf(w->resp_error, sizeof(w->resp_error),
-							 "the server sent a change of key %.*s with unknown operation \"%.*s\"",
-							 (int) Min(m->key_len, 200), m->key,
-							 (int) Min(m->operation_len, 40), m->operation ? m->operation : "");
-				else
-					snprintf(w->resp_error, sizeof(w->resp_error),
-							 "the server sent a change of key %.*s without a value",
-							 (int) Min(m->key_len, 200), m->key);
-				return 1;
-			}
-			ps_spool_add(w->spool, m, json, len, OidIsValid(w->sub->map_function));
-			w->resp_changes++;
-			break;
-		case PS_MSG_CONTROL:
-			if (m->control == PS_CTL_UP_TO_DATE)
-				w->resp_up_to_date = true;
-			else if (m->control == PS_CTL_MUST_REFETCH)
-			{
-				w->resp_must_refetch = true;
-				return 1;		/* nothing after it matters */
-			}
-			break;
-		default:
-			/* events (move-in/out), unknown messages: skipped by protocol */
-			break;
-	}
-	return 0;
-}
-
-static bool
-on_body(void *arg, const char *data, size_t len, const PsHttpResponse *resp)
-{
-	PsWorker   *w = arg;
-	MemoryContext cxt = CurrentMemoryContext;
-	int			rc = 0;
-
-	if (!w->resp_checked)
-	{
-		w->resp_checked = true;
-		if (resp->has_content_type &&
-			!ps_content_type_ok(resp->content_type, strlen(resp->content_type)))
-		{
-			w->resp_fail_kind = FAIL_RETRY;
-			snprintf(w->resp_error, sizeof(w->resp_error),
-					 "unexpected content type \"%s\" in a shape response", resp->content_type);
-			return false;
-		}
-	}
-
-	/* we are inside libcurl: an ERROR must not unwind through it */
-	PG_TRY();
-	{
-		rc = ps_bodysplit_feed(&w->split, data, len, on_message, w);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		w->cb_error = CopyErrorData();
-		FlushErrorState();
-		rc = 1;
-	}
-	PG_END_TRY();
-
-	if (rc == -1)
-	{
-		w->resp_fail_kind = FAIL_RETRY;
-		snprintf(w->resp_error, sizeof(w->resp_error), "malformed response body: %s", w->split.error);
-	}
-	/* a must-refetch ends reading without being a failure */
-	return rc == 0 || (rc == 1 && w->resp_must_refetch && w->resp_error[0] == '\0' && !w->cb_error);
-}
-
-/* ---- 409 and must-refetch -------------------------------------------------------- */
-
-static void
-refetch(PsWorker *w, const char *new_handle)
-{
-	ps_spool_clear(w->spool);
-	w->apply_pending = false;
-	strlcpy(w->handle, new_handle ? new_handle : "", sizeof(w->handle));
-	strcpy(w->offset, "-1");
-	w->cursor[0] = '\0';
-	w->live = false;
-	w->replace = true;
-	w->from_start = true;
-	w->bulk_failed = false;
-	snprintf(w->buster, sizeof(w->buster), "%016llx",
-			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
-	w->refetches++;
-	set_state(w, PS_STATE_INITIAL_SYNC, false);
-	DEBUG_LOG(w, "must refetch (new handle %s): restarting from offset -1",
-			  new_handle ? new_handle : "none");
-	if (w->refetches > REFETCH_LOOP_LIMIT)
-		fail(w, FAIL_RETRY, -1,
-			 psprintf("the server keeps answering 409 (must-refetch) without progress (%d times)",
-					  w->refetches));
-}
-
-/* ---- applying a complete batch ------------------------------------------------- */
-
-static void
-apply_batch(PsWorker *w)
-{
-	int64		count = ps_spool_count(w->spool);
-	bool		moved = strcmp(w->handle, w->committed_handle) != 0 ||
-		strcmp(w->offset, w->committed_offset) != 0;
-	bool		need_txn = count > 0 || w->replace || moved || !w->notified;
-	PsApplyResult res;
-	bool		bulk = w->from_start && !w->bulk_failed;
-
-	memset(&res, 0, sizeof(res));
-	if (need_txn)
-	{
-		char	   *activity = psprintf("applying %lld changes to %s", (long long) count,
-										quote_qualified_identifier(w->sub->schema_name, w->sub->table_name));
-
-		pgstat_report_activity(STATE_RUNNING, activity);
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-
-		if (!ps_catalog_lock_for_apply(w->sub->id, w->sub->version))
-		{
-			SPI_finish();
-			PopActiveSnapshot();
-			AbortCurrentTransaction();
-			worker_exit(w, true, "the subscription was stopped or changed");
-		}
-
-		if (count > 0 || w->replace)
-		{
-			Oid			save_user;
-			int			save_sec;
-
-			if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(w->sub->owner)))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("the owner of subscription \"%s\" (role %u) no longer exists",
-								w->sub->name, w->sub->owner)));
-			/* user triggers can tell synced writes from local ones */
-			(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_LOCAL, true, 0, false);
-			GetUserIdAndSecContext(&save_user, &save_sec);
-			SetUserIdAndSecContext(w->sub->owner,
-								   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_RESTRICTED_OPERATION);
-			ps_apply_batch(w->sub, w->spool, w->replace, bulk, &res);
-			SetUserIdAndSecContext(save_user, save_sec);
-		}
-
-		ps_catalog_save_state(w->sub->id, w->handle[0] ? w->handle : NULL, w->offset,
-							  w->sub->target_fingerprint, res.rows);
-		/* applied data and up to date, or the first up-to-date of this run */
-		if (count > 0 || w->replace || !w->notified)
-			Async_Notify(PS_NOTIFY_CHANNEL, w->sub->name);
-
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_stat(false);
-		DEBUG_LOG(w, "committed batch: %lld changes, %lld rows written (%lld by %s, %lld deletes already applied), handle %s, offset %s%s",
-				  (long long) count, (long long) res.rows, (long long) res.bulk_rows,
-				  res.method ? res.method : "insert", (long long) res.skipped,
-				  w->handle, w->offset, w->replace ? ", table rows replaced" : "");
-	}
-
-	ps_spool_clear(w->spool);
-	w->apply_pending = false;
-	w->replace = false;
-	w->from_start = false;
-	w->bulk_failed = false;
-	w->notified = true;
-	w->live = true;
-	w->refetches = 0;
-	w->failures = 0;
-	strlcpy(w->committed_handle, w->handle, sizeof(w->committed_handle));
-	strlcpy(w->committed_offset, w->offset, sizeof(w->committed_offset));
-
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	w->slot->state = PS_STATE_LIVE;
-	w->slot->up_to_date = true;
-	if (w->batch_ticket > w->slot->sync_done)
-		w->slot->sync_done = w->batch_ticket;
-	LWLockRelease(ps_shared->lock);
-	ConditionVariableBroadcast(&ps_shared->cv);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* ---- one request ---------------------------------------------------------------- */
-
-static const char *
-status_message(const PsHttpResponse *r)
-{
-	return psprintf("the server answered %ld%s%.*s", r->status,
-					r->error_body_len ? ": " : "",
-					(int) Min(r->error_body_len, 300), r->error_body);
-}
-
-static void
-do_request(PsWorker *w)
-{
-	ps_strbuf	url;
-	PsHttpResponse resp;
-	uint64		requested;
-	bool		live;
-
-	if (!ps_host_allowed(ps_allowed_hosts, w->host))
-	{
-		fail(w, FAIL_FATAL, -1,
-			 psprintf("host \"%s\" is not in pglite_sync.allowed_hosts", w->host));
-		return;
-	}
-
-	live = w->live && !sync_wanted(w, &requested);
-	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	w->request_ticket = w->slot->sync_requested;
-	LWLockRelease(ps_shared->lock);
-	w->request_live = live;
-
-	ps_strbuf_init(&url);
-	ps_request_url(&url, w->base_url, w->offset, w->handle, live, w->cursor,
-				   w->buster[0] ? w->buster : NULL);
-	pgstat_report_activity(STATE_RUNNING,
-						   psprintf("%s %s", live ? "long-polling" : "fetching", url.data));
-	DEBUG_LOG(w, "GET %s", url.data);
-
-	/* per-response state; the splitter's buffer lives in iter_cxt */
-	ps_bodysplit_init(&w->split, MAX_MESSAGE_BYTES);
-	w->resp_up_to_date = false;
-	w->resp_must_refetch = false;
-	w->resp_checked = false;
-	w->resp_changes = 0;
-	w->resp_error[0] = '\0';
-	w->cb_error = NULL;
-
-	ps_http_get(w->http, url.data, live, on_body, w, on_latch, w, &resp);
-	w->request_live = false;
-
-	if (resp.outcome == PS_HTTP_DONE && resp.status >= 200 && resp.status < 300 &&
-		!w->resp_must_refetch && ps_bodysplit_finish(&w->split) != 0)
-	{
-		resp.outcome = PS_HTTP_BODY_REJECTED;
-		w->resp_fail_kind = FAIL_RETRY;
-		snprintf(w->resp_error, sizeof(w->resp_error),
-				 "truncated response body: %s", w->split.error);
-	}
-
-	if (resp.outcome != PS_HTTP_DONE || w->resp_must_refetch ||
-		(resp.status / 100 != 2))
-		ps_spool_response_failed(w->spool);
-
-	DEBUG_LOG(w, "response: outcome %d, status %ld, %zu bytes in %.3f s, %lld changes%s, handle %s, offset %s",
-			  (int) resp.outcome, resp.status, resp.body_bytes, resp.seconds,
-			  (long long) w->resp_changes, w->resp_up_to_date ? ", up-to-date" : "",
-			  resp.has_handle ? resp.handle : "-", resp.has_offset ? resp.offset : "-");
-
-	if (w->cb_error)
-		ReThrowError(w->cb_error);
-
-	switch (resp.outcome)
-	{
-		case PS_HTTP_INTERRUPTED:
-			return;				/* stop or wait_for_sync: the loop decides */
-		case PS_HTTP_FAILED:
-			fail(w, FAIL_RETRY, -1, psprintf("request failed: %s", resp.error));
-			return;
-		case PS_HTTP_TOO_LARGE:
-			fail(w, FAIL_FATAL, -1, resp.error);
-			return;
-		case PS_HTTP_BODY_REJECTED:
-			if (w->resp_must_refetch)
-				break;
-			fail(w, w->resp_fail_kind, -1, w->resp_error);
-			return;
-		case PS_HTTP_DONE:
-			break;
-	}
-
-	switch (ps_classify_status(resp.status))
-	{
-		case PS_STATUS_REFETCH:
-			refetch(w, resp.has_handle ? resp.handle : NULL);
-			return;
-		case PS_STATUS_RETRY:
-			fail(w, FAIL_RETRY, resp.retry_after_ms, status_message(&resp));
-			return;
-		case PS_STATUS_FATAL:
-			fail(w, FAIL_FATAL, resp.retry_after_ms, status_message(&resp));
-			return;
-		case PS_STATUS_EMPTY:
-			/* legacy live timeout: up to date, nothing new */
-			if (resp.has_offset)
-				strlcpy(w->offset, resp.offset, sizeof(w->offset));
-			if (resp.has_cursor)
-				strlcpy(w->cursor, resp.cursor, sizeof(w->cursor));
-			w->resp_up_to_date = true;
-			break;
-		case PS_STATUS_OK:
-			if (w->resp_must_refetch)
-			{
-				refetch(w, NULL);
-				return;
-			}
-			if (!resp.has_handle || !resp.has_offset || (live && !resp.has_cursor))
-			{
-				ps_spool_response_failed(w->spool);
-				fail(w, FAIL_RETRY, -1,
-					 psprintf("response lacks the %s header (a proxy may be hiding electric-* headers)",
-							  !resp.has_handle ? "electric-handle" :
-							  !resp.has_offset ? "electric-offset" : "electric-cursor"));
-				return;
-			}
-			{
-				ps_offset	o;
-
-				if (!ps_offset_parse(resp.offset, strlen(resp.offset), &o) ||
-					o.kind != PS_OFFSET_LOG)
-				{
-					ps_spool_response_failed(w->spool);
-					fail(w, FAIL_RETRY, -1,
-						 psprintf("response has an invalid electric-offset \"%s\"", resp.offset));
-					return;
-				}
-			}
-			ps_spool_response_done(w->spool);
-			strlcpy(w->handle, resp.handle, sizeof(w->handle));
-			strlcpy(w->offset, resp.offset, sizeof(w->offset));
-			if (resp.has_cursor)
-				strlcpy(w->cursor, resp.cursor, sizeof(w->cursor));
-			break;
-	}
-
-	/* a good response */
-	w->buster[0] = '\0';
-	w->failures = 0;
-	w->got_response = true;
-	if (w->resp_up_to_date)
-	{
-		w->apply_pending = true;
-		w->batch_ticket = w->request_ticket;
-		apply_batch(w);
-	}
-	else if (w->live)
-		set_state(w, PS_STATE_LIVE, false);		/* a batch is open */
-	else
-		set_state(w, PS_STATE_INITIAL_SYNC, false);
-}
-
-/* ---- start-up ------------------------------------------------------------------------ */
-
-static void
-attach(PsWorker *w)
+attach(PsStream *w)
 {
 	PsSlot	   *slot = &ps_shared->slots[w->slotno];
 	bool		ok;
@@ -655,7 +54,7 @@ attach(PsWorker *w)
 		slot->generation == w->args.generation;
 	if (ok)
 		slot->launching = false;
-	ok = ok && slot->wanted && ps_shared->blocked_db != w->args.dbid;
+	ok = ok && slot->wanted && slot->pid == 0 && ps_shared->blocked_db != w->args.dbid;
 	if (ok)
 	{
 		slot->pid = MyProcPid;
@@ -677,11 +76,10 @@ attach(PsWorker *w)
 	before_shmem_exit(worker_detach, Int32GetDatum(w->slotno));
 }
 
-static void
-load_subscription(PsWorker *w)
+static bool
+load(PsStream *w)
 {
 	PsSubscription *sub = NULL;
-	char		err[512];
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -693,51 +91,19 @@ load_subscription(PsWorker *w)
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (sub == NULL || !sub->enabled)
-		worker_exit(w, true, "the subscription no longer exists or is stopped");
-	w->sub = sub;
-
-	MemoryContextSwitchTo(w->worker_cxt);
-	if (ps_shape_parse(sub->shape_json, strlen(sub->shape_json), &w->shape, err, sizeof(err)) < 0)
-		elog(ERROR, "pglite_sync: stored shape of subscription \"%s\" is invalid: %s", sub->name, err);
-	{
-		ps_strbuf	b;
-
-		ps_strbuf_init(&b);
-		ps_shape_base_url(&w->shape, &b);
-		w->base_url = b.data;
-	}
-	w->host = ps_url_host(w->shape.url);
-
-	/* resume only a keyed stream written for the same target and owner */
-	if (sub->shape_key && sub->handle && sub->offset && sub->state_fingerprint &&
-		strcmp(sub->state_fingerprint, sub->target_fingerprint) == 0)
-	{
-		strlcpy(w->handle, sub->handle, sizeof(w->handle));
-		strlcpy(w->offset, sub->offset, sizeof(w->offset));
-		strlcpy(w->committed_handle, sub->handle, sizeof(w->committed_handle));
-		strlcpy(w->committed_offset, sub->offset, sizeof(w->committed_offset));
-	}
-	else
-	{
-		strcpy(w->offset, "-1");
-		w->replace = true;
-		w->from_start = true;
-	}
+	return ps_stream_load(w, sub);
 }
 
 void
 ps_worker_main(Datum main_arg)
 {
-	PsWorker   *w;
-	const char **names;
-	const char **values;
+	PsStream   *w;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	w = worker = MemoryContextAllocZero(TopMemoryContext, sizeof(PsWorker));
+	w = MemoryContextAllocZero(TopMemoryContext, sizeof(PsStream));
 	w->slotno = DatumGetInt32(main_arg);
 	memcpy(&w->args, MyBgworkerEntry->bgw_extra, sizeof(PsWorkerArgs));
 	w->worker_cxt = AllocSetContextCreate(TopMemoryContext, "pglite_sync worker",
@@ -747,24 +113,17 @@ ps_worker_main(Datum main_arg)
 	attach(w);
 
 	BackgroundWorkerInitializeConnectionByOid(w->args.dbid, InvalidOid, 0);
-	load_subscription(w);
+	if (!load(w))
+	{
+		/* gone or stopped: free the slot unless a newer subscribe wants it */
+		ps_slot_release(w->slotno, w->start_seq);
+		proc_exit(0);
+	}
 	pgstat_report_appname(psprintf("pglite_sync %s", w->sub->name));
 	ereport(LOG,
 			(errmsg("pglite_sync: subscription \"%s\" started%s", w->sub->name,
 					w->replace ? " from offset -1" : psprintf(" at offset %s", w->offset))));
-
-	MemoryContextSwitchTo(w->worker_cxt);
-	w->http = ps_http_create();
-	names = palloc(sizeof(char *) * (w->shape.nheaders + 1));
-	values = palloc(sizeof(char *) * (w->shape.nheaders + 1));
-	for (int i = 0; i < w->shape.nheaders; i++)
-	{
-		names[i] = w->shape.headers[i].name;
-		values[i] = w->shape.headers[i].value;
-	}
-	ps_http_set_headers(w->http, names, values, w->shape.nheaders);
-	w->spool = ps_spool_create(w->worker_cxt);
-	ps_message_init(&w->msg);
+	ps_stream_open(w);
 
 	for (;;)
 	{
@@ -777,50 +136,25 @@ ps_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (stop_requested(w))
-			worker_exit(w, false, "stop requested");
+		if (ps_stream_stop_requested(w))
+		{
+			ps_stream_close(w);
+			proc_exit(0);
+		}
 
 		PG_TRY();
 		{
-			if (w->apply_pending)
-				apply_batch(w);
-			else
-				do_request(w);
+			ps_stream_step(w);
 		}
 		PG_CATCH();
 		{
 			ErrorData  *e;
-			StringInfoData msg;
-			bool		was_apply = w->apply_pending;
 
 			MemoryContextSwitchTo(w->iter_cxt);
 			e = CopyErrorData();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
-			/* the parser's arena/fields live in worker memory: keep them */
-
-			exit_if_extension_gone(w);
-
-			initStringInfo(&msg);
-			appendStringInfoString(&msg, e->message ? e->message : "unknown error");
-			if (e->detail)
-				appendStringInfo(&msg, "\nDETAIL: %s", e->detail);
-			if (e->hint)
-				appendStringInfo(&msg, "\nHINT: %s", e->hint);
-			if (e->context)
-				appendStringInfo(&msg, "\nCONTEXT: %s", e->context);
-
-			if (was_apply && w->from_start && !w->bulk_failed &&
-				strcmp(w->sub->initial_insert_method, "insert") != 0)
-			{
-				/* bulk loads report no key: redo the batch row by row */
-				w->bulk_failed = true;
-				ereport(LOG,
-						(errmsg("pglite_sync: subscription \"%s\": %s load failed, retrying row by row: %s",
-								w->sub->name, w->sub->initial_insert_method, e->message)));
-			}
-			else
-				fail(w, FAIL_FATAL, -1, msg.data);
+			ps_stream_failed(w, e);
 		}
 		PG_END_TRY();
 	}
