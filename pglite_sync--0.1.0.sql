@@ -3,7 +3,9 @@
 \echo Use "CREATE EXTENSION pglite_sync" to load this file. \quit
 
 -- Subscription definitions.  Written only through the functions below,
--- which run the writes as the extension owner after checking the caller.
+-- which run the writes as the extension owner after checking the caller,
+-- with search_path pinned so that no caller's object can stand in for a
+-- catalog function or operator.
 CREATE SEQUENCE electric.subscription_id_seq AS integer;
 
 CREATE TABLE electric.subscription (
@@ -67,6 +69,7 @@ CREATE FUNCTION electric.sync_shape_to_table(
     on_must_refetch       regprocedure DEFAULT NULL)
 RETURNS text
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'ps_sync_shape_to_table';
 
 COMMENT ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure)
@@ -75,6 +78,7 @@ IS 'Start syncing a shape into a table; returns the subscription name';
 CREATE FUNCTION electric.unsubscribe(name text)
 RETURNS void
 LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'ps_unsubscribe';
 
 COMMENT ON FUNCTION electric.unsubscribe(text)
@@ -83,6 +87,7 @@ IS 'Stop a subscription; synced rows and stored stream state stay';
 CREATE FUNCTION electric.delete_subscription(name text)
 RETURNS void
 LANGUAGE C STRICT VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'ps_delete_subscription';
 
 COMMENT ON FUNCTION electric.delete_subscription(text)
@@ -91,6 +96,7 @@ IS 'Stop a subscription and forget its stored stream state; synced rows stay';
 CREATE FUNCTION electric.wait_for_sync(name text, timeout interval DEFAULT '60 seconds')
 RETURNS boolean
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'ps_wait_for_sync';
 
 COMMENT ON FUNCTION electric.wait_for_sync(text, interval)
@@ -116,7 +122,9 @@ SELECT s.name,
        coalesce(n.nspname::text, s.schema_name) AS schema_name,
        coalesce(c.relname::text, s.table_name) AS table_name,
        s.shape_url,
-       s.shape_params,
+       -- headers and Electric's secret parameters may hold tokens: owner only
+       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN s.shape_params
+            ELSE s.shape_params - ARRAY['secret', 'api_secret'] END AS shape_params,
        CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE')
             THEN s.shape_headers END AS shape_headers,
        st.handle,

@@ -188,8 +188,44 @@ SELECT try($$SELECT electric.delete_subscription('apps')$$);
 SELECT name, shape_headers FROM electric.subscriptions WHERE name = 'apps';
 SET ROLE app;
 SELECT electric.unsubscribe('apps');
+-- a stopped subscription can be resumed (and redefined) by its owner only
 RESET ROLE;
+CREATE TABLE other_items (id int PRIMARY KEY);
+GRANT ALL ON other_items TO other;
+SET ROLE other;
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'other_items', '{id}', shape_key => 'apps')$$);
+RESET ROLE;
+DROP TABLE other_items;
 SELECT electric.delete_subscription('apps');
+
+-- search_path cannot make the extension owner run someone else's operator
+CREATE ROLE mallory NOLOGIN;
+CREATE SCHEMA mal AUTHORIZATION mallory;
+SET ROLE mallory;
+CREATE FUNCTION mal.eq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  ALTER ROLE mallory SUPERUSER;
+  RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR mal.= (LEFTARG = text, RIGHTARG = text, FUNCTION = mal.eq);
+CREATE FUNCTION mal.eq_int(int, int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  ALTER ROLE mallory SUPERUSER;
+  RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR mal.= (LEFTARG = int, RIGHTARG = int, FUNCTION = mal.eq_int);
+SET search_path = mal, pg_catalog, public;
+SELECT electric.wait_for_sync('todos', '0');
+RESET search_path;
+RESET ROLE;
+SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory';
+DROP SCHEMA mal CASCADE;
+DROP ROLE mallory;
+
+-- no subscriptions in template databases
+ALTER DATABASE contrib_regression IS_TEMPLATE true;
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'nokey', '{x}')$$);
+ALTER DATABASE contrib_regression IS_TEMPLATE false;
 
 -- clean up
 SELECT electric.delete_subscription(name) FROM electric.subscriptions ORDER BY name;

@@ -13,6 +13,8 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -405,6 +407,11 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 	Oid			owner = GetUserId();
 
 	ps_require_preload();
+	if (ps_database_is_template())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot sync shapes in template database \"%s\"", get_database_name(MyDatabaseId)),
+				 errdetail("Workers would keep the database busy, and copies of it would carry the subscriptions.")));
 	require_arg(fcinfo, 0, "shape");
 	require_arg(fcinfo, 1, "table_name");
 	require_arg(fcinfo, 2, "primary_key");
@@ -464,7 +471,7 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 		Datum		arg = CStringGetTextDatum(shape_key);
 		Oid			type = TEXTOID;
 
-		spi_exec("SELECT id, enabled FROM " PS_SCHEMA ".subscription WHERE name = $1",
+		spi_exec("SELECT id, enabled, owner FROM " PS_SCHEMA ".subscription WHERE name = $1 FOR UPDATE",
 				 1, &type, &arg, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
@@ -477,6 +484,12 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_DUPLICATE_OBJECT),
 						 errmsg("subscription \"%s\" is already running", shape_key),
 						 errhint("Call electric.unsubscribe('%s') first to change it.", shape_key)));
+			/* resuming replaces its definition: only its owner may */
+			if (!has_privs_of_role(owner,
+								   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull))))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("must be owner of subscription \"%s\"", shape_key)));
 		}
 	}
 
@@ -730,18 +743,7 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (!forever)
-	{
-		Interval   *iv = PG_GETARG_INTERVAL_P(1);
-		int64		usecs = iv->time +
-			(int64) iv->day * USECS_PER_DAY +
-			(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-
-		if (usecs < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("timeout must not be negative")));
-		deadline = GetCurrentTimestamp() + usecs;
-	}
+		deadline = ps_timeout_deadline(PG_GETARG_INTERVAL_P(1));
 
 	switch (lookup_for_wait(name, &subid))
 	{

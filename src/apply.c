@@ -14,8 +14,12 @@
  */
 #include "apply.h"
 
+#include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
 #include "executor/executor.h"
@@ -34,6 +38,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/syscache.h"
 
 #include "json.h"
 
@@ -91,10 +96,13 @@ typedef struct PsApply
 	FmgrInfo	map_fn;
 	AttrNumber *pk;
 	int			npk;
+	char	  **pk_eq;			/* "OPERATOR(nsp.=)" of the key's unique index */
 	List	   *plans;			/* PlanEntry */
 	bool		convert;		/* database encoding is not UTF8 */
 	PsSpool    *spool;
-	MemoryContext row_cxt;		/* reset for every row */
+	MemoryContext batch_cxt;	/* plans and per-batch state */
+	MemoryContext row_cxt;		/* the current row, reset for every row */
+	MemoryContext exec_cxt;		/* converted values, reset after each statement */
 	MemoryContext names_cxt;	/* the field-name cache below */
 
 	PsRow		row;
@@ -115,6 +123,8 @@ typedef struct PsApply
 	/* error context */
 	const char *ctx_column;
 } PsApply;
+
+static void find_key_operators(PsApply *a);
 
 /* ---- error context: name the key and column being applied ------------- */
 
@@ -266,12 +276,82 @@ open_target(PsApply *a, PsSubscription *sub)
 		a->pk[foreach_current_index(lc)] = att;
 	}
 
+	find_key_operators(a);
+
 	a->row.attnos = palloc(sizeof(AttrNumber) * Max(a->natts, 1));
 	a->row.vals = palloc(sizeof(char *) * Max(a->natts, 1));
 	a->values = palloc(sizeof(Datum) * (a->natts + a->npk + 1));
 	a->nulls = palloc(sizeof(char) * (a->natts + a->npk + 1));
 	a->convert = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
 	initStringInfo(&a->line);
+}
+
+/*
+ * The equality operators of the unique index that backs primary_key: rows
+ * are found as the index sees them, whatever the search_path (a key of a
+ * type installed outside it, such as citext, still works).
+ */
+static void
+find_key_operators(PsApply *a)
+{
+	List	   *indexes = RelationGetIndexList(a->rel);
+	ListCell   *lc;
+
+	a->pk_eq = palloc0(sizeof(char *) * Max(a->npk, 1));
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index idx;
+		bool		match;
+		oidvector  *indclass;
+		bool		isnull;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		idx = (Form_pg_index) GETSTRUCT(tup);
+		match = idx->indisunique && idx->indisvalid && idx->indnkeyatts == a->npk &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		for (int i = 0; match && i < a->npk; i++)
+		{
+			bool		found = false;
+
+			for (int k = 0; k < idx->indnkeyatts; k++)
+				found |= idx->indkey.values[k] == a->pk[i];
+			match = found;
+		}
+		if (!match)
+		{
+			ReleaseSysCache(tup);
+			continue;
+		}
+		indclass = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
+																  Anum_pg_index_indclass, &isnull));
+		for (int i = 0; i < a->npk; i++)
+			for (int k = 0; k < idx->indnkeyatts; k++)
+				if (idx->indkey.values[k] == a->pk[i])
+				{
+					Oid			opclass = indclass->values[k];
+					Oid			intype = get_opclass_input_type(opclass);
+					Oid			opr = get_opfamily_member(get_opclass_family(opclass),
+														  intype, intype, BTEqualStrategyNumber);
+					HeapTuple	otup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opr));
+
+					if (!HeapTupleIsValid(otup))
+						elog(ERROR, "pglite_sync: no equality operator for index column %d", k + 1);
+					a->pk_eq[i] = psprintf("OPERATOR(%s.%s)",
+										   quote_identifier(get_namespace_name(((Form_pg_operator) GETSTRUCT(otup))->oprnamespace)),
+										   NameStr(((Form_pg_operator) GETSTRUCT(otup))->oprname));
+					ReleaseSysCache(otup);
+				}
+		ReleaseSysCache(tup);
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+			 errmsg("primary_key of subscription \"%s\" no longer matches a unique index of table %s",
+					a->sub->name, a->qualname),
+			 errhint("Restore the table's primary key or unique index, or subscribe again.")));
 }
 
 /* ---- producing rows ------------------------------------------------------------ */
@@ -490,6 +570,7 @@ get_plan(PsApply *a, char op, Bitmapset *cols)
 	int			x;
 	int			n = 0;
 	bool		override = false;
+	MemoryContext old;
 
 	foreach(lc, a->plans)
 	{
@@ -498,6 +579,7 @@ get_plan(PsApply *a, char op, Bitmapset *cols)
 			return p;
 	}
 
+	old = MemoryContextSwitchTo(a->batch_cxt);
 	p = palloc0(sizeof(PlanEntry));
 	p->op = op;
 	p->cols = bms_copy(cols);
@@ -542,8 +624,8 @@ get_plan(PsApply *a, char op, Bitmapset *cols)
 		{
 			AttrNumber	k = a->pk[i];
 
-			appendStringInfo(&sql, "%s%s = $%d", i ? " AND " : "",
-							 quote_identifier(a->cols[k - 1].name), n + 1);
+			appendStringInfo(&sql, "%s%s %s $%d", i ? " AND " : "",
+							 quote_identifier(a->cols[k - 1].name), a->pk_eq[i], n + 1);
 			p->args[n] = k;
 			types[n++] = a->cols[k - 1].typid;
 		}
@@ -554,6 +636,7 @@ get_plan(PsApply *a, char op, Bitmapset *cols)
 		elog(ERROR, "pglite_sync: could not prepare \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
 	a->plans = lappend(a->plans, p);
+	MemoryContextSwitchTo(old);
 	return p;
 }
 
@@ -611,9 +694,6 @@ apply_row_spi(PsApply *a, int64 *skipped)
 			cols = bms_copy(r->set);
 			for (int i = 0; i < a->npk; i++)
 				cols = bms_del_member(cols, a->pk[i]);
-			for (int x = -1; (x = bms_next_member(r->set, x)) >= 0;)
-				if (a->cols[x - 1].identity_always)
-					cols = bms_del_member(cols, x);
 			if (bms_is_empty(cols))
 			{
 				/* only the key: nothing to change, but the row must exist */
@@ -639,8 +719,8 @@ apply_row_spi(PsApply *a, int64 *skipped)
 		appendStringInfo(&sql, "SELECT 1 FROM %s WHERE ", a->qualname);
 		for (int i = 0; i < a->npk; i++)
 		{
-			appendStringInfo(&sql, "%s%s = $%d", i ? " AND " : "",
-							 quote_identifier(a->cols[a->pk[i] - 1].name), i + 1);
+			appendStringInfo(&sql, "%s%s %s $%d", i ? " AND " : "",
+							 quote_identifier(a->cols[a->pk[i] - 1].name), a->pk_eq[i], i + 1);
 			types[i] = a->cols[a->pk[i] - 1].typid;
 		}
 		for (int i = 0; i < a->npk; i++)
@@ -899,16 +979,34 @@ bulk_json(PsApply *a)
 	for (int i = 0; i < ncols; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", quote_identifier(a->cols[order[i] - 1].name));
 	appendStringInfoString(&sql, override ? ") OVERRIDING SYSTEM VALUE SELECT " : ") SELECT ");
+	/*
+	 * The record definition names the columns' own types, so that
+	 * json_to_recordset converts each string with the type's input function
+	 * and typmod, exactly as the other paths do (a cast would truncate
+	 * silently).  Only json and jsonb are read as text and cast: given a JSON
+	 * string, json_to_recordset would keep it a string rather than parse it.
+	 */
 	for (int i = 0; i < ncols; i++)
 	{
 		PsColumn   *c = &a->cols[order[i] - 1];
+		Oid			base = getBaseType(c->typid);
 
-		appendStringInfo(&sql, "%sx.%s::%s", i ? ", " : "", quote_identifier(c->name),
-						 format_type_with_typemod(c->typid, c->typmod));
+		if (base == JSONOID || base == JSONBOID)
+			appendStringInfo(&sql, "%sx.%s::%s", i ? ", " : "", quote_identifier(c->name),
+							 format_type_with_typemod(c->typid, c->typmod));
+		else
+			appendStringInfo(&sql, "%sx.%s", i ? ", " : "", quote_identifier(c->name));
 	}
 	appendStringInfoString(&sql, " FROM pg_catalog.json_to_recordset($1) AS x(");
 	for (int i = 0; i < ncols; i++)
-		appendStringInfo(&sql, "%s%s text", i ? ", " : "", quote_identifier(a->cols[order[i] - 1].name));
+	{
+		PsColumn   *c = &a->cols[order[i] - 1];
+		Oid			base = getBaseType(c->typid);
+
+		appendStringInfo(&sql, "%s%s %s", i ? ", " : "", quote_identifier(c->name),
+						 (base == JSONOID || base == JSONBOID) ? "text" :
+						 format_type_with_typemod(c->typid, c->typmod));
+	}
 	appendStringInfoChar(&sql, ')');
 	plan = SPI_prepare(sql.data, 1, &argtype);
 	if (plan == NULL)
@@ -1011,8 +1109,11 @@ ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool bulk,
 	memset(&a, 0, sizeof(a));
 	a.sub = sub;
 	a.spool = spool;
+	a.batch_cxt = CurrentMemoryContext;
 	a.row_cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync apply row",
 									  ALLOCSET_DEFAULT_SIZES);
+	a.exec_cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync apply statement",
+									   ALLOCSET_DEFAULT_SIZES);
 	a.names_cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync field names",
 										ALLOCSET_SMALL_SIZES);
 	open_target(&a, sub);
@@ -1049,11 +1150,18 @@ ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool bulk,
 			a.pushed_back = true;
 
 		while (next_row(&a))
+		{
+			MemoryContext old = MemoryContextSwitchTo(a.exec_cxt);
+
 			res->rows += apply_row_spi(&a, &res->skipped);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(a.exec_cxt);
+		}
 	}
 
 	error_context_stack = errcb.previous;
 	table_close(a.rel, NoLock);
 	MemoryContextDelete(a.row_cxt);
+	MemoryContextDelete(a.exec_cxt);
 	MemoryContextDelete(a.names_cxt);
 }

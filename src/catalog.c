@@ -9,6 +9,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 
 #define SUBSCRIPTION_COLUMNS \
@@ -53,6 +54,28 @@ static SavedPlan record_error = {
 	2, {INT4OID, TEXTOID}
 };
 
+/*
+ * Catalog statements run as a superuser (the worker) or the extension owner
+ * (the SQL API), possibly in a transaction where the subscription owner's
+ * triggers ran: pin search_path for them, so that no object of a less
+ * privileged role can stand in for a catalog function or operator.
+ */
+int
+ps_catalog_guard(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+ps_catalog_unguard(int level)
+{
+	AtEOXact_GUC(false, level);
+}
+
 static SPIPlanPtr
 get_plan(SavedPlan *p)
 {
@@ -72,8 +95,10 @@ get_plan(SavedPlan *p)
 static int
 run_plan(SavedPlan *p, Datum *values, const char *nulls, bool read_only, long count)
 {
+	int			level = ps_catalog_guard();
 	int			rc = SPI_execute_plan(get_plan(p), values, nulls, read_only, count);
 
+	ps_catalog_unguard(level);
 	if (rc < 0)
 		elog(ERROR, "pglite_sync: catalog statement failed: %s", SPI_result_code_string(rc));
 	return rc;
@@ -212,9 +237,11 @@ List *
 ps_catalog_enabled_ids(void)
 {
 	List	   *ids = NIL;
+	int			level = ps_catalog_guard();
 	int			rc = SPI_execute("SELECT id FROM " PS_SCHEMA ".subscription WHERE enabled",
 								 true, 0);
 
+	ps_catalog_unguard(level);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pglite_sync: could not list subscriptions: %s", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)

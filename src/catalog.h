@@ -36,6 +36,10 @@ typedef struct PsSubscription
 	int64		rows_applied;
 } PsSubscription;
 
+/* Pin search_path to pg_catalog for catalog statements (see catalog.c). */
+extern int	ps_catalog_guard(void);
+extern void ps_catalog_unguard(int level);
+
 /* All of these need a transaction and an SPI connection. */
 extern PsSubscription *ps_catalog_load(int32 subid, MemoryContext mcxt);
 extern PsSubscription *ps_catalog_load_by_name(const char *name, MemoryContext mcxt);

@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -24,11 +25,50 @@
 
 PG_FUNCTION_INFO_V1(ps_sync_now);
 
+/* the slot this backend holds, for release on a FATAL exit as well */
+static PsSlot *held_slot = NULL;
+static bool exit_callback_registered = false;
+
+static void
+release_held_slot(void)
+{
+	PsSlot	   *slot = held_slot;
+
+	if (slot == NULL)
+		return;
+	held_slot = NULL;
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->foreground = false;
+		slot->up_to_date = false;
+		if (!slot->wanted)
+			ps_slot_free(slot);
+	}
+	LWLockRelease(ps_shared->lock);
+	ConditionVariableBroadcast(&ps_shared->cv);
+	ps_wake_launcher();
+}
+
+static void
+release_at_exit(int code, Datum arg)
+{
+	release_held_slot();
+}
+
 static void
 take_slot(PsStream *s)
 {
 	PsSlot	   *slot;
 	pid_t		busy = 0;
+
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(release_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 
 	if (!ps_slot_start(MyDatabaseId, s->sub->id, false))
 		ereport(ERROR,
@@ -45,14 +85,16 @@ take_slot(PsStream *s)
 	{
 		slot->pid = MyProcPid;
 		slot->latch = MyLatch;
+		slot->foreground = true;
 		slot->state = PS_STATE_STARTING;
 		slot->up_to_date = false;
 		s->args.dbid = MyDatabaseId;
 		s->args.subid = s->sub->id;
-		s->args.generation = ++slot->generation;
+		s->args.generation = ps_slot_new_generation(slot);
 		s->start_seq = slot->start_seq;
 		s->slot = slot;
 		s->slotno = slot - ps_shared->slots;
+		held_slot = slot;
 	}
 	LWLockRelease(ps_shared->lock);
 	if (busy != 0)
@@ -61,25 +103,6 @@ take_slot(PsStream *s)
 				 errmsg("subscription \"%s\" is being synced by a background worker", s->sub->name),
 				 busy > 0 ? errdetail("The worker's process ID is %d.", (int) busy) : 0,
 				 errhint("Use electric.wait_for_sync() to wait for it.")));
-}
-
-static void
-release_slot(PsStream *s)
-{
-	if (s->slot == NULL)
-		return;
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	if (s->slot->pid == MyProcPid)
-	{
-		s->slot->pid = 0;
-		s->slot->latch = NULL;
-		s->slot->up_to_date = false;
-		if (!s->slot->wanted)
-			s->slot->in_use = false;
-	}
-	LWLockRelease(ps_shared->lock);
-	ConditionVariableBroadcast(&ps_shared->cv);
-	ps_wake_launcher();
 }
 
 Datum
@@ -100,17 +123,7 @@ ps_sync_now(PG_FUNCTION_ARGS)
 				 errmsg("name must not be null")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (!PG_ARGISNULL(1))
-	{
-		Interval   *iv = PG_GETARG_INTERVAL_P(1);
-		int64		usecs = iv->time + (int64) iv->day * USECS_PER_DAY +
-			(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-
-		if (usecs < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("timeout must not be negative")));
-		deadline = GetCurrentTimestamp() + usecs;
-	}
+		deadline = ps_timeout_deadline(PG_GETARG_INTERVAL_P(1));
 	/* each batch commits: only a CALL outside a transaction block can do that */
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		((CallContext *) fcinfo->context)->atomic)
@@ -168,7 +181,7 @@ ps_sync_now(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		ps_stream_close(s);
-		release_slot(s);
+		release_held_slot();
 		SetUserIdAndSecContext(save_user, save_sec);
 		MemoryContextSwitchTo(TopTransactionContext);
 		MemoryContextDelete(cxt);

@@ -301,7 +301,9 @@ set_request_options(PsHttp *h, const char *url, bool live)
 	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	/* a redirect never leaves https: the shape's headers may hold tokens */
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR,
+					 pg_strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
 	/* with an allow-list, a redirect could leave it: do not follow */
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION,
 					 (ps_allowed_hosts && ps_allowed_hosts[0]) ? 0L : 1L);

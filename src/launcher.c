@@ -146,7 +146,7 @@ run_scans(void)
 		char		name[BGW_MAXLEN];
 
 		LWLockAcquire(ps_shared->lock, LW_SHARED);
-		blocked = (ps_shared->blocked_db == dbid);
+		blocked = ps_database_blocked(dbid);
 		LWLockRelease(ps_shared->lock);
 		if (blocked)
 			return;				/* retried once the DROP is over */
@@ -204,10 +204,10 @@ manage_slots(void)
 		if (!s->wanted)
 		{
 			if (s->pid == 0 && !s->launching)
-				s->in_use = false;
+				ps_slot_free(s);
 			continue;
 		}
-		if (s->pid != 0 || s->launching || s->dbid == ps_shared->blocked_db)
+		if (s->pid != 0 || s->launching || ps_database_blocked(s->dbid))
 			continue;
 		if (s->next_launch > now)
 		{
@@ -221,7 +221,7 @@ manage_slots(void)
 		if (nlaunch < lengthof(to_launch))
 		{
 			s->launching = true;
-			s->generation++;
+			ps_slot_new_generation(s);
 			s->launched_at = now;
 			to_launch[nlaunch++] = i;
 		}
@@ -246,7 +246,7 @@ manage_slots(void)
 			{
 				LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
 				if (ps_shared->slots[i].dbid == dbid && ps_shared->slots[i].pid == 0)
-					ps_shared->slots[i].in_use = false;
+					ps_slot_free(&ps_shared->slots[i]);
 				LWLockRelease(ps_shared->lock);
 			}
 		}
@@ -394,7 +394,7 @@ ps_scanner_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	if (ps_shared->blocked_db == dbid)
+	if (ps_database_blocked(dbid))
 	{
 		LWLockRelease(ps_shared->lock);
 		proc_exit(0);
@@ -414,8 +414,9 @@ ps_scanner_main(Datum main_arg)
 
 		SPI_connect();
 		ids = ps_catalog_enabled_ids();
-		MemoryContextSwitchTo(outer);
+		MemoryContextSwitchTo(TopMemoryContext);	/* outlives the transaction */
 		ids = list_copy(ids);
+		MemoryContextSwitchTo(outer);
 		SPI_finish();
 	}
 	PopActiveSnapshot();

@@ -12,6 +12,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -23,7 +24,10 @@
 #include "tcop/utility.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/acl.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "json.h"
 #include "ps_alloc.h"
@@ -139,6 +143,44 @@ ps_extension_ready(void)
 	return true;
 }
 
+/*
+ * Is the current database a template?  Subscriptions never run there:
+ * workers would keep it busy, and CREATE DATABASE would copy them.
+ */
+bool
+ps_database_is_template(void)
+{
+	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	bool		is_template = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		is_template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		ReleaseSysCache(tup);
+	}
+	return is_template;
+}
+
+/*
+ * The deadline of a timeout argument: now + interval, refusing negative
+ * intervals and saturating absurd ones instead of overflowing.
+ */
+TimestampTz
+ps_timeout_deadline(Interval *iv)
+{
+	double		usecs = (double) iv->time + (double) iv->day * USECS_PER_DAY +
+		(double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	if (usecs >= (double) (PG_INT64_MAX - now))
+		return PG_INT64_MAX;
+	return now + (int64) usecs;
+}
+
 /* ---- utility hook -------------------------------------------------------- */
 
 static bool
@@ -194,6 +236,7 @@ database_needing_exclusivity(Node *parsetree, bool *is_drop)
 			if (strcmp(d->defname, "template") == 0 && d->arg)
 				return get_database_oid(defGetString(d), true);
 		}
+		return get_database_oid("template1", true);
 	}
 	return InvalidOid;
 }
@@ -208,16 +251,24 @@ ps_process_utility(PlannedStmt *pstmt, const char *queryString,
 	volatile Oid dbid = InvalidOid;
 	bool		is_drop = false;
 	volatile bool is_drop_volatile;
+	volatile bool blocked = false;
 
 	if (ps_shared != NULL)
 		dbid = database_needing_exclusivity(parsetree, &is_drop);
 	is_drop_volatile = is_drop;
 
-	if (OidIsValid(dbid))
-		ps_stop_database_workers(dbid);
+	/* only for whoever may run the statement: others fail in it as usual */
+	if (OidIsValid(dbid) && !pg_database_ownercheck(dbid, GetUserId()))
+		dbid = InvalidOid;
 
 	PG_TRY();
 	{
+		if (OidIsValid(dbid))
+		{
+			blocked = ps_block_database(dbid);
+			if (blocked)
+				ps_stop_database_workers(dbid);
+		}
 		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
@@ -227,13 +278,13 @@ ps_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_CATCH();
 	{
-		if (OidIsValid(dbid))
+		if (blocked)
 			ps_unblock_database(dbid, false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
-	if (OidIsValid(dbid))
+	if (blocked)
 		ps_unblock_database(dbid, is_drop_volatile);
 	if (ps_shared != NULL && is_our_extension_drop(parsetree))
 		ps_at_commit(PS_ACTION_STOP_DATABASE, 0);

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -56,6 +57,7 @@ typedef struct PsSlot
 	uint64		start_seq;		/* bumped by every START, see ps_slot_release */
 	uint32		generation;		/* bumped by every launch */
 	bool		launching;		/* registered with the postmaster, not attached */
+	bool		foreground;		/* held by electric.sync_now() in a backend */
 	pid_t		pid;			/* attached worker, 0 if none */
 	Latch	   *latch;
 	uint32		stop_generation;	/* the worker of this generation must stop */
@@ -72,13 +74,18 @@ typedef struct PsSlot
 	uint64		sync_done;
 } PsSlot;
 
+#define PS_MAX_BLOCKED_DBS 8
+
 typedef struct PsShared
 {
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	bool		rescan;			/* launcher: scan every database again */
-	Oid			blocked_db;		/* DROP DATABASE in progress: start nothing */
+	bool		slots_exhausted;	/* a start found no free slot: rescan on a free */
+	uint32		next_generation;	/* slot generations are unique cluster-wide */
+	Oid			blocked_dbs[PS_MAX_BLOCKED_DBS];	/* DROP DATABASE etc. in progress */
+	int			blocked_count[PS_MAX_BLOCKED_DBS];
 	pid_t		scanner_pid;
 	Oid			scanner_db;
 	ConditionVariable cv;		/* slot status changes (wait_for_sync, stops) */
@@ -96,6 +103,9 @@ extern bool ps_slot_start(Oid dbid, int32 subid, bool from_user);
 extern void ps_slot_stop(Oid dbid, int32 subid);
 extern void ps_slot_release(int slotno, uint64 start_seq);
 extern void ps_slot_throttle(PsSlot *slot, TimestampTz now);
+extern void ps_slot_free(PsSlot *slot);
+extern uint32 ps_slot_new_generation(PsSlot *slot);
+extern bool ps_database_blocked(Oid dbid);
 extern void ps_wake_launcher(void);
 extern int	ps_slots_in_use(void);
 
@@ -111,6 +121,7 @@ extern void ps_at_commit(PsAction action, int32 subid);
 extern void ps_register_xact_callbacks(void);
 
 /* DROP DATABASE and friends: stop this database's workers first */
+extern bool ps_block_database(Oid dbid);
 extern void ps_stop_database_workers(Oid dbid);
 extern void ps_unblock_database(Oid dbid, bool dropped);
 
@@ -131,5 +142,7 @@ typedef struct PsWorkerArgs
 /* ---- misc (pglite_sync.c) ---------------------------------------------- */
 extern Oid	ps_extension_owner(void);
 extern bool ps_extension_ready(void);
+extern bool ps_database_is_template(void);
+extern TimestampTz ps_timeout_deadline(Interval *iv);
 
 #endif							/* PGLITE_SYNC_H */

@@ -337,11 +337,19 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 				ps_free(t);
 				return fail(err, errlen, "params.replica must be \"default\" or \"full\"");
 			}
-			else if (strcmp(k, "log") == 0 &&
-					 strcmp(t, "full") != 0 && strcmp(t, "changes_only") != 0)
+			else if (strcmp(k, "log") == 0 && strcmp(t, "full") != 0)
 			{
+				/*
+				 * changes_only has no snapshot: updates and deletes of rows
+				 * never seen would have to be dropped, and nothing is dropped
+				 * silently here.
+				 */
+				bool		changes_only = strcmp(t, "changes_only") == 0;
+
 				ps_free(t);
-				return fail(err, errlen, "params.log must be \"full\" or \"changes_only\"");
+				if (changes_only)
+					return fail(err, errlen, "params.log = \"changes_only\" is not supported: a table is synced from the shape's full log");
+				return fail(err, errlen, "params.log must be \"full\"");
 			}
 			add_kv(&out->params, &out->nparams, k, t);
 			ps_free(t);

@@ -122,6 +122,36 @@ ps_slots_in_use(void)
 	return n;
 }
 
+/* Free a slot (lock held); if a start found none free, rescan now. */
+void
+ps_slot_free(PsSlot *slot)
+{
+	slot->in_use = false;
+	if (ps_shared->slots_exhausted)
+	{
+		ps_shared->slots_exhausted = false;
+		ps_shared->rescan = true;
+	}
+}
+
+/* A new generation for a worker run (lock held): unique across slot reuse. */
+uint32
+ps_slot_new_generation(PsSlot *slot)
+{
+	slot->generation = ++ps_shared->next_generation;
+	return slot->generation;
+}
+
+/* Is a database being dropped, renamed or copied (lock held)? */
+bool
+ps_database_blocked(Oid dbid)
+{
+	for (int i = 0; i < PS_MAX_BLOCKED_DBS; i++)
+		if (ps_shared->blocked_count[i] > 0 && ps_shared->blocked_dbs[i] == dbid)
+			return true;
+	return false;
+}
+
 /*
  * Make sure (dbid, subid) has a slot that wants a worker.  from_user means a
  * subscribe just committed: bump start_seq (so that an exiting worker of an
@@ -152,7 +182,7 @@ ps_slot_start(Oid dbid, int32 subid, bool from_user)
 		}
 		if (slot == NULL)
 		{
-			ps_shared->rescan = true;	/* retry once a slot frees up */
+			ps_shared->slots_exhausted = true;	/* rescan once a slot frees up */
 			LWLockRelease(ps_shared->lock);
 			return false;
 		}
@@ -188,7 +218,7 @@ ps_slot_stop(Oid dbid, int32 subid)
 		if (slot->latch)
 			SetLatch(slot->latch);
 		if (slot->pid == 0 && !slot->launching)
-			slot->in_use = false;
+			ps_slot_free(slot);
 	}
 	LWLockRelease(ps_shared->lock);
 	ConditionVariableBroadcast(&ps_shared->cv);
@@ -279,7 +309,7 @@ ps_stop_all_in_database(Oid dbid)
 			if (s->latch)
 				SetLatch(s->latch);
 			if (s->pid == 0 && !s->launching)
-				s->in_use = false;
+				ps_slot_free(s);
 		}
 	}
 	LWLockRelease(ps_shared->lock);
@@ -385,17 +415,42 @@ ps_register_xact_callbacks(void)
 
 /*
  * PostgreSQL 15 does not stop background workers connected to a database
- * being dropped (it waits 5 s and fails).  Block new starts in that
- * database, terminate our workers and scanner there, and wait for them.
+ * being dropped (it waits 5 s and fails), nor for RENAME, SET TABLESPACE or
+ * a copy of it by CREATE DATABASE.  ps_block_database() stops new starts in
+ * that database (a set, so concurrent statements do not unblock each other),
+ * then ps_stop_database_workers() terminates our workers and scanner there
+ * and waits for them.  Returns false when too many databases are blocked.
  */
+bool
+ps_block_database(Oid dbid)
+{
+	int			free_i = -1;
+
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < PS_MAX_BLOCKED_DBS; i++)
+	{
+		if (ps_shared->blocked_count[i] > 0 && ps_shared->blocked_dbs[i] == dbid)
+		{
+			ps_shared->blocked_count[i]++;
+			LWLockRelease(ps_shared->lock);
+			return true;
+		}
+		if (ps_shared->blocked_count[i] == 0 && free_i < 0)
+			free_i = i;
+	}
+	if (free_i >= 0)
+	{
+		ps_shared->blocked_dbs[free_i] = dbid;
+		ps_shared->blocked_count[free_i] = 1;
+	}
+	LWLockRelease(ps_shared->lock);
+	return free_i >= 0;
+}
+
 void
 ps_stop_database_workers(Oid dbid)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
-
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	ps_shared->blocked_db = dbid;
-	LWLockRelease(ps_shared->lock);
 
 	for (;;)
 	{
@@ -406,7 +461,9 @@ ps_stop_database_workers(Oid dbid)
 		{
 			PsSlot	   *s = &ps_shared->slots[i];
 
-			if (s->in_use && s->dbid == dbid && (s->pid != 0 || s->launching))
+			/* a session running sync_now() is the statement's to refuse */
+			if (s->in_use && s->dbid == dbid && !s->foreground &&
+				(s->pid != 0 || s->launching))
 			{
 				busy = true;
 				if (s->pid != 0)
@@ -431,8 +488,9 @@ void
 ps_unblock_database(Oid dbid, bool dropped)
 {
 	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	if (ps_shared->blocked_db == dbid)
-		ps_shared->blocked_db = InvalidOid;
+	for (int i = 0; i < PS_MAX_BLOCKED_DBS; i++)
+		if (ps_shared->blocked_count[i] > 0 && ps_shared->blocked_dbs[i] == dbid)
+			ps_shared->blocked_count[i]--;
 	if (dropped)
 	{
 		for (int i = 0; i < ps_shared->nslots; i++)
@@ -440,7 +498,7 @@ ps_unblock_database(Oid dbid, bool dropped)
 			PsSlot	   *s = &ps_shared->slots[i];
 
 			if (s->in_use && s->dbid == dbid && s->pid == 0 && !s->launching)
-				s->in_use = false;
+				ps_slot_free(s);
 		}
 	}
 	LWLockRelease(ps_shared->lock);

@@ -3,7 +3,7 @@
  *	  Temporary-file spool of change records (see spool.h).
  *
  * Record layout: uint32 length of the rest, then
- *   op (1 byte), raw flag (1), uint16 nfields, uint32 key length, key, '\0',
+ *   op (1 byte), raw flag (1), uint32 nfields, uint32 key length, key, '\0',
  *   per field: uint32 name length, name, int32 value length (-1 = NULL),
  *   value, '\0'.
  * A raw record (map_function subscriptions) has no fields and carries the
@@ -86,7 +86,7 @@ ps_spool_add(PsSpool *s, const ps_message *m, const char *json, size_t json_len,
 			 bool raw)
 {
 	StringInfo	b = &s->wbuf;
-	uint16		nfields = raw ? 0 : (uint16) m->nvalue;
+	uint32		nfields = raw ? 0 : (uint32) m->nvalue;
 	uint32		total;
 
 	ensure_file(s);
@@ -207,12 +207,12 @@ decode(PsSpool *s)
 {
 	const char *p = s->buf.data;
 	PsSpoolRecord *r = &s->rec;
-	uint16		nfields;
+	uint32		nfields;
 
 	r->op = p[0];
 	r->raw = p[1] != 0;
 	memcpy(&nfields, p + 2, sizeof(nfields));
-	p += 4;
+	p += 2 + sizeof(nfields);
 	r->key_len = get_u32(&p);
 	r->key = p;
 	p += r->key_len + 1;
@@ -225,9 +225,9 @@ decode(PsSpool *s)
 		r->json = p;
 		return;
 	}
-	if (nfields > s->fields_cap)
+	if ((int) nfields > s->fields_cap)
 	{
-		s->fields_cap = Max(nfields, 16);
+		s->fields_cap = Max((int) nfields, 16);
 		r->fields = MemoryContextAlloc(s->cxt, sizeof(PsSpoolField) * s->fields_cap);
 	}
 	for (int i = 0; i < nfields; i++)

@@ -67,7 +67,7 @@ ps_stream_stop_requested(PsStream *w)
 
 	LWLockAcquire(ps_shared->lock, LW_SHARED);
 	stop = !w->slot->wanted || w->slot->stop_generation == w->args.generation ||
-		ps_shared->blocked_db == w->args.dbid;
+		ps_database_blocked(w->args.dbid);
 	LWLockRelease(ps_shared->lock);
 	return stop;
 }
@@ -144,6 +144,7 @@ record_error(PsStream *w, const char *message)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);		/* not TopMemoryContext */
 	}
 	PG_CATCH();
 	{
@@ -165,10 +166,12 @@ static void
 exit_if_extension_gone(PsStream *w)
 {
 	bool		ready;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	StartTransactionCommand();
 	ready = ps_extension_ready();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 	if (!ready)
 		leave(w, true, "the extension was dropped");
 }
@@ -370,6 +373,7 @@ apply_batch(PsStream *w)
 		{
 			Oid			save_user;
 			int			save_sec;
+			int			guc_level;
 
 			if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(w->sub->owner)))
 				ereport(ERROR,
@@ -379,11 +383,19 @@ apply_batch(PsStream *w)
 			/* user triggers can tell synced writes from local ones */
 			(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, 0, false);
+			/*
+			 * As the owner, in a restricted operation, as PostgreSQL applies
+			 * logical replication as a table owner; whatever settings the
+			 * owner's triggers change end with the batch, before our own
+			 * catalog statements run.
+			 */
 			GetUserIdAndSecContext(&save_user, &save_sec);
 			SetUserIdAndSecContext(w->sub->owner,
 								   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 								   SECURITY_RESTRICTED_OPERATION);
+			guc_level = NewGUCNestLevel();
 			ps_apply_batch(w->sub, w->spool, w->replace, bulk, &res);
+			AtEOXact_GUC(false, guc_level);
 			SetUserIdAndSecContext(save_user, save_sec);
 		}
 
@@ -455,9 +467,11 @@ do_request(PsStream *w)
 		return;
 	}
 
-	live = w->live && !w->foreground && !sync_wanted(w, &requested);
+	/* one look at the tickets: a sync asked for now gets a fresh request */
 	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	w->request_ticket = w->slot->sync_requested;
+	requested = w->slot->sync_requested;
+	live = w->live && !w->foreground && requested <= w->slot->sync_done;
+	w->request_ticket = requested;
 	LWLockRelease(ps_shared->lock);
 	w->request_live = live;
 
@@ -469,6 +483,7 @@ do_request(PsStream *w)
 	DEBUG_LOG(w, "GET %s", url.data);
 
 	/* per-response state; the splitter's buffer lives in iter_cxt */
+	ps_spool_response_failed(w->spool);	/* whatever an ERROR left half-read */
 	ps_bodysplit_init(&w->split, MAX_MESSAGE_BYTES);
 	w->resp_up_to_date = false;
 	w->resp_must_refetch = false;
@@ -489,8 +504,8 @@ do_request(PsStream *w)
 				 "truncated response body: %s", w->split.error);
 	}
 
-	if (resp.outcome != PS_HTTP_DONE || w->resp_must_refetch ||
-		(resp.status / 100 != 2))
+	/* only a complete 200 keeps what it spooled */
+	if (resp.outcome != PS_HTTP_DONE || w->resp_must_refetch || resp.status != 200)
 		ps_spool_response_failed(w->spool);
 
 	DEBUG_LOG(w, "response: outcome %d, status %ld, %zu bytes in %.3f s, %lld changes%s, handle %s, offset %s",
@@ -684,6 +699,8 @@ ps_stream_failed(PsStream *w, ErrorData *e)
 	StringInfoData msg;
 	bool		was_apply = w->apply_pending;
 
+	if (!was_apply)
+		ps_spool_response_failed(w->spool);	/* keep complete responses only */
 	exit_if_extension_gone(w);
 
 	initStringInfo(&msg);

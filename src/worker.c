@@ -7,6 +7,8 @@
 #include "pglite_sync.h"
 
 #include "access/xact.h"
+#include "access/htup_details.h"
+#include "catalog/pg_database.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -16,6 +18,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -33,7 +36,7 @@ worker_detach(int code, Datum arg)
 		slot->latch = NULL;
 		slot->up_to_date = false;
 		if (!slot->wanted)
-			slot->in_use = false;
+			ps_slot_free(slot);
 		else if (code != 0)
 			ps_slot_throttle(slot, GetCurrentTimestamp());
 	}
@@ -54,7 +57,7 @@ attach(PsStream *w)
 		slot->generation == w->args.generation;
 	if (ok)
 		slot->launching = false;
-	ok = ok && slot->wanted && slot->pid == 0 && ps_shared->blocked_db != w->args.dbid;
+	ok = ok && slot->wanted && slot->pid == 0 && !ps_database_blocked(w->args.dbid);
 	if (ok)
 	{
 		slot->pid = MyProcPid;
@@ -65,7 +68,7 @@ attach(PsStream *w)
 	}
 	else if (slot->in_use && !slot->wanted && slot->pid == 0 &&
 			 slot->generation == w->args.generation)
-		slot->in_use = false;
+		ps_slot_free(slot);
 	LWLockRelease(ps_shared->lock);
 	if (!ok)
 	{
@@ -83,7 +86,7 @@ load(PsStream *w)
 
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!RecoveryInProgress() && ps_extension_ready())
+	if (!RecoveryInProgress() && !ps_database_is_template() && ps_extension_ready())
 	{
 		SPI_connect();
 		sub = ps_catalog_load(w->args.subid, w->worker_cxt);
@@ -91,6 +94,7 @@ load(PsStream *w)
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(w->iter_cxt);
 	return ps_stream_load(w, sub);
 }
 

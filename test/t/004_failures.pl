@@ -86,6 +86,18 @@ ok(@gaps >= 1 && !(grep { $_ < 950 } @gaps), 'Retry-After: 1 is honoured between
 $server->clear_faults;
 ok(wait_sync($node, 'items'), 'recovered');
 
+# a request interrupted by an ERROR mid-response (pg_cancel_backend): its
+# partial messages are discarded, not applied twice by the next response
+$server->clear_requests;
+$server->fault(kind => 'slow_drip', bytes => 64, interval_ms => 100, table => 'items', when => 'nonlive', count => 1);
+$server->txns('items', map { { ops => [ { op => 'insert', row => { id => "$_", title => "dripped $_" } } ] } } 200 .. 260);
+sql($node, "SELECT electric.wait_for_sync('items', '0.5 s')");
+my $pid = sub_status($node, 'items', 'worker_pid');
+is(sql($node, "SELECT pg_cancel_backend($pid)"), 't', 'cancelled the worker in the middle of a response');
+ok(wait_sync($node, 'items'), 'synced after the cancellation');
+is(sub_status($node, 'items', "state || ' ' || worker_pid"), "live $pid", 'same worker, live: the cancel became a recorded error');
+is_table_synced($node, $server, 'items', \@cols, 'every change applied exactly once');
+
 # a server that is not there: connection refused
 sql($node, "CREATE TABLE nowhere (id int PRIMARY KEY)");
 sql($node, q{SELECT electric.sync_shape_to_table('{"url": "http://127.0.0.1:9/v1/shape", "params": {"table": "nowhere"}}', 'nowhere', '{id}', shape_key => 'nowhere')});

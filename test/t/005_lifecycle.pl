@@ -90,6 +90,22 @@ is($ret, 0, 'DROP DATABASE of a database with a running subscription succeeds') 
 cmp_ok($drop_time, '<', 3, sprintf('... without waiting for the workers (%.3f s)', $drop_time));
 is(sub_status($node, 'items', 'state'), 'live', 'subscriptions of other databases keep running');
 
+# a DROP DATABASE that fails for lack of ownership does not touch the workers
+$node->safe_psql('postgres', "CREATE DATABASE victimdb");
+$node->safe_psql('victimdb', "CREATE EXTENSION pglite_sync; CREATE TABLE items (id int PRIMARY KEY, title text)");
+$node->safe_psql('victimdb', "SELECT electric.sync_shape_to_table('" . $server->shape('items') . "', 'items', '{id}', shape_key => 'v')");
+is($node->safe_psql('victimdb', "SELECT electric.wait_for_sync('v', '30 s')"), 't', 'a subscription in victimdb');
+my $vpid = $node->safe_psql('victimdb', "SELECT worker_pid FROM electric.subscriptions");
+sql($node, "CREATE ROLE intruder LOGIN");
+($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE victimdb', extra_params => [ '-U', 'intruder' ]);
+like($stderr, qr/must be owner of database victimdb/, 'a non-owner cannot drop it');
+is($node->safe_psql('victimdb', "SELECT worker_pid FROM electric.subscriptions"), $vpid, '... and its worker was left alone');
+
+# sync_now leaves a running worker alone
+($ret, $stdout, $stderr) = $node->psql('victimdb', "CALL electric.sync_now('v')");
+like($stderr, qr/subscription "v" is being synced by a background worker/, 'sync_now refuses a subscription a worker runs');
+$node->safe_psql('postgres', "DROP DATABASE victimdb");
+
 # DROP EXTENSION stops this database's workers
 sql($node, "CREATE DATABASE third");
 $node->safe_psql('third', "CREATE EXTENSION pglite_sync; CREATE TABLE items (id int PRIMARY KEY, title text)");

@@ -144,6 +144,21 @@ like(sub_status($node, 'strict', 'last_error'), qr/invalid input syntax for type
 	'last_error names the value, the key and the column');
 is(sql($node, "SELECT count(*) FROM strict_t"), '0', 'nothing half-applied');
 
+# a value too long for its column fails the same way with every method
+$server->create_table(name => 'long', columns => [ { name => 'id', type => 'int4', not_null => JSON::PP::true }, { name => 'v', type => 'text' }, { name => 'b', type => 'text' } ],
+	primary_key => ['id'], rows => [ { id => '1', v => 'abcdefgh', b => '10101' } ]);
+for my $m (@methods)
+{
+	sql($node, "CREATE TABLE short_$m (id int PRIMARY KEY, v varchar(3), b bit(5))");
+	sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('long') . "', 'short_$m', '{id}', shape_key => 'short_$m', initial_insert_method => '$m')");
+}
+for my $m (@methods)
+{
+	ok(wait_until($node, "SELECT state = 'error' FROM electric.subscriptions WHERE name = 'short_$m'"), "$m: a too-long value is an error");
+	like(sub_status($node, "short_$m", 'last_error'), qr/value too long for type character varying\(3\)/, "$m: ... the same error, never a silent truncation");
+	is(sql($node, "SELECT count(*) FROM short_$m"), '0', "$m: nothing loaded");
+}
+
 $node->stop;
 $server->stop;
 done_testing();

@@ -72,6 +72,41 @@ like(sub_status($node, 'docs', 'last_error'), qr/permission denied for table sec
 sql($node, "GRANT SELECT ON secrets TO tenant1");
 ok(wait_until($node, "SELECT body LIKE 'again by tenant1 saw top' FROM docs WHERE id = 3", 20), 'with the grant, the trigger runs as the owner');
 
+# the owner's code cannot make the worker's superuser run its objects:
+# a trigger pins a search_path with a hostile operator for the catalog's types
+sql($node, q{
+	CREATE ROLE mallory NOLOGIN;
+	GRANT pglite_sync_manager TO mallory;
+	CREATE SCHEMA mal AUTHORIZATION mallory;
+	CREATE TABLE mine (id int PRIMARY KEY, tenant text, body text);
+	ALTER TABLE mine OWNER TO mallory;
+	SET ROLE mallory;
+	CREATE FUNCTION mal.plus(int8, int8) RETURNS int8 LANGUAGE plpgsql AS $$
+	BEGIN
+		ALTER ROLE mallory SUPERUSER;
+		RETURN $1 OPERATOR(pg_catalog.+) $2;
+	END $$;
+	CREATE OPERATOR mal.+ (LEFTARG = int8, RIGHTARG = int8, FUNCTION = mal.plus);
+	CREATE FUNCTION mal.eq(int4, int4) RETURNS boolean LANGUAGE plpgsql AS $$
+	BEGIN
+		ALTER ROLE mallory SUPERUSER;
+		RETURN $1 OPERATOR(pg_catalog.=) $2;
+	END $$;
+	CREATE OPERATOR mal.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = mal.eq);
+	CREATE FUNCTION mal.hijack() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM set_config('search_path', 'mal, pg_catalog', true);
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER hijack BEFORE INSERT OR UPDATE ON mine FOR EACH ROW EXECUTE FUNCTION mal.hijack();
+});
+sql($node, "SET ROLE mallory; SELECT electric.sync_shape_to_table('" . $server->shape('docs', where => "tenant = 't1'") . "', 'mine', '{id}', shape_key => 'mine')");
+ok(wait_sync($node, 'mine'), 'the owner\'s subscription syncs');
+$server->txn('docs', { op => 'update', row => { id => '5', body => 'second batch' } });
+ok(wait_sync($node, 'mine'), 'and applies a second batch');
+is(sql($node, "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'"), 'f',
+	'a search_path set by the owner\'s trigger does not reach the worker\'s catalog statements');
+
 $node->stop;
 $server->stop;
 done_testing();

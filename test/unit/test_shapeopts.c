@@ -90,6 +90,8 @@ main(void)
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"subset__limit\":1}}", "params.subset__limit is reserved");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"replica\":\"half\"}}", "replica must be");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"columns\":[]}}", "must not be empty");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"log\":\"changes_only\"}}", "changes_only\" is not supported");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"log\":\"some\"}}", "params.log must be");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"columns\":[1]}}", "columns[0]");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"params\":{\"x\":1}}}", "placeholder number");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"params\":{\"1\":null}}}", "params.params.1");
