@@ -50,6 +50,8 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --idle-seconds S   idle measuring window (default 60; --quick 10)
   --methods LIST     initial_insert_method values (default insert,copy,json)
   --peer-methods L   pglite-sync initialInsertMethod values (default insert,csv,json)
+  --repeat K         timed runs of each initial sync, native COPY, peer method and live
+                     apply (debug off); the median is reported (default 3; --quick 1)
   --only LIST        phases to run: initial,peer,live,idle (default all)
   --profile          also profile the worker with perf during an extra, untimed
                      sync of --rows per method (results/perf-<method>.txt)
@@ -63,7 +65,7 @@ function parseArgs(argv) {
   const o = {
     quick: false, rows: null, peerRows: null, liveTxns: null, idleSubs: 50, idleSeconds: null,
     methods: ALL_METHODS, peerMethods: PEER_METHODS, only: ['initial', 'peer', 'live', 'idle'],
-    profile: false, md: undefined, keep: false,
+    profile: false, md: undefined, keep: false, repeat: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -82,6 +84,7 @@ function parseArgs(argv) {
     else if (a === '--live-txns') o.liveTxns = int();
     else if (a === '--idle-subs') o.idleSubs = int();
     else if (a === '--idle-seconds') o.idleSeconds = int();
+    else if (a === '--repeat') o.repeat = int();
     else if (a === '--methods') o.methods = val().split(',');
     else if (a === '--peer-methods') o.peerMethods = val().split(',');
     else if (a === '--only') o.only = val().split(',');
@@ -93,7 +96,7 @@ function parseArgs(argv) {
     else if (a === '-h' || a === '--help') {
       console.log(USAGE);
       process.exit(0);
-    } else throw new Error(`unknown option ${a}\n${USAGE}`);
+    } else throw Object.assign(new Error(`unknown option ${a}\n${USAGE}`), { usage: true });
   }
   for (const m of o.methods) if (!ALL_METHODS.includes(m)) throw new Error(`unknown method ${m}`);
   for (const m of o.peerMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown peer method ${m}`);
@@ -102,6 +105,7 @@ function parseArgs(argv) {
   o.peerRows ??= o.quick ? 20_000 : 100_000;
   o.liveTxns ??= o.quick ? 10_000 : 100_000;
   o.idleSeconds ??= o.quick ? 10 : 60;
+  o.repeat ??= o.quick ? 1 : 3;
   if (o.md === undefined) o.md = o.quick ? null : path.join(REPO, 'BENCHMARKS.md');
   return o;
 }
@@ -115,6 +119,28 @@ const fmtInt = (n) => (n == null || !Number.isFinite(n) ? '–' : Math.round(n).
 const fmtS = (s, d = 2) => (s == null || !Number.isFinite(s) ? '–' : s.toFixed(d));
 const fmtX = (x) => (x == null || !Number.isFinite(x) ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`);
 const fmtMB = (kb) => (kb == null ? '–' : (kb / 1024).toFixed(1));
+
+// The round with the median time stands for all; memory is the worst round's.
+function aggregate(rounds) {
+  const ok = rounds.filter((r) => r.ok);
+  const pool = ok.length ? ok : rounds;
+  const sorted = [...pool].sort((a, b) => a.seconds - b.seconds);
+  const med = sorted[Math.floor((sorted.length - 1) / 2)];
+  const peaks = rounds.map((r) => r.peak_rss_anon_kb).filter((x) => x != null);
+  return {
+    ...med,
+    ok: ok.length === rounds.length,
+    rounds: rounds.length,
+    seconds_all: rounds.map((r) => r.seconds),
+    peak_rss_anon_kb: peaks.length ? Math.max(...peaks) : null,
+    errors: [...new Set(rounds.flatMap((r) => r.errors ?? []))],
+    worker_pids: rounds.flatMap((r) => r.worker_pids ?? []),
+    restarts: rounds.reduce((a, r) => a + Math.max(0, (r.worker_pids?.length ?? 1) - 1), 0),
+    mem_samples: rounds.reduce((a, r) => a + (r.mem_samples ?? 0), 0),
+  };
+}
+
+const spread = (r) => (r.seconds_all && r.seconds_all.length > 1 ? `${fmtS(Math.min(...r.seconds_all))}–${fmtS(Math.max(...r.seconds_all))}` : '');
 
 function percentile(values, p) {
   if (!values.length) return null;
@@ -431,26 +457,28 @@ async function initialSync(env, { n, method, src, local, profile = false }) {
   return res;
 }
 
-async function nativeCopy(env, n, fromTable) {
-  const { ctl } = env;
+async function makeCsv(env, n, fromTable) {
   const csv = path.join(env.dir, `rows_${n}.csv`);
+  await env.ctl.query(`COPY ${fromTable} TO '${csv}' (FORMAT csv)`);
+  return csv;
+}
+
+async function nativeCopy(env, n, csv) {
+  const { ctl } = env;
   const table = `native_copy_${n}`;
-  await ctl.query(`COPY ${fromTable} TO '${csv}' (FORMAT csv)`);
   await ctl.query(`DROP TABLE IF EXISTS ${table}`);
   await ctl.query(TABLE_DDL(table));
   await ctl.query('CHECKPOINT');
   const t0 = now();
   const r = await ctl.query(`COPY ${table} FROM '${csv}' (FORMAT csv)`);
   const seconds = (now() - t0) / 1000;
-  const bytes = fs.statSync(csv).size;
-  fs.rmSync(csv, { force: true });
-  return { method: 'native COPY FROM (csv)', n, seconds, rows_per_s: n / seconds, ok: r.rowCount === n, count: r.rowCount, csv_bytes: bytes, table };
+  return { method: 'native COPY FROM (csv)', n, seconds, rows_per_s: n / seconds, ok: r.rowCount === n, count: r.rowCount, csv_bytes: fs.statSync(csv).size, table };
 }
 
-async function runPeer(env, { n, src, methods }) {
+async function runPeer(env, { n, src, methods, repeat }) {
   const child = spawn(process.execPath, [
     path.join(HERE, 'peer.mjs'), '--url', env.shapeUrl, '--table', src, '--rows', String(n), '--methods', methods.join(','),
-    '--server-pid', String(env.serverPid),
+    '--server-pid', String(env.serverPid), '--repeat', String(repeat),
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   let stderr = '';
@@ -474,20 +502,32 @@ async function runPeer(env, { n, src, methods }) {
   child.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise((r) => child.on('exit', r));
   const done = lines.find((l) => l.done) ?? {};
+  const perMethod = methods.map((m) => {
+    const rs = lines.filter((l) => l.method === m).map((l) => ({ ...l, ok: !l.error && l.ok, errors: l.error ? [l.error] : [] }));
+    if (!rs.length) return { method: m, error: `no result (peer exit code ${code})`, errors: [] };
+    const a = aggregate(rs);
+    if (!a.ok) a.error = a.errors[0] ?? 'row count mismatch';
+    return a;
+  });
   return {
     n,
     exit_code: code,
     startup_s: done.startup_s ?? lines.find((l) => l.startup_s)?.startup_s ?? null,
     peak_rss_mb: done.peak_rss_mb ?? null,
-    methods: lines.filter((l) => l.method),
+    methods: perMethod,
     stderr: stderr.slice(-2000),
   };
 }
 
 async function profileReport(file) {
-  const out = sh('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,symbol', '--percent-limit', '0.7'], { soft: true, maxBuffer: 64 << 20 });
-  if (!out) return null;
-  return out.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, 40).join('\n');
+  const run = (sort, limit) => sh('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '--percent-limit', limit],
+    { soft: true, maxBuffer: 64 << 20 });
+  const clean = (out, n) => (out ?? '').split('\n').filter((l) => /%/.test(l) && !l.startsWith('#') && !/^\s+\|/.test(l) && !/--\d/.test(l))
+    .map((l) => l.replace(/\s+-\s+-\s*$/, '').trimEnd()).slice(0, n).join('\n');
+  const dso = clean(run('dso', '0.5'), 12);
+  const sym = clean(run('dso,symbol', '0.7'), 30);
+  if (!dso && !sym) return null;
+  return `by shared object:\n${dso}\n\ntop symbols:\n${sym}`;
 }
 
 // ---- phase 3: live apply ------------------------------------------------------------------
@@ -540,14 +580,18 @@ function latencies(events) {
   };
 }
 
-async function liveApply(env, txns) {
+// One live-apply run on a freshly synced table: append `txns` single-row
+// update transactions in one POST while the worker long-polls, and time until
+// the commit that makes the last of them visible.
+async function liveRun(env, { k, txns, debug, perfOut }) {
   const { ctl, mon } = env;
-  const src = 'live_src';
-  const local = 'live_apply';
-  log(`live apply: syncing a ${fmtInt(txns)}-row table first`);
+  const src = `live_src_${k}`;
+  const local = `live_apply_${k}`;
   await env.control('POST', `/tables/${src}/generate`, { rows: txns });
   await ctl.query(`DROP TABLE IF EXISTS ${local}`);
   await ctl.query(TABLE_DDL(local));
+  await ctl.query(`ALTER SYSTEM SET pglite_sync.debug = ${debug ? 'on' : 'off'}`);
+  await ctl.query('SELECT pg_reload_conf()');
   await ctl.query(
     `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}',
                                          shape_key => $2, initial_insert_method => 'copy')`,
@@ -556,76 +600,107 @@ async function liveApply(env, txns) {
   if (!(await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, '10 minutes'])).rows[0].ok) {
     throw new Error('live apply: the initial sync did not finish');
   }
+  await ctl.query(`VACUUM ANALYZE ${local}`);
+  await ctl.query('CHECKPOINT');
+  await sleep(1500); // the worker is in its live long-poll now
+  const pid = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+  let perf = null;
+  if (perfOut) {
+    perf = spawn('perf', ['record', '-F', '999', '-p', String(pid), '-o', perfOut], { stdio: 'ignore' });
+    await sleep(500);
+  }
   const lis = await env.client();
   await lis.query('LISTEN electric_sync');
-  let notified = null;
-  lis.on('notification', (m) => {
-    if (m.payload === local && notified) notified(now());
+  const cpu0 = cpuTicks(pid);
+  const prefix = `run${k} #`;
+  const body = JSON.stringify({
+    txns: Array.from({ length: txns }, (_, i) => ({
+      ops: [{ op: 'update', row: { id: String(i + 1), title: `${prefix}${i + 1}`, amount: `${k}.${String(i % 100).padStart(2, '0')}` } }],
+    })),
   });
-
-  const runs = [];
-  for (const [k, debug] of [[1, false], [2, true]]) {
-    await ctl.query(`ALTER SYSTEM SET pglite_sync.debug = ${debug ? 'on' : 'off'}`);
-    await ctl.query('SELECT pg_reload_conf()');
-    await sleep(1500); // let the worker settle into its long-poll
-    const pid = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
-    const cpu0 = cpuTicks(pid);
-    const srv0 = cpuTicks(env.serverPid);
-    const prefix = `run${k} #`;
-    const body = JSON.stringify({
-      txns: Array.from({ length: txns }, (_, i) => ({
-        ops: [{ op: 'update', row: { id: String(i + 1), title: `${prefix}${i + 1}`, amount: `${k}.${String(i % 100).padStart(2, '0')}` } }],
-      })),
-    });
-    const wall0 = Date.now();
-    const tPost0 = now();
-    // The server appends all transactions, then answers the waiting long-poll.
-    const done = new Promise((resolve, reject) => {
-      const timeout = setTimeout(() => reject(new Error('live apply: changes not applied within 10 minutes')), 600_000);
-      let checking = false;
-      notified = async (t) => {
-        if (checking) return;
-        checking = true;
-        try {
-          const c = Number((await mon.query(`SELECT count(*) AS n FROM ${local} WHERE title LIKE $1`, [`${prefix}%`])).rows[0].n);
-          if (c >= txns) {
-            clearTimeout(timeout);
-            notified = null;
-            resolve(t);
-          }
-        } finally {
-          checking = false;
+  const wall0 = Date.now();
+  // Each NOTIFY of this subscription is a commit; the run ends with the one
+  // after which every changed row is visible.
+  const done = new Promise((resolve, reject) => {
+    const timeout = setTimeout(() => reject(new Error('live apply: changes not applied within 10 minutes')), 600_000);
+    let checking = false;
+    lis.on('notification', async (m) => {
+      const t = now();
+      if (m.payload !== local || checking) return;
+      checking = true;
+      try {
+        const c = Number((await mon.query(`SELECT count(*) AS n FROM ${local} WHERE title LIKE $1`, [`${prefix}%`])).rows[0].n);
+        if (c >= txns) {
+          clearTimeout(timeout);
+          resolve(t);
         }
-      };
+      } catch (e) {
+        reject(e);
+      } finally {
+        checking = false;
+      }
     });
-    const posted = await env.control('POST', `/tables/${src}/txns`, body);
-    const tPost1 = now();
-    const tEnd = await done;
-    const cpu1 = cpuTicks(pid);
-    const srv1 = cpuTicks(env.serverPid);
-    const pid2 = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
-    const seconds = (tEnd - tPost1) / 1000;
-    const run = {
-      run: k, debug, txns: posted.count, post_s: (tPost1 - tPost0) / 1000, seconds,
-      changes_per_s: txns / seconds,
-      worker_cpu_s: cpu0 != null && cpu1 != null ? (cpu1 - cpu0) / CLK_TCK : null,
-      server_cpu_s: (srv1 - srv0) / CLK_TCK,
-      worker_restarted: pid !== pid2,
-    };
-    if (debug) {
-      await sleep(300);
-      const events = parseWorkerLog(fs.readFileSync(env.logFile, 'utf8'), local, wall0 - 5);
-      Object.assign(run, latencies(events));
-    }
-    log(`  live run ${k} (debug ${debug ? 'on' : 'off'}): ${fmtS(seconds)} s, ${fmtInt(run.changes_per_s)} changes/s` +
-        (debug ? `, ${run.batches} batch(es), response→commit p50 ${run.p50_ms} ms, p99 ${run.p99_ms} ms` : ''));
-    runs.push(run);
+  });
+  const tPost0 = now();
+  // The server appends all transactions, then answers the waiting long-poll.
+  const posted = await env.control('POST', `/tables/${src}/txns`, body);
+  const tPost1 = now();
+  const srv0 = cpuTicks(env.serverPid); // serving the changes, not appending them
+  const tEnd = await done;
+  const cpu1 = cpuTicks(pid);
+  const srv1 = cpuTicks(env.serverPid);
+  if (perf) {
+    perf.kill('SIGINT');
+    await new Promise((r) => perf.on('exit', r));
   }
+  const pid2 = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+  const seconds = (tEnd - tPost1) / 1000;
+  const run = {
+    run: k, debug, txns: posted.count, post_s: (tPost1 - tPost0) / 1000, seconds, ok: true,
+    changes_per_s: txns / seconds,
+    worker_cpu_s: cpu0 != null && cpu1 != null ? (cpu1 - cpu0) / CLK_TCK : null,
+    server_cpu_s: (srv1 - srv0) / CLK_TCK,
+    worker_restarted: pid !== pid2,
+  };
+  if (debug) {
+    await sleep(300);
+    const events = parseWorkerLog(fs.readFileSync(env.logFile, 'utf8'), local, wall0 - 5);
+    Object.assign(run, latencies(events));
+  }
+  await lis.end();
+  env.clients = env.clients.filter((c) => c !== lis);
+  await ctl.query('SELECT electric.delete_subscription($1)', [local]);
   await ctl.query('ALTER SYSTEM RESET pglite_sync.debug');
   await ctl.query('SELECT pg_reload_conf()');
-  await ctl.query('SELECT electric.delete_subscription($1)', [local]);
-  await lis.query('UNLISTEN *');
-  return { txns, runs };
+  await ctl.query(`DROP TABLE ${local}`);
+  await env.control('DELETE', `/tables/${src}`);
+  return run;
+}
+
+async function liveApply(env, txns, repeat, profile = false) {
+  log(`live apply: ${fmtInt(txns)} transactions, ${repeat} run(s) with debug off, 1 with debug on${profile ? ', 1 under perf' : ''}`);
+  // The debug-on run comes second, between debug-off runs, so that a drift
+  // of the machine's load does not fall on it alone.
+  const runs = [];
+  const order = Array.from({ length: repeat }, () => false);
+  order.splice(1, 0, true);
+  let k = 0;
+  for (const debug of order) {
+    const r = await liveRun(env, { k: ++k, txns, debug });
+    if (debug) {
+      log(`  live run ${k} (debug on): ${fmtS(r.seconds)} s, ${fmtInt(r.changes_per_s)} changes/s, ${r.batches} batch(es), ` +
+          `response→commit p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms`);
+    } else log(`  live run ${k} (debug off): ${fmtS(r.seconds)} s, ${fmtInt(r.changes_per_s)} changes/s`);
+    runs.push(r);
+  }
+  const result = { txns, runs, throughput: aggregate(runs.filter((r) => !r.debug)) };
+  if (profile) {
+    const out = path.join(env.dir, 'perf-live.data');
+    const r = await liveRun(env, { k: ++k, txns, debug: false, perfOut: out });
+    log(`  live run ${k} (perf attached, untimed): ${fmtS(r.seconds)} s`);
+    result.profile = { seconds: r.seconds, report: await profileReport(out) };
+  }
+  return result;
 }
 
 // ---- phase 4: idle subscriptions -------------------------------------------------------------
@@ -763,7 +838,7 @@ function report(R) {
   const p = (s = '') => out.push(s);
   p('# pglite_sync benchmarks');
   p();
-  p(`Generated by \`test/bench/run\` (test/bench/bench.mjs). ${o.quick ? '**Quick mode: small sizes, not the reference numbers.**' : ''}`);
+  p(`Generated by \`test/bench/run\` (test/bench/bench.mjs)${o.quick ? '. **Quick mode: small sizes, not the reference numbers.**' : '.'}`);
   p();
   p('```sh');
   p(R.command);
@@ -779,7 +854,8 @@ function report(R) {
   p(`- **Test server:** test/server/server.js in its own Node process, long-poll ${LONG_POLL_MS / 1000} s, Electric's default 10 MiB chunks; ` +
     'the large tables are `POST /_control/tables/:name/generate` tables (id int8 PK, title text, done bool, created_at timestamptz, amount numeric; ' +
     'about 100 bytes per row in the table, about 250 bytes per row of JSON), whose snapshot pages are pre-rendered.');
-  p('- **Noise:** the machine is shared (another engineer runs tests on it); compare ratios measured within one run, not absolute numbers across runs. Every figure is a single measurement.');
+  p('- **Noise:** the machine is shared (another engineer runs tests on it); compare ratios measured within one run, not absolute numbers across runs. ' +
+    (o.repeat > 1 ? `Timed figures are medians of ${o.repeat} runs (min–max shown).` : 'Every figure is a single measurement.'));
   p();
 
   // initial sync
@@ -792,7 +868,9 @@ function report(R) {
       'Native COPY is `COPY t FROM \'file.csv\' (FORMAT csv)` of the same rows (written by `COPY <synced table> TO`) into an ' +
       'identical empty table with the same primary key, on the same server. The peer is @electric-sql/pglite (in memory) + ' +
       '@electric-sql/pglite-sync in Node, from the same test server and shape; its time runs from `syncShapeToTable()` to `onInitialSync`; ' +
-      `PGlite's start-up (${fmtS(R.peer?.startup_s, 1)} s) is excluded. Worker/server CPU: utime+stime over the sync.`);
+      `PGlite's start-up (${fmtS(R.peer?.startup_s, 1)} s) is excluded. Worker/server CPU: utime+stime over the sync. ` +
+      (o.repeat > 1 ? `Each row is the median of ${o.repeat} runs (methods and native COPY interleaved, each into a fresh table); ` +
+        'fetch/apply/CPU are from the median run.' : 'Single runs.'));
     p();
     const rows = [];
     for (const n of R.sizes) {
@@ -800,22 +878,22 @@ function report(R) {
       const peerBest = R.peer && R.peer.n === n ? R.peer.best : null;
       for (const r of R.initial.runs.filter((x) => x.n === n)) {
         rows.push([
-          `pglite_sync ${r.method}`, fmtInt(n), r.ok ? fmtS(r.seconds) : 'FAILED', r.ok ? fmtInt(r.rows_per_s) : '–',
+          `pglite_sync ${r.method}`, fmtInt(n), r.ok ? fmtS(r.seconds) : 'FAILED', spread(r), r.ok ? fmtInt(r.rows_per_s) : '–',
           fmtS(r.fetch_s), fmtS(r.apply_s),
           r.ok && nat?.ok ? fmtX(r.rows_per_s / nat.rows_per_s) : '–',
           r.ok && peerBest ? fmtX(r.rows_per_s / peerBest.rows_per_s) : '–',
           fmtS(r.worker_cpu_s), fmtS(r.server_cpu_s),
         ]);
       }
-      if (nat) rows.push(['native COPY FROM (csv)', fmtInt(n), fmtS(nat.seconds), fmtInt(nat.rows_per_s), '', '', '1.00×', peerBest ? fmtX(nat.rows_per_s / peerBest.rows_per_s) : '–', '', '']);
+      if (nat) rows.push(['native COPY FROM (csv)', fmtInt(n), fmtS(nat.seconds), spread(nat), fmtInt(nat.rows_per_s), '', '', '1.00×', peerBest ? fmtX(nat.rows_per_s / peerBest.rows_per_s) : '–', '', '']);
       if (R.peer && R.peer.n === n) {
         for (const pm of R.peer.methods) {
-          rows.push([`peer pglite-sync ${pm.method}`, fmtInt(n), pm.error ? 'FAILED' : fmtS(pm.seconds), pm.error ? '–' : fmtInt(pm.rows_per_s), '', '',
+          rows.push([`peer pglite-sync ${pm.method}`, fmtInt(n), pm.error ? 'FAILED' : fmtS(pm.seconds), pm.error ? '' : spread(pm), pm.error ? '–' : fmtInt(pm.rows_per_s), '', '',
             !pm.error && nat?.ok ? fmtX(pm.rows_per_s / nat.rows_per_s) : '–', !pm.error && peerBest ? fmtX(pm.rows_per_s / peerBest.rows_per_s) : '–', fmtS(pm.cpu_s), fmtS(pm.server_cpu_s)]);
         }
       }
     }
-    p(mdTable(['method', 'N', 'seconds', 'rows/s', 'fetch s', 'apply s', '× native COPY', '× peer best', 'worker CPU s', 'server CPU s'], rows));
+    p(mdTable(['method', 'N', o.repeat > 1 ? `seconds (median of ${o.repeat})` : 'seconds', o.repeat > 1 ? 'min–max s' : '', 'rows/s', 'fetch s', 'apply s', '× native COPY', '× peer best', 'worker CPU s', 'server CPU s'], rows));
     p();
     if (R.peer) {
       const failed = R.peer.methods.filter((x) => x.error);
@@ -840,32 +918,37 @@ function report(R) {
     p();
     p('Peak `RssAnon` of the subscription\'s worker (from `/proc/<pid>/status`, sampled every 20 ms during the initial sync; ' +
       'anonymous private memory only: shared buffers and page cache do not count). "at start" is the first sample after the ' +
-      'worker appeared. The worker is followed by pid through `electric.subscriptions.worker_pid`; "workers" counts pids seen (1 = no restart).');
+      'worker appeared; the peak is the highest over all runs. The worker is followed by pid through `electric.subscriptions.worker_pid`.');
     p();
-    p(mdTable(['method', 'N', 'peak RssAnon MB', 'at start MB', 'samples', 'workers'],
-      R.initial.runs.map((r) => [r.method, fmtInt(r.n), fmtMB(r.peak_rss_anon_kb), fmtMB(r.start_rss_anon_kb), r.mem_samples, r.worker_pids.length])));
+    p(mdTable(['method', 'N', 'peak RssAnon MB', 'at start MB', 'samples', 'worker restarts'],
+      R.initial.runs.map((r) => [r.method, fmtInt(r.n), fmtMB(r.peak_rss_anon_kb), fmtMB(r.start_rss_anon_kb), r.mem_samples, r.restarts])));
     p();
   }
 
   if (R.live) {
     p('## Live apply');
     p();
-    p(`${fmtInt(R.live.txns)} single-row UPDATE transactions appended to the test server in one \`POST /_control/tables/:name/txns\` ` +
-      'while the worker waits in its long-poll, so the responses carry many transactions (synchronous_commit = on). ' +
-      '*seconds* runs from the moment the POST returned (the server has appended everything and answered the long-poll) to the ' +
-      'NOTIFY of the commit that made all changes visible (checked with count(*)). Run 1 has pglite_sync.debug off and gives the ' +
-      'throughput; run 2 has it on and gives the latency: per committed batch, the time from the log line of the response that ' +
-      'completed the batch (written once the response is fully received) to the "committed batch" log line (p50/p99 over batches, ' +
-      'so a handful of samples). "resp→commit" is the same per response carrying changes (earlier responses of a batch wait for the rest).');
+    const T = R.live.throughput;
+    const D = R.live.runs.find((r) => r.debug);
+    p(`${fmtInt(R.live.txns)} single-row UPDATE transactions (title and amount of every row) appended to the test server in one ` +
+      '`POST /_control/tables/:name/txns` while the worker waits in its long-poll, so the responses carry many transactions ' +
+      '(synchronous_commit = on). Every run uses a freshly synced table of as many rows (loaded with `copy`, then VACUUM ANALYZE ' +
+      'and CHECKPOINT). *seconds* runs from the moment the POST returned (the server has appended everything and answered the ' +
+      'long-poll) to the NOTIFY of the commit that made the last change visible (checked with count(*)); the POST itself is not counted. ' +
+      `The runs with pglite_sync.debug off give the throughput${T.rounds > 1 ? ` (median of ${T.rounds})` : ''}; the run with debug on gives ` +
+      'the latency: per committed batch, the time from the debug log line of the response that completed the batch (logged once ' +
+      'the response is fully received) to the "committed batch" log line, p50/p99 over the batches of that run (so as many samples ' +
+      'as batches). "resp→commit" is the same for every response that carried changes (earlier responses of a batch also wait for the rest). ' +
+      'Worker CPU covers the POST and the apply (the worker idles in its long-poll during the POST); server CPU starts when the POST returned.');
     p();
-    p(mdTable(['run', 'debug', 'txns', 'seconds', 'changes/s', 'batches', 'responses', 'changes/response', 'p50 ms', 'p99 ms', 'resp→commit p50/p99 ms', 'worker CPU s', 'server CPU s'],
-      R.live.runs.map((r) => [r.run, r.debug ? 'on' : 'off', fmtInt(r.txns), fmtS(r.seconds), fmtInt(r.changes_per_s),
+    p(mdTable(['run', 'debug', 'txns', 'seconds', 'changes/s', 'POST s', 'batches', 'responses', 'changes/response', 'batch p50 ms', 'batch p99 ms', 'resp→commit p50/p99 ms', 'worker CPU s', 'server CPU s'],
+      R.live.runs.map((r) => [r.run, r.debug ? 'on' : 'off', fmtInt(r.txns), fmtS(r.seconds), fmtInt(r.changes_per_s), fmtS(r.post_s),
         r.debug ? r.batches : '', r.debug ? r.responses : '', r.debug ? fmtInt(r.changes_per_response) : '',
         r.debug ? r.p50_ms : '', r.debug ? r.p99_ms : '', r.debug ? `${r.resp_p50_ms ?? '–'} / ${r.resp_p99_ms ?? '–'}` : '',
         fmtS(r.worker_cpu_s), fmtS(r.server_cpu_s)])));
     p();
-    const slowPost = R.live.runs.map((r) => fmtS(r.post_s)).join(' s and ');
-    p(`The POST itself (the test server applying and logging the transactions) took ${slowPost} s and is not counted.`);
+    p(`Live apply: **${fmtInt(T.changes_per_s)} changes/s** (debug off${T.rounds > 1 ? `, median of ${T.rounds}` : ''}); ` +
+      `response received → commit: **p50 ${D?.p50_ms ?? '–'} ms, p99 ${D?.p99_ms ?? '–'} ms** over ${D?.batches ?? 0} batch(es) (debug on, ${fmtInt(D?.changes_per_s)} changes/s in that run).`);
     p();
   }
 
@@ -883,6 +966,22 @@ function report(R) {
       [[I.subs, fmtS(I.seconds, 1), fmtS(I.worker_cpu_s, 3), fmtS(I.worker_max_cpu_s, 4), fmtS(I.worker_wakeups_per_s, 2), fmtS(I.launcher_cpu_s, 3), `${fmtS(I.pct_one_core, 3)}%`, fmtS(I.postmaster_cpu_s, 3),
         `${I.requests} (${I.requests_expected})`, I.same_workers_after ? 'yes' : 'NO']]));
     p();
+  }
+
+  if (R.profiles) {
+    p('## Profiles (--profile)');
+    p();
+    p('`perf record -F 999 -p <worker pid>` during an extra, untimed run (the run is slower under perf); flat profile, ' +
+      'share of samples by shared object, then the top symbols. Unresolved `postgres` addresses are static functions.');
+    p();
+    for (const [m, pr] of Object.entries(R.profiles)) {
+      p(`### ${m === 'live' ? `live apply (${fmtInt(R.options.liveTxns)} updates)` : `initial sync, ${m}, N = ${fmtInt(R.options.rows)}`} (${fmtS(pr.seconds)} s under perf)`);
+      p();
+      p('```');
+      p(pr.report ?? 'perf report failed');
+      p('```');
+      p();
+    }
   }
 
   p('## Targets');
@@ -913,8 +1012,8 @@ function verdicts(R) {
     const x = ours.rows_per_s / pb.rows_per_s;
     v.push({ target: '≥ 10× the pglite-sync peer at the same N', measured: `${ours.method}: ${fmtInt(ours.rows_per_s)} vs peer ${pb.method}: ${fmtInt(pb.rows_per_s)} rows/s = ${fmtX(x)} at N = ${fmtInt(R.peer.n)}`, met: x >= 10 });
   } else v.push({ target: '≥ 10× the pglite-sync peer at the same N', measured: '–', met: null });
-  const lr = R.live?.runs.find((r) => !r.debug);
-  if (lr) v.push({ target: 'live apply ≥ 50,000 changes/s', measured: `${fmtInt(lr.changes_per_s)} changes/s (debug off)`, met: lr.changes_per_s >= 50000 });
+  const lr = R.live?.throughput;
+  if (lr) v.push({ target: 'live apply ≥ 50,000 changes/s', measured: `${fmtInt(lr.changes_per_s)} changes/s (debug off${lr.rounds > 1 ? `, median of ${lr.rounds}` : ''})`, met: lr.changes_per_s >= 50000 });
   else v.push({ target: 'live apply ≥ 50,000 changes/s', measured: '–', met: null });
   if (R.idle) {
     v.push({ target: 'idle subscriptions ≈ 0 CPU (taken as < 1% of one core for all workers + launcher)',
@@ -928,7 +1027,12 @@ function verdicts(R) {
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('run as root (PostgreSQL runs as the unprivileged user "postgres")');
-  const opts = parseArgs(process.argv.slice(2));
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    throw Object.assign(e, { usage: true });
+  }
   const started = now();
   const R = {
     command: process.env.BENCH_COMMAND || `node test/bench/bench.mjs ${process.argv.slice(2).join(' ')}`.trim(),
@@ -958,35 +1062,48 @@ async function main() {
         const g = await env.control('POST', `/tables/${src}/generate`, { rows: n });
         log(`N = ${fmtInt(n)}: test server generated ${g.pages} pages, ${fmtInt(g.bytes)} bytes in ${g.ms} ms`);
         if (opts.only.includes('initial')) {
-          for (const method of opts.methods) {
-            const r = await initialSync(env, { n, method, src, local: `sync_${method}_${n}` });
-            R.initial.runs.push(r);
-            log(`  ${method}: ${r.ok ? `${fmtS(r.seconds)} s, ${fmtInt(r.rows_per_s)} rows/s (fetch ${fmtS(r.fetch_s)} s, apply ${fmtS(r.apply_s)} s), peak RssAnon ${fmtMB(r.peak_rss_anon_kb)} MB` : `FAILED ${r.errors.join('; ')}`}`);
+          // Rounds interleave the methods (and native COPY) so that noise from
+          // a busy machine spreads over all of them.
+          const rounds = Object.fromEntries(opts.methods.map((m) => [m, []]));
+          const nativeRounds = [];
+          let csv = null;
+          for (let round = 1; round <= opts.repeat; round++) {
+            for (const method of opts.methods) {
+              const r = await initialSync(env, { n, method, src, local: `sync_${method}_${n}` });
+              rounds[method].push(r);
+              log(`  ${method}${opts.repeat > 1 ? ` (${round}/${opts.repeat})` : ''}: ${r.ok ? `${fmtS(r.seconds)} s, ${fmtInt(r.rows_per_s)} rows/s (fetch ${fmtS(r.fetch_s)} s, apply ${fmtS(r.apply_s)} s), peak RssAnon ${fmtMB(r.peak_rss_anon_kb)} MB` : `FAILED ${r.errors.join('; ')}`}`);
+            }
+            const loaded = opts.methods.map((m) => rounds[m][round - 1]).filter((r) => r.ok);
+            if (!csv && loaded.length) csv = await makeCsv(env, n, loaded[0].local);
+            if (csv) {
+              const nat = await nativeCopy(env, n, csv);
+              nativeRounds.push(nat);
+              log(`  native COPY FROM${opts.repeat > 1 ? ` (${round}/${opts.repeat})` : ''}: ${fmtS(nat.seconds)} s, ${fmtInt(nat.rows_per_s)} rows/s`);
+              if (round === 1) {
+                const sums = [];
+                for (const r of loaded) sums.push(await checksum(env, r.local));
+                sums.push(await checksum(env, nat.table));
+                R.initial.checksums ??= {};
+                R.initial.checksums[n] = sums;
+                R.initial.checksums_ok = (R.initial.checksums_ok ?? true) && new Set(sums).size === 1;
+              }
+            }
           }
-          const first = R.initial.runs.find((r) => r.n === n && r.ok);
-          if (first) {
-            const nat = await nativeCopy(env, n, first.local);
-            R.initial.native[n] = nat;
-            log(`  native COPY FROM: ${fmtS(nat.seconds)} s, ${fmtInt(nat.rows_per_s)} rows/s`);
-            const sums = [];
-            for (const r of R.initial.runs.filter((x) => x.n === n && x.ok)) sums.push(await checksum(env, r.local));
-            sums.push(await checksum(env, nat.table));
-            R.initial.checksums ??= {};
-            R.initial.checksums[n] = sums;
-            R.initial.checksums_ok = (R.initial.checksums_ok ?? true) && new Set(sums).size === 1;
-            for (const r of R.initial.runs.filter((x) => x.n === n)) await env.ctl.query(`DROP TABLE IF EXISTS ${r.local}`);
-            await env.ctl.query(`DROP TABLE IF EXISTS ${nat.table}`);
-          }
+          for (const m of opts.methods) R.initial.runs.push(aggregate(rounds[m]));
+          if (nativeRounds.length) R.initial.native[n] = aggregate(nativeRounds);
+          for (const m of opts.methods) await env.ctl.query(`DROP TABLE IF EXISTS sync_${m}_${n}`);
+          await env.ctl.query(`DROP TABLE IF EXISTS native_copy_${n}`);
+          if (csv) fs.rmSync(csv, { force: true });
         }
         if (opts.only.includes('peer') && n === opts.peerRows) {
           log(`peer: @electric-sql/pglite-sync at N = ${fmtInt(n)} (${opts.peerMethods.join(', ')})`);
-          const peer = await runPeer(env, { n, src, methods: opts.peerMethods });
+          const peer = await runPeer(env, { n, src, methods: opts.peerMethods, repeat: opts.repeat });
           const ok = peer.methods.filter((x) => !x.error && x.ok);
           peer.best = ok.length ? ok.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
           R.peer = peer;
         }
         if (opts.profile && n === opts.rows) {
-          R.profiles = {};
+          R.profiles ??= {};
           for (const method of opts.methods) {
             log(`  profiling ${method} (untimed extra run, perf record -F 999 -p <worker>)`);
             const r = await initialSync(env, { n, method, src, local: `prof_${method}`, profile: true });
@@ -1001,12 +1118,15 @@ async function main() {
       }
       if (R.initial.runs.length === 0) delete R.initial;
     }
-    if (opts.only.includes('live')) R.live = await liveApply(env, opts.liveTxns);
+    if (opts.only.includes('live')) {
+      R.live = await liveApply(env, opts.liveTxns, opts.repeat, opts.profile);
+      if (R.live.profile) (R.profiles ??= {}).live = R.live.profile;
+    }
     if (opts.only.includes('idle')) R.idle = await idle(env, opts.idleSubs, opts.idleSeconds);
   } finally {
     R.total_s = (now() - started) / 1000;
     R.postgres_log_tail = env.logFile && fs.existsSync(env.logFile)
-      ? fs.readFileSync(env.logFile, 'utf8').split('\n').filter((l) => /ERROR|WARNING|FATAL|PANIC|terminated/.test(l)).slice(-30)
+      ? fs.readFileSync(env.logFile, 'utf8').split('\n').filter((l) => /ERROR|WARNING|FATAL|PANIC|terminated/.test(l) && !/canceling autovacuum task/.test(l)).slice(-30)
       : [];
     await cleanup();
   }
@@ -1033,6 +1153,6 @@ async function main() {
 }
 
 main().catch((e) => {
-  console.error(`bench: ${e.stack || e.message}`);
-  process.exit(1);
+  console.error(`bench: ${e.usage ? e.message : e.stack || e.message}`);
+  process.exit(e.usage ? 2 : 1);
 });

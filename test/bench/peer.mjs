@@ -2,9 +2,9 @@
 // in Node, syncing the same shape from the same test server.
 //
 //   node test/bench/peer.mjs --url http://127.0.0.1:PORT/v1/shape --table gen_100000 \
-//        --rows 100000 [--methods insert,csv,json]
+//        --rows 100000 [--methods insert,csv,json] [--repeat K] [--server-pid PID]
 //
-// Prints one JSON line per method: {method, rows, seconds, rows_per_s, count}
+// Prints one JSON line per method and round: {method, round, rows, seconds, rows_per_s, count, cpu_s}
 // and a final {"done": true, startup_s, peak_rss_mb}. PGlite start-up is
 // excluded from every timing (it is measured and reported separately).
 import { readFileSync } from 'node:fs';
@@ -24,6 +24,7 @@ const url = args.url;
 const table = args.table;
 const rows = Number(args.rows);
 const methods = (args.methods ?? 'insert,csv,json').split(',');
+const repeat = Number(args.repeat ?? 1);
 const timeoutS = Number(args['timeout-s'] ?? 1800);
 const serverPid = args['server-pid'] ? Number(args['server-pid']) : null;
 const ticks = (pid) => {
@@ -54,8 +55,10 @@ await pg.query('SELECT 1');
 const startupS = (performance.now() - t0) / 1000;
 out({ startup_s: startupS });
 
-for (const method of methods) {
-  const local = `peer_${method}`;
+const plan = [];
+for (let round = 1; round <= repeat; round++) for (const method of methods) plan.push([round, method]);
+for (const [round, method] of plan) {
+  const local = `peer_${method}_${round}`;
   await pg.exec(`CREATE TABLE ${local} (id int8 PRIMARY KEY, title text, done bool, created_at timestamptz, amount numeric)`);
   let resolveSync;
   let rejectSync;
@@ -84,10 +87,10 @@ for (const method of methods) {
     const cpu = process.cpuUsage(cpu0);
     const srv1 = serverPid ? ticks(serverPid) : null;
     const count = Number((await pg.query(`SELECT count(*) AS n FROM ${local}`)).rows[0].n);
-    out({ method, rows, seconds, rows_per_s: rows / seconds, count, ok: count === rows,
+    out({ method, round, rows, seconds, rows_per_s: rows / seconds, count, ok: count === rows,
       cpu_s: (cpu.user + cpu.system) / 1e6, server_cpu_s: srv0 != null && srv1 != null ? srv1 - srv0 : null });
   } catch (e) {
-    out({ method, rows, error: String(e?.message ?? e) });
+    out({ method, round, rows, error: String(e?.message ?? e) });
   } finally {
     clearTimeout(timer);
     sub?.unsubscribe();
