@@ -1059,11 +1059,12 @@ bulk_json(PsApply *a)
 		appendStringInfoChar(&doc, ']');
 		/* values were converted to the server encoding already */
 		text = doc.data;
-		arg = CStringGetTextDatum(text);
+		arg = PointerGetDatum(cstring_to_text_with_len(text, doc.len));
 		rc = SPI_execute_plan(plan, &arg, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "pglite_sync: json load failed: %s", SPI_result_code_string(rc));
 		total += SPI_processed;
+		pfree(DatumGetPointer(arg));	/* a chunk is megabytes: do not keep it */
 	}
 	SPI_freeplan(plan);
 	return total;

@@ -7,6 +7,8 @@
  */
 #include "bodysplit.h"
 
+#include "scan.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -113,17 +115,27 @@ ps_bodysplit_feed(ps_bodysplit *s, const char *data, size_t len,
 				/* scan quickly to the end of the element or of this piece */
 				while (i < len)
 				{
-					c = data[i];
 					if (s->in_string)
 					{
 						if (s->escape)
+						{
 							s->escape = false;
-						else if (c == '\\')
+							i++;
+							continue;
+						}
+						/* most bytes are string contents: skip them in words */
+						i = ps_scan_quote_or_backslash(data + i, data + len) - data;
+						if (i >= len)
+							break;
+						if (data[i] == '\\')
 							s->escape = true;
-						else if (c == '"')
+						else
 							s->in_string = false;
+						i++;
+						continue;
 					}
-					else if (c == '"')
+					c = data[i];
+					if (c == '"')
 						s->in_string = true;
 					else if (c == '{' || c == '[')
 						s->depth++;

@@ -382,7 +382,7 @@ ps_http_get(PsHttp *h, const char *url, bool live,
 	{
 		CURLMsg    *msg;
 		int			queued;
-		long		wait_ms = 1000;
+		long		wait_ms = -1;	/* no curl timer: sockets and the latch wake us */
 		WaitEvent	events[3];
 		int			nev;
 		TimestampTz now;
@@ -407,7 +407,7 @@ ps_http_get(PsHttp *h, const char *url, bool live,
 				curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 				continue;
 			}
-			wait_ms = Min(wait_ms, (long) ((h->timer_at - now + 999) / 1000));
+			wait_ms = (long) ((h->timer_at - now + 999) / 1000);
 		}
 
 		nev = WaitEventSetWait(h->wes, wait_ms, events, lengthof(events), PG_WAIT_EXTENSION);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ps_alloc.h"
+#include "scan.h"
 
 #define MAX_DEPTH 64
 
@@ -167,12 +168,19 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 		return err(c, "expected a string");
 	s = ++c->p;
 
-	/* fast path: plain ASCII/UTF-8 without escapes */
+	/* fast path: no escapes; validate non-ASCII bytes as they come */
 	p = s;
-	while (p < c->end)
+	for (;;)
 	{
-		unsigned char b = (unsigned char) *p;
+		unsigned char b;
 
+		p = ps_scan_string_special(p, c->end);
+		if (p >= c->end)
+		{
+			c->p = p;
+			return err(c, "unterminated string");
+		}
+		b = (unsigned char) *p;
 		if (b == '"')
 		{
 			*out = s;
@@ -187,7 +195,6 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 			c->p = p;
 			return err(c, "control character in string");
 		}
-		if (b >= 0x80)
 		{
 			size_t		n = utf8_len((const unsigned char *) p,
 									 (const unsigned char *) c->end);
@@ -199,23 +206,23 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 			}
 			p += n;
 		}
-		else
-			p++;
-	}
-	if (p >= c->end)
-	{
-		c->p = p;
-		return err(c, "unterminated string");
 	}
 
-	/* slow path: decode into the arena */
+	/* slow path: decode into the arena, copying runs between escapes */
 	ostart = o = c->m->arena + c->m->arena_len;
 	memcpy(o, s, p - s);
 	o += p - s;
 	while (p < c->end)
 	{
-		unsigned char b = (unsigned char) *p;
+		const char *run = p;
+		unsigned char b;
 
+		p = ps_scan_string_special(p, c->end);
+		memcpy(o, run, p - run);
+		o += p - run;
+		if (p >= c->end)
+			break;
+		b = (unsigned char) *p;
 		if (b == '"')
 		{
 			*out = ostart;
@@ -293,7 +300,6 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 			c->p = p;
 			return err(c, "control character in string");
 		}
-		if (b >= 0x80)
 		{
 			size_t		n = utf8_len((const unsigned char *) p,
 									 (const unsigned char *) c->end);
@@ -307,8 +313,6 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 			o += n;
 			p += n;
 		}
-		else
-			*o++ = *p++;
 	}
 	c->p = p;
 	return err(c, "unterminated string");
