@@ -4,6 +4,7 @@
  */
 #include "message.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,7 +546,10 @@ parse_scalar_text(cursor *c, const char **out, size_t *len)
 	if (**out == '{' || **out == '[')
 		return err(c, "expected a string or number");
 	if (**out == 'n')
+	{
 		*out = NULL;
+		*len = 0;
+	}
 	return 0;
 }
 
@@ -619,10 +623,18 @@ parse_headers(cursor *c)
 				 (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')))
 		{
 			const char *s = c->p;
+			bool		neg;
+			long long	v = 0;
 
 			if (skip_number(c) < 0)
 				return -1;
-			m->op_position = strtoll(s, NULL, 10);
+			/* the integer part only, within the number just skipped */
+			neg = (*s == '-');
+			if (neg)
+				s++;
+			for (; s < c->p && *s >= '0' && *s <= '9'; s++)
+				v = (v > (LLONG_MAX - 9) / 10) ? LLONG_MAX : v * 10 + (*s - '0');
+			m->op_position = neg ? -v : v;
 			m->has_op_position = true;
 		}
 		else if (key_is(k, kl, "last") && c->p < c->end &&
@@ -762,12 +774,12 @@ ps_message_parse(ps_message *m, const char *json, size_t len)
 	/* fields may have moved while growing: set pointers only now */
 	if (m->has_value)
 	{
-		m->value = m->fields + vfirst;
+		m->value = m->fields ? m->fields + vfirst : NULL;
 		m->nvalue = vcount;
 	}
 	if (m->has_old_value)
 	{
-		m->old_value = m->fields + ofirst;
+		m->old_value = m->fields ? m->fields + ofirst : NULL;
 		m->nold_value = ocount;
 	}
 

@@ -241,7 +241,7 @@ ps_retry_after_ms(const char *value, size_t len, time_t now)
 	}
 	memset(&tm, 0, sizeof(tm));
 	end = strptime(buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	if (end == NULL || *end != '\0')
+	if (end == NULL || end != buf + len)	/* all of it, no NUL inside */
 		return -1;
 	ms = ((int64_t) timegm(&tm) - (int64_t) now) * 1000;
 	if (ms < 0)

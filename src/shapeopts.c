@@ -40,7 +40,7 @@ ps_param_reserved(const char *name)
 {
 	static const char *const reserved[] = {
 		"offset", "handle", "live", "cursor", "live_sse",
-		"experimental_live_sse", NULL
+		"experimental_live_sse", "cache-buster", NULL
 	};
 
 	for (int i = 0; reserved[i]; i++)
@@ -123,6 +123,22 @@ append_column(ps_strbuf *b, const char *name)
 }
 
 static int
+hexdigit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+#ifndef Min
+#define Min(a, b) ((a) < (b) ? (a) : (b))
+#endif
+
+static int
 check_url(const char *url, size_t len, char *err, size_t errlen)
 {
 	const char *sep = strstr(url, "://");
@@ -151,15 +167,40 @@ check_url(const char *url, size_t len, char *err, size_t errlen)
 	{
 		const char *name = q + 1;
 		size_t		nlen = strcspn(name, "=&");
-		char		buf[64];
 
-		if (nlen > 0 && nlen < sizeof(buf))
+		if (nlen > 0)
 		{
-			memcpy(buf, name, nlen);
-			buf[nlen] = '\0';
-			if (ps_param_reserved(buf))
-				return fail(err, errlen,
-							"url query parameter \"%s\" is reserved for the sync protocol", buf);
+			/* as the server will read it: percent-decoded, '+' as space */
+			char	   *buf = ps_malloc(nlen + 1);
+			size_t		n = 0;
+			bool		reserved;
+
+			for (size_t i = 0; i < nlen; i++)
+			{
+				int			hi,
+							lo;
+
+				if (name[i] == '%' && i + 2 < nlen + 1 &&
+					(hi = hexdigit(name[i + 1])) >= 0 && (lo = hexdigit(name[i + 2])) >= 0)
+				{
+					buf[n++] = (char) (hi * 16 + lo);
+					i += 2;
+				}
+				else
+					buf[n++] = name[i] == '+' ? ' ' : name[i];
+			}
+			buf[n] = '\0';
+			reserved = ps_param_reserved(buf);
+			if (reserved)
+			{
+				int			rc = fail(err, errlen,
+									  "url query parameter \"%.*s\" is reserved for the sync protocol",
+									  (int) Min(nlen, 80), name);
+
+				ps_free(buf);
+				return rc;
+			}
+			ps_free(buf);
 		}
 		q = strchr(name, '&');
 	}
@@ -281,6 +322,9 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 		if (ps_param_reserved(k))
 			return fail(err, errlen,
 						"params.%s is reserved for the sync protocol and cannot be set", k);
+		if (strncmp(k, "params[", 7) == 0)
+			return fail(err, errlen,
+						"params.%s: give placeholder values in params.params", k);
 		if (strcmp(k, "params") == 0)
 		{
 			if (parse_placeholders(v, out, err, errlen) < 0)
@@ -356,6 +400,9 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 		}
 	}
 	qsort(out->params, out->nparams, sizeof(ps_kv), cmp_kv);
+	for (int i = 1; i < out->nparams; i++)
+		if (strcmp(out->params[i - 1].name, out->params[i].name) == 0)
+			return fail(err, errlen, "query parameter \"%s\" is given twice", out->params[i].name);
 	return 0;
 }
 

@@ -10,7 +10,7 @@ TEST_USER=${TEST_USER:-postgres}
 
 APT_PACKAGES="make gcc pkg-config postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR
 	postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev libjansson-dev libipc-run-perl
-	openssl libio-socket-ssl-perl valgrind"
+	openssl libio-socket-ssl-perl valgrind clang libclang-rt-14-dev"
 
 # Install whatever is missing (Debian 12); quick when all is there.
 ensure_deps()

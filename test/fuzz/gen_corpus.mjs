@@ -199,7 +199,7 @@ const offsets = ['-1', 'now', '0_0', '0_inf', '0_12', '26800584_4', '26800584_in
 let i = 0;
 for (const [name, r] of responses) {
   for (const line of r.lines) {
-    if (i > 40) break;
+    if (i >= 24) break;
     const lname = line.toLowerCase();
     if (!(lname.startsWith('electric-') || lname.startsWith('content-type') || lname.startsWith('retry-after'))) continue;
     add('fuzz_protocol', `hdr_${name}_${i}`, proto(i & 3, [line, offsets[i % offsets.length], offsets[(i + 3) % offsets.length], line.replace(/^[^:]*:\s*/, '').trim()]));
@@ -231,7 +231,8 @@ const shapes = {
     }, headers: { Authorization: 'Bearer t0k', 'X-Custom': 'v' },
   },
   params_array: { url: 'http://127.0.0.1:3000/v1/shape', params: { table: 'items', where: 'a = $1 OR b = $2', params: ['x', 2, false] } },
-  columns_string: { url: 'http://[::1]:5133/v1/shape', params: { table: '"Quoted"."Table"', columns: 'id,"Name"', log: 'changes_only', replica: 'default' } },
+  columns_string: { url: 'http://[::1]:5133/v1/shape', params: { table: '"Quoted"."Table"', columns: 'id,"Name"', log: 'full', replica: 'default' } },
+  changes_only: { url: 'http://h/', params: { table: 't', log: 'changes_only' } },
   userinfo: { url: 'http://user:pw@Example.COM:8080/electric/v1/shape?a=1&b', params: { table: 'x' }, headers: null },
   reserved_param: { url: 'http://h/v1/shape', params: { table: 't', offset: '-1' } },
   reserved_in_url: { url: 'http://h/v1/shape?live=true', params: { table: 't' } },
@@ -245,6 +246,10 @@ const shapes = {
   bad_placeholder: { url: 'http://h/', params: { table: 't', params: { 0: 'x' } } },
   subset: { url: 'http://h/', params: { table: 't', subset__where: 'x' } },
   no_table: { url: 'http://h/', params: {} },
+  bad_placeholder_value: { url: 'http://h/', params: { table: 't', params: [{ a: 1 }] } },
+  null_placeholder: { url: 'http://h/', params: { table: 't', params: { 1: null } } },
+  bad_columns: { url: 'http://h/', params: { table: 't', columns: 5 } },
+  bad_replica: { url: 'http://h/', params: { table: 't', replica: 'partial', log: 'full' } },
 };
 for (const [k, v] of Object.entries(shapes)) add('fuzz_shapeopts', k, JSON.stringify(v));
 add('fuzz_shapeopts', 'duplicate_key', '{"url":"http://h/","url":"http://i/","params":{"table":"t"}}');

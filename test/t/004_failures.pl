@@ -106,6 +106,7 @@ ok(wait_until($node, "SELECT state = 'backoff' AND last_error LIKE 'request fail
 like(sub_status($node, 'nowhere', 'last_error'), qr/connect/i, 'last_error names the connection failure');
 is(sub_status($node, 'items', 'state'), 'live', 'other subscriptions are unaffected');
 
+diag('faults tried: ' . (scalar(@cases) + 3));
 $node->stop;
 $server->stop;
 done_testing();
