@@ -66,7 +66,8 @@ typedef struct NameMapEntry
 
 typedef struct PlanEntry
 {
-	char		op;
+	char		op;				/* I, U, D, or M: a multi-row insert */
+	int			nrows;			/* rows of an M plan */
 	Bitmapset  *cols;
 	SPIPlanPtr	plan;
 	int			nargs;
@@ -120,9 +121,22 @@ typedef struct PsApply
 	char	   *nulls;
 	StringInfoData line;
 
+	/* consecutive inserts of one column set, sent as one statement */
+	Bitmapset  *ib_cols;
+	AttrNumber *ib_order;
+	int			ib_ncols;
+	int			ib_rows;
+	int			ib_cap;
+	Datum	   *ib_values;
+	char	   *ib_nulls;
+	MemoryContext ib_cxt;
+
 	/* error context */
 	const char *ctx_column;
+	int			ctx_batch;		/* rows of the multi-row insert being sent */
 } PsApply;
+
+#define INSERT_BATCH_ROWS 100
 
 static void find_key_operators(PsApply *a);
 
@@ -135,6 +149,11 @@ apply_error_callback(void *arg)
 	const char *op = a->row.op == 'I' ? "insert" : a->row.op == 'U' ? "update" :
 		a->row.op == 'D' ? "delete" : "change";
 
+	if (a->ctx_batch > 0)
+	{
+		errcontext("applying a batch of %d inserts to table %s", a->ctx_batch, a->qualname);
+		return;
+	}
 	if (a->row.key == NULL)
 		return;
 	if (a->ctx_column)
@@ -561,7 +580,7 @@ next_row(PsApply *a)
 /* ---- the SPI path ------------------------------------------------------------- */
 
 static PlanEntry *
-get_plan(PsApply *a, char op, Bitmapset *cols)
+get_plan(PsApply *a, char op, Bitmapset *cols, int nrows)
 {
 	ListCell   *lc;
 	PlanEntry  *p;
@@ -575,19 +594,46 @@ get_plan(PsApply *a, char op, Bitmapset *cols)
 	foreach(lc, a->plans)
 	{
 		p = lfirst(lc);
-		if (p->op == op && bms_equal(p->cols, cols))
+		if (p->op == op && p->nrows == nrows && bms_equal(p->cols, cols))
 			return p;
 	}
 
 	old = MemoryContextSwitchTo(a->batch_cxt);
 	p = palloc0(sizeof(PlanEntry));
 	p->op = op;
+	p->nrows = nrows;
 	p->cols = bms_copy(cols);
-	p->args = palloc(sizeof(AttrNumber) * (bms_num_members(cols) + a->npk + 1));
-	types = palloc(sizeof(Oid) * (bms_num_members(cols) + a->npk + 1));
+	p->args = palloc(sizeof(AttrNumber) * (bms_num_members(cols) * Max(nrows, 1) + a->npk + 1));
+	types = palloc(sizeof(Oid) * (bms_num_members(cols) * Max(nrows, 1) + a->npk + 1));
 	initStringInfo(&sql);
 
-	if (op == 'I')
+	if (op == 'M')
+	{
+		int			ncols = bms_num_members(cols);
+
+		appendStringInfo(&sql, "INSERT INTO %s (", a->qualname);
+		x = -1;
+		while ((x = bms_next_member(cols, x)) >= 0)
+		{
+			appendStringInfo(&sql, "%s%s", n ? ", " : "", quote_identifier(a->cols[x - 1].name));
+			override |= a->cols[x - 1].identity_always;
+			types[n++] = a->cols[x - 1].typid;
+		}
+		appendStringInfoString(&sql, override ? ") OVERRIDING SYSTEM VALUE VALUES " : ") VALUES ");
+		for (int r = 0; r < nrows; r++)
+		{
+			appendStringInfoString(&sql, r ? ",(" : "(");
+			for (int i = 0; i < ncols; i++)
+			{
+				appendStringInfo(&sql, "%s$%d", i ? ", " : "", r * ncols + i + 1);
+				if (r > 0)
+					types[r * ncols + i] = types[i];
+			}
+			appendStringInfoChar(&sql, ')');
+		}
+		n = ncols * nrows;
+	}
+	else if (op == 'I')
 	{
 		appendStringInfo(&sql, "INSERT INTO %s (", a->qualname);
 		x = -1;
@@ -744,7 +790,7 @@ apply_row_spi(PsApply *a, int64 *skipped)
 		return 0;
 	}
 
-	p = get_plan(a, r->op, r->op == 'D' ? NULL : cols);
+	p = get_plan(a, r->op, r->op == 'D' ? NULL : cols, 0);
 	for (int i = 0; i < p->nargs; i++)
 	{
 		bool		present;
@@ -771,6 +817,87 @@ apply_row_spi(PsApply *a, int64 *skipped)
 			(*skipped)++;		/* already gone: the one thing we may skip */
 	}
 	return SPI_processed;
+}
+
+/* ---- multi-row inserts (the insert method, and live inserts) --------------- */
+
+static int64
+insert_batch_flush(PsApply *a)
+{
+	PlanEntry  *p;
+	int			rc;
+	int64		n;
+
+	if (a->ib_rows == 0)
+		return 0;
+	p = get_plan(a, 'M', a->ib_cols, a->ib_rows);
+	a->ctx_batch = a->ib_rows;
+	rc = SPI_execute_plan(p->plan, a->ib_values, a->ib_nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "pglite_sync: apply statement failed: %s", SPI_result_code_string(rc));
+	a->ctx_batch = 0;
+	n = SPI_processed;
+	a->ib_rows = 0;
+	MemoryContextReset(a->ib_cxt);
+	return n;
+}
+
+/* Add the current insert to the batch; sends it when full.  Rows applied. */
+static int64
+insert_batch_add(PsApply *a)
+{
+	int64		done = 0;
+	int			base;
+
+	if (a->ib_rows > 0 && !bms_equal(a->ib_cols, a->row.set))
+		done = insert_batch_flush(a);
+	if (a->row.n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("insert carries no column of table %s", a->qualname)));
+	if (a->ib_rows == 0 && !bms_equal(a->ib_cols, a->row.set))
+	{
+		MemoryContext old = MemoryContextSwitchTo(a->batch_cxt);
+		int			x = -1;
+
+		bms_free(a->ib_cols);
+		a->ib_cols = bms_copy(a->row.set);
+		a->ib_ncols = bms_num_members(a->ib_cols);
+		a->ib_cap = Max(1, Min(INSERT_BATCH_ROWS, 65535 / a->ib_ncols));
+		if (a->ib_order)
+		{
+			pfree(a->ib_order);
+			pfree(a->ib_values);
+			pfree(a->ib_nulls);
+		}
+		a->ib_order = palloc(sizeof(AttrNumber) * a->ib_ncols);
+		a->ib_values = palloc(sizeof(Datum) * a->ib_ncols * a->ib_cap);
+		a->ib_nulls = palloc(sizeof(char) * a->ib_ncols * a->ib_cap);
+		for (int i = 0; (x = bms_next_member(a->ib_cols, x)) >= 0; i++)
+			a->ib_order[i] = x;
+		MemoryContextSwitchTo(old);
+	}
+
+	base = a->ib_rows * a->ib_ncols;
+	{
+		MemoryContext old = MemoryContextSwitchTo(a->ib_cxt);
+
+		for (int i = 0; i < a->ib_ncols; i++)
+		{
+			bool		present;
+			PsColumn   *c = &a->cols[a->ib_order[i] - 1];
+			const char *v = row_value(a, a->ib_order[i], &present);
+
+			a->ctx_column = c->name;
+			a->ib_values[base + i] = InputFunctionCall(&c->input, (char *) v, c->typioparam, c->typmod);
+			a->ib_nulls[base + i] = v ? ' ' : 'n';
+		}
+		a->ctx_column = NULL;
+		MemoryContextSwitchTo(old);
+	}
+	if (++a->ib_rows == a->ib_cap)
+		done += insert_batch_flush(a);
+	return done;
 }
 
 /* ---- bulk loading: COPY ------------------------------------------------------- */
@@ -1100,9 +1227,10 @@ clear_table(PsApply *a, PsSubscription *sub)
 }
 
 void
-ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool bulk,
-			   PsApplyResult *res)
+ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool snapshot,
+			   bool row_by_row, PsApplyResult *res)
 {
+	bool		bulk = snapshot && !row_by_row;
 	PsApply		a;
 	ErrorContextCallback errcb;
 
@@ -1117,6 +1245,8 @@ ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool bulk,
 									   ALLOCSET_DEFAULT_SIZES);
 	a.names_cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync field names",
 										ALLOCSET_SMALL_SIZES);
+	a.ib_cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync insert batch",
+									 ALLOCSET_DEFAULT_SIZES);
 	open_target(&a, sub);
 
 	errcb.callback = apply_error_callback;
@@ -1152,12 +1282,20 @@ ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool bulk,
 
 		while (next_row(&a))
 		{
-			MemoryContext old = MemoryContextSwitchTo(a.exec_cxt);
+			MemoryContext old;
 
+			if (!row_by_row && a.row.op == 'I')
+			{
+				res->rows += insert_batch_add(&a);
+				continue;
+			}
+			res->rows += insert_batch_flush(&a);
+			old = MemoryContextSwitchTo(a.exec_cxt);
 			res->rows += apply_row_spi(&a, &res->skipped);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(a.exec_cxt);
 		}
+		res->rows += insert_batch_flush(&a);
 	}
 
 	error_context_stack = errcb.previous;
@@ -1165,4 +1303,5 @@ ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace, bool bulk,
 	MemoryContextDelete(a.row_cxt);
 	MemoryContextDelete(a.exec_cxt);
 	MemoryContextDelete(a.names_cxt);
+	MemoryContextDelete(a.ib_cxt);
 }

@@ -23,10 +23,13 @@ typedef struct PsApplyResult
  * Apply every record of the spool to sub's table.  Runs inside the apply
  * transaction, with SPI connected and the current user switched to the
  * subscription owner.  replace: the stream restarted from -1, so the old
- * rows are cleared first (or on_must_refetch is called).  bulk: leading
- * inserts may use sub->initial_insert_method.
+ * rows are cleared first (or on_must_refetch is called).  snapshot: the
+ * batch began at -1, so its leading inserts may use
+ * sub->initial_insert_method.  row_by_row: one statement per change and no
+ * bulk load, so that an error names its key and column (a retry after a
+ * failed batch).
  */
 extern void ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace,
-						   bool bulk, PsApplyResult *res);
+						   bool snapshot, bool row_by_row, PsApplyResult *res);
 
 #endif

@@ -34,6 +34,22 @@ extern void ps_bodysplit_init(ps_bodysplit *s, size_t max_message);
 extern void ps_bodysplit_free(ps_bodysplit *s);
 
 /*
+ * A faster variant for callers that parse each message anyway: at the
+ * start of a message the callback gets everything up to the end of the
+ * piece (exact = false) and reports the message's length in *used, or
+ * returns PS_SPLIT_UNSURE when it cannot tell (the message continues in the
+ * next piece, or looks malformed).  The splitter then finds the message's
+ * end itself and calls again with exactly that message (exact = true),
+ * where any failure is final.  Messages are thus scanned once, not twice.
+ */
+#define PS_SPLIT_UNSURE (-100)
+typedef int (*ps_prefix_cb) (void *arg, const char *data, size_t len,
+							 bool exact, size_t *used);
+
+extern int	ps_bodysplit_feed_parsing(ps_bodysplit *s, const char *data, size_t len,
+									  ps_prefix_cb cb, void *arg);
+
+/*
  * Feed the next piece of the body.  Returns 0 on success, -1 on a syntax
  * error (s->error says why), or the nonzero value a callback returned.
  */

@@ -669,8 +669,22 @@ ps_message_free(ps_message *m)
 	memset(m, 0, sizeof(*m));
 }
 
+static int parse(ps_message *m, const char *json, size_t len, size_t *used);
+
 int
 ps_message_parse(ps_message *m, const char *json, size_t len)
+{
+	return parse(m, json, len, NULL);
+}
+
+int
+ps_message_parse_prefix(ps_message *m, const char *data, size_t len, size_t *used)
+{
+	return parse(m, data, len, used);
+}
+
+static int
+parse(ps_message *m, const char *json, size_t len, size_t *used)
 {
 	cursor		c;
 	int			vfirst = -1,
@@ -767,9 +781,14 @@ ps_message_parse(ps_message *m, const char *json, size_t len)
 			return err(&c, "expected ',' or '}' in message");
 		}
 	}
-	skip_ws(&c);
-	if (c.p != c.end)
-		return err(&c, "unexpected data after message");
+	if (used)
+		*used = c.p - json;
+	else
+	{
+		skip_ws(&c);
+		if (c.p != c.end)
+			return err(&c, "unexpected data after message");
+	}
 
 	/* fields may have moved while growing: set pointers only now */
 	if (m->has_value)

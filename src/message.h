@@ -93,6 +93,13 @@ extern void ps_message_free(ps_message *m);
 /* Returns 0 on success, -1 on malformed input (m->error says why). */
 extern int	ps_message_parse(ps_message *m, const char *json, size_t len);
 
+/*
+ * Parse the message at the start of data (more may follow it): 0 with *used
+ * set to its length, or -1 if it is malformed or does not end within len.
+ */
+extern int	ps_message_parse_prefix(ps_message *m, const char *data, size_t len,
+									size_t *used);
+
 /* Find a column of value/old_value by name; NULL when absent. */
 extern const ps_field *ps_message_find(const ps_field *fields, int n,
 									   const char *name, size_t name_len);

@@ -207,21 +207,26 @@ fail(PsStream *w, PsFailureKind kind, int64 retry_after_ms, const char *message)
 /* ---- the response body: messages into the spool -------------------------------- */
 
 static int
-on_message(void *arg, const char *json, size_t len)
+on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
 {
 	PsStream   *w = arg;
 	ps_message *m = &w->msg;
 	MemoryContext old = MemoryContextSwitchTo(w->worker_cxt);
-	int			rc = ps_message_parse(m, json, len);
+	int			rc = exact ? ps_message_parse(m, json, len) :
+		ps_message_parse_prefix(m, json, len, used);
 
 	/* the parser keeps its arena across messages: worker_cxt, not iter_cxt */
 	MemoryContextSwitchTo(old);
+	if (rc < 0 && !exact)
+		return PS_SPLIT_UNSURE;		/* incomplete here, or malformed: let the splitter decide */
 	if (rc < 0)
 	{
 		w->resp_fail_kind = PS_FAIL_RETRY;
 		snprintf(w->resp_error, sizeof(w->resp_error), "malformed message in response: %s", m->error);
 		return 1;
 	}
+	if (!exact)
+		len = *used;
 	switch (m->kind)
 	{
 		case PS_MSG_CHANGE:
@@ -284,7 +289,7 @@ on_body(void *arg, const char *data, size_t len, const PsHttpResponse *resp)
 	/* we are inside libcurl: an ERROR must not unwind through it */
 	PG_TRY();
 	{
-		rc = ps_bodysplit_feed(&w->split, data, len, on_message, w);
+		rc = ps_bodysplit_feed_parsing(&w->split, data, len, on_message, w);
 	}
 	PG_CATCH();
 	{
@@ -317,7 +322,7 @@ refetch(PsStream *w, const char *new_handle)
 	w->live = false;
 	w->replace = true;
 	w->from_start = true;
-	w->bulk_failed = false;
+	w->row_by_row = false;
 	snprintf(w->buster, sizeof(w->buster), "%016llx",
 			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
 	w->refetches++;
@@ -340,7 +345,6 @@ apply_batch(PsStream *w)
 		strcmp(w->offset, w->committed_offset) != 0;
 	bool		need_txn = count > 0 || w->replace || moved || !w->notified;
 	PsApplyResult res;
-	bool		bulk = w->from_start && !w->bulk_failed;
 
 	memset(&res, 0, sizeof(res));
 	if (need_txn)
@@ -394,7 +398,7 @@ apply_batch(PsStream *w)
 								   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 								   SECURITY_RESTRICTED_OPERATION);
 			guc_level = NewGUCNestLevel();
-			ps_apply_batch(w->sub, w->spool, w->replace, bulk, &res);
+			ps_apply_batch(w->sub, w->spool, w->replace, w->from_start, w->row_by_row, &res);
 			AtEOXact_GUC(false, guc_level);
 			SetUserIdAndSecContext(save_user, save_sec);
 		}
@@ -424,7 +428,7 @@ apply_batch(PsStream *w)
 	w->apply_pending = false;
 	w->replace = false;
 	w->from_start = false;
-	w->bulk_failed = false;
+	w->row_by_row = false;
 	w->notified = true;
 	w->live = true;
 	w->refetches = 0;
@@ -712,13 +716,13 @@ ps_stream_failed(PsStream *w, ErrorData *e)
 	if (e->context)
 		appendStringInfo(&msg, "\nCONTEXT: %s", e->context);
 
-	if (was_apply && w->from_start && !w->bulk_failed &&
-		strcmp(w->sub->initial_insert_method, "insert") != 0)
+	if (was_apply && !w->row_by_row && !w->foreground)
 	{
-		w->bulk_failed = true;
+		/* COPY, json and multi-row inserts name no key: redo it row by row */
+		w->row_by_row = true;
 		ereport(LOG,
-				(errmsg("pglite_sync: subscription \"%s\": %s load failed, retrying row by row: %s",
-						w->sub->name, w->sub->initial_insert_method, e->message)));
+				(errmsg("pglite_sync: subscription \"%s\": batch failed, retrying it row by row: %s",
+						w->sub->name, e->message)));
 	}
 	else
 		fail(w, PS_FAIL_FATAL, -1, msg.data);

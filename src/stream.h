@@ -49,7 +49,7 @@ typedef struct PsStream
 	bool		live;			/* caught up once: long-poll next */
 	bool		replace;		/* next commit replaces the table's rows */
 	bool		from_start;		/* the open batch began at -1 (bulk load ok) */
-	bool		bulk_failed;	/* the bulk path failed: retry via SPI */
+	bool		row_by_row;	/* a batch failed: redo it one statement per change */
 	bool		notified;		/* first up-to-date of this run committed */
 	char		buster[32];
 	int			failures;		/* consecutive retryable failures */

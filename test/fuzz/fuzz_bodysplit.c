@@ -94,6 +94,33 @@ on_message(void *arg, const char *json, size_t len)
 	return 0;
 }
 
+/* the parsing variant (as the worker uses it): the parser measures messages */
+static bool g_parsing = false;
+static ps_message g_pmsg;
+
+#define PARSE_FAIL_RC 91
+
+static int
+on_message_parsing(void *arg, const char *data, size_t len, bool exact, size_t *used)
+{
+	int			rc = exact ? ps_message_parse(&g_pmsg, data, len) :
+		ps_message_parse_prefix(&g_pmsg, data, len, used);
+
+	if (rc < 0)
+		return exact ? PARSE_FAIL_RC : PS_SPLIT_UNSURE;
+	if (!exact)
+		FUZZ_CHECK(*used >= 2 && *used <= len, "prefix parse used %zu of %zu", *used, len);
+	return on_message(arg, data, exact ? len : *used);
+}
+
+static int
+feed_piece(ps_bodysplit *s, const char *piece, size_t n, run *r)
+{
+	if (g_parsing)
+		return ps_bodysplit_feed_parsing(s, piece, n, on_message_parsing, r);
+	return ps_bodysplit_feed(s, piece, n, on_message, r);
+}
+
 static uint32_t
 lcg(uint32_t *state)
 {
@@ -116,7 +143,7 @@ feed(run *r, const char *body, size_t len, int mode, uint32_t seed)
 
 		r->body = piece;
 		r->bodylen = len;
-		rc = ps_bodysplit_feed(&s, piece, len, on_message, r);
+		rc = feed_piece(&s, piece, len, r);
 		r->body = NULL;
 		free(piece);
 	}
@@ -128,7 +155,7 @@ feed(run *r, const char *body, size_t len, int mode, uint32_t seed)
 		for (; i < len && rc == 0; i++)
 		{
 			piece[0] = body[i];
-			rc = ps_bodysplit_feed(&s, piece, 1, on_message, r);
+			rc = feed_piece(&s, piece, 1, r);
 		}
 		free(piece);
 	}
@@ -144,7 +171,7 @@ feed(run *r, const char *body, size_t len, int mode, uint32_t seed)
 			if (n > len - i)
 				n = len - i;
 			piece = fuzz_copy(body + i, n);
-			rc = ps_bodysplit_feed(&s, piece, n, on_message, r);
+			rc = feed_piece(&s, piece, n, r);
 			free(piece);
 			i += n;
 		}
@@ -153,7 +180,7 @@ feed(run *r, const char *body, size_t len, int mode, uint32_t seed)
 	r->finish_rc = (rc == 0) ? ps_bodysplit_finish(&s) : rc;
 	/* a failed splitter stays failed */
 	if (rc == -1)
-		FUZZ_CHECK(ps_bodysplit_feed(&s, "[", 1, on_message, r) == -1, "feed after an error succeeded");
+		FUZZ_CHECK(feed_piece(&s, "[", 1, r) == -1, "feed after an error succeeded");
 	r->nmessages = s.nmessages;
 	memcpy(r->error, s.error, sizeof(r->error));
 	FUZZ_CHECK(memchr(s.error, '\0', sizeof(s.error)) != NULL, "error not terminated");
@@ -190,6 +217,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void) argv;
 	json_set_alloc_funcs(ps_malloc, ps_free);
 	ps_message_init(&g_msg);
+	ps_message_init(&g_pmsg);
 	return 0;
 }
 
@@ -258,6 +286,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						   "jansson sees %zu elements, splitter %d", json_array_size(root), one.n);
 		}
 		json_decref(root);
+	}
+
+	/*
+	 * The parsing variant: when every message is valid, the same messages in
+	 * every feeding; otherwise it fails where a message is malformed.
+	 */
+	{
+		run			p_one = {0},
+					p_bytes = {0},
+					p_pieces = {0};
+
+		p_one.max_message = p_bytes.max_message = p_pieces.max_message = one.max_message;
+		p_one.stop_after = p_bytes.stop_after = p_pieces.stop_after = one.stop_after;
+		g_parsing = true;
+		feed(&p_one, body, len, 0, seed);
+		feed(&p_bytes, body, len, 1, seed);
+		feed(&p_pieces, body, len, 2, seed);
+		g_parsing = false;
+		same_run(&p_one, &p_bytes, "parsing, byte by byte");
+		same_run(&p_one, &p_pieces, "parsing, in pieces");
+		if (one.nparsed_ok == one.n && one.rc != PARSE_FAIL_RC)
+			same_run(&one, &p_one, "parsing variant");
+		else
+			FUZZ_CHECK(p_one.rc == PARSE_FAIL_RC || p_one.rc == -1 || p_one.rc == STOP_RC || p_one.n <= one.n,
+					   "parsing variant accepted an invalid message (rc %d)", p_one.rc);
+		free_run(&p_one);
+		free_run(&p_bytes);
+		free_run(&p_pieces);
 	}
 
 	free_run(&one);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "bodysplit.h"
+#include "message.h"
 #include "unit.h"
 
 typedef struct collected
@@ -40,6 +41,36 @@ split(const char *body, size_t piece, collected *c, ps_bodysplit *s)
 	return rc;
 }
 
+/* the parsing variant: messages measured by the parser, as the worker does */
+static ps_message pm;
+
+static int
+collect_parsing(void *arg, const char *data, size_t len, bool exact, size_t *used)
+{
+	int			rc = exact ? ps_message_parse(&pm, data, len) :
+		ps_message_parse_prefix(&pm, data, len, used);
+
+	if (rc < 0)
+		return exact ? 9 : PS_SPLIT_UNSURE;
+	return collect(arg, data, exact ? len : *used);
+}
+
+static int
+split_parsing(const char *body, size_t piece, collected *c, ps_bodysplit *s)
+{
+	size_t		len = strlen(body);
+	int			rc = 0;
+
+	memset(c, 0, sizeof(*c));
+	ps_bodysplit_init(s, 0);
+	for (size_t i = 0; i < len && rc == 0; i += piece)
+		rc = ps_bodysplit_feed_parsing(s, body + i, (len - i < piece) ? len - i : piece,
+									   collect_parsing, c);
+	if (rc == 0)
+		rc = ps_bodysplit_finish(s);
+	return rc;
+}
+
 static int
 stop_after_one(void *arg, const char *json, size_t len)
 {
@@ -73,6 +104,30 @@ main(void)
 		ps_bodysplit_free(&s);
 	}
 	CHECK(c.n == 2);
+
+	/* the parsing variant gives the same messages for every piece size */
+	ps_message_init(&pm);
+	for (size_t piece = 1; piece <= strlen(body); piece++)
+	{
+		collected	c2;
+		int			rc = split_parsing(body, piece, &c2, &s);
+
+		if (rc != 0 || c2.n != 2 || strcmp(c2.msgs[0], "{\"key\":\"a\\\"}]\",\"value\":{\"x\":\"[{\"}}") != 0 ||
+			strcmp(c2.msgs[1], "{\"headers\":{\"control\":\"up-to-date\"}}") != 0)
+		{
+			printf("# parsing, piece %zu: rc %d n %d\n", piece, rc, c2.n);
+			CHECK(!"parsing split independent of piece size");
+			break;
+		}
+		ps_bodysplit_free(&s);
+	}
+	CHECK(split_parsing("[{\"a\":1},{\"b\":[true,null]} , {\"c\":\"\\u00e9\"}]", 5, &c, &s) == 0 && c.n == 3);
+	ps_bodysplit_free(&s);
+	CHECK(split_parsing("[{\"a\":tru}]", 64, &c, &s) == 9);		/* malformed: the exact parse decides */
+	ps_bodysplit_free(&s);
+	CHECK(split_parsing("[{\"a\":1}", 64, &c, &s) == -1 && c.n == 1);	/* truncated */
+	ps_bodysplit_free(&s);
+	ps_message_free(&pm);
 
 	CHECK(split("[]", 1, &c, &s) == 0 && c.n == 0);
 	ps_bodysplit_free(&s);
