@@ -663,6 +663,8 @@ get_plan(PsApply *a, char op, Bitmapset *cols, int nrows)
 				types[n++] = a->cols[x - 1].typid;
 			}
 		}
+		else if (op == 'E')
+			appendStringInfo(&sql, "SELECT 1 FROM %s", a->qualname);
 		else
 			appendStringInfo(&sql, "DELETE FROM %s", a->qualname);
 		appendStringInfoString(&sql, " WHERE ");
@@ -724,6 +726,7 @@ apply_row_spi(PsApply *a, int64 *skipped)
 	PlanEntry  *p;
 	int			rc;
 	int			expected;
+	char		op = r->op;
 
 	switch (r->op)
 	{
@@ -755,42 +758,14 @@ apply_row_spi(PsApply *a, int64 *skipped)
 			elog(ERROR, "pglite_sync: unexpected operation '%c' in spool", r->op);
 	}
 
+	/* an update carrying only the key changes nothing, but the row must exist */
 	if (r->op == 'U' && cols == NULL)
 	{
-		/* check existence with a DELETE-shaped plan would be wrong: use SELECT */
-		StringInfoData sql;
-		Oid		   *types = palloc(sizeof(Oid) * a->npk);
-
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT 1 FROM %s WHERE ", a->qualname);
-		for (int i = 0; i < a->npk; i++)
-		{
-			appendStringInfo(&sql, "%s%s %s $%d", i ? " AND " : "",
-							 quote_identifier(a->cols[a->pk[i] - 1].name), a->pk_eq[i], i + 1);
-			types[i] = a->cols[a->pk[i] - 1].typid;
-		}
-		for (int i = 0; i < a->npk; i++)
-		{
-			bool		present;
-			PsColumn   *c = &a->cols[a->pk[i] - 1];
-
-			a->ctx_column = c->name;
-			a->values[i] = InputFunctionCall(&c->input, (char *) row_value(a, a->pk[i], &present),
-											 c->typioparam, c->typmod);
-			a->nulls[i] = ' ';
-		}
-		a->ctx_column = NULL;
-		rc = SPI_execute_with_args(sql.data, a->npk, types, a->values, a->nulls, true, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "pglite_sync: existence check failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("update for a row that does not exist in table %s", a->qualname)));
-		return 0;
+		op = 'E';
+		expected = SPI_OK_SELECT;
 	}
 
-	p = get_plan(a, r->op, r->op == 'D' ? NULL : cols, 0);
+	p = get_plan(a, op, op == 'U' || op == 'I' ? cols : NULL, 0);
 	for (int i = 0; i < p->nargs; i++)
 	{
 		bool		present;
@@ -803,9 +778,11 @@ apply_row_spi(PsApply *a, int64 *skipped)
 	}
 	a->ctx_column = NULL;
 
-	rc = SPI_execute_plan(p->plan, a->values, a->nulls, false, 0);
+	rc = SPI_execute_plan(p->plan, a->values, a->nulls, op == 'E', op == 'E' ? 1 : 0);
 	if (rc != expected)
 		elog(ERROR, "pglite_sync: apply statement failed: %s", SPI_result_code_string(rc));
+	if (op == 'E' && SPI_processed > 0)
+		return 0;
 	if (SPI_processed == 0)
 	{
 		if (r->op == 'U')
