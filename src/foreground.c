@@ -37,19 +37,7 @@ release_held_slot(void)
 	if (slot == NULL)
 		return;
 	held_slot = NULL;
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	if (slot->pid == MyProcPid)
-	{
-		slot->pid = 0;
-		slot->latch = NULL;
-		slot->foreground = false;
-		slot->up_to_date = false;
-		if (!slot->wanted)
-			ps_slot_free(slot);
-	}
-	LWLockRelease(ps_shared->lock);
-	ConditionVariableBroadcast(&ps_shared->cv);
-	ps_wake_launcher();
+	ps_slot_detach(slot, false);
 }
 
 static void
@@ -83,11 +71,7 @@ take_slot(PsStream *s)
 		busy = slot->pid ? slot->pid : -1;
 	else
 	{
-		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
-		slot->foreground = true;
-		slot->state = PS_STATE_STARTING;
-		slot->up_to_date = false;
+		ps_slot_attach(slot, true);
 		s->args.dbid = MyDatabaseId;
 		s->args.subid = s->sub->id;
 		s->args.generation = ps_slot_new_generation(slot);

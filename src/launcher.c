@@ -121,6 +121,17 @@ register_worker(const char *function, const char *type, const char *name,
 	return RegisterDynamicBackgroundWorker(&bgw, handle);
 }
 
+/* The scanner is gone: DROP DATABASE waits on the condition variable. */
+static void
+scanner_gone(void)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	ps_shared->scanner_pid = 0;
+	ps_shared->scanner_db = InvalidOid;
+	LWLockRelease(ps_shared->lock);
+	ConditionVariableBroadcast(&ps_shared->cv);
+}
+
 /* Start the next scanner if none is running. */
 static void
 run_scans(void)
@@ -133,11 +144,7 @@ run_scans(void)
 			return;
 		pfree(scanner_handle);
 		scanner_handle = NULL;
-		LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-		ps_shared->scanner_pid = 0;
-		ps_shared->scanner_db = InvalidOid;
-		LWLockRelease(ps_shared->lock);
-		ConditionVariableBroadcast(&ps_shared->cv);
+		scanner_gone();
 	}
 	while (scan_queue != NIL)
 	{
@@ -429,11 +436,7 @@ ps_scanner_main(Datum main_arg)
 							lfirst_int(lc), dbid),
 					 errhint("Raise pglite_sync.max_subscriptions.")));
 
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	ps_shared->scanner_pid = 0;
-	ps_shared->scanner_db = InvalidOid;
-	LWLockRelease(ps_shared->lock);
-	ConditionVariableBroadcast(&ps_shared->cv);
+	scanner_gone();
 	if (ids != NIL)
 		ps_wake_launcher();
 	proc_exit(0);

@@ -101,6 +101,8 @@ extern void ps_require_preload(void);
 extern PsSlot *ps_slot_find(Oid dbid, int32 subid);
 extern bool ps_slot_start(Oid dbid, int32 subid, bool from_user);
 extern void ps_slot_stop(Oid dbid, int32 subid);
+extern void ps_slot_attach(PsSlot *slot, bool foreground);
+extern void ps_slot_detach(PsSlot *slot, bool failed);
 extern void ps_slot_release(int slotno, uint64 start_seq);
 extern void ps_slot_throttle(PsSlot *slot, TimestampTz now);
 extern void ps_slot_free(PsSlot *slot);

@@ -203,6 +203,18 @@ ps_slot_start(Oid dbid, int32 subid, bool from_user)
 	return true;
 }
 
+/* Nothing should run for this slot any more (lock held). */
+static void
+request_stop(PsSlot *slot)
+{
+	slot->wanted = false;
+	slot->stop_generation = slot->generation;
+	if (slot->latch)
+		SetLatch(slot->latch);
+	if (slot->pid == 0 && !slot->launching)
+		ps_slot_free(slot);
+}
+
 /* Ask the worker of (dbid, subid), if any, to stop; it exits on its own. */
 void
 ps_slot_stop(Oid dbid, int32 subid)
@@ -212,16 +224,44 @@ ps_slot_stop(Oid dbid, int32 subid)
 	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
 	slot = ps_slot_find(dbid, subid);
 	if (slot != NULL)
+		request_stop(slot);
+	LWLockRelease(ps_shared->lock);
+	ConditionVariableBroadcast(&ps_shared->cv);
+}
+
+/* This process runs the slot's stream from now on (lock held). */
+void
+ps_slot_attach(PsSlot *slot, bool foreground)
+{
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	slot->foreground = foreground;
+	slot->state = PS_STATE_STARTING;
+	slot->up_to_date = false;
+}
+
+/*
+ * This process stops running the slot's stream: free the slot if nothing
+ * wants it any more, else throttle its next start if this run failed.
+ */
+void
+ps_slot_detach(PsSlot *slot, bool failed)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	if (slot->pid == MyProcPid)
 	{
-		slot->wanted = false;
-		slot->stop_generation = slot->generation;
-		if (slot->latch)
-			SetLatch(slot->latch);
-		if (slot->pid == 0 && !slot->launching)
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->foreground = false;
+		slot->up_to_date = false;
+		if (!slot->wanted)
 			ps_slot_free(slot);
+		else if (failed)
+			ps_slot_throttle(slot, GetCurrentTimestamp());
 	}
 	LWLockRelease(ps_shared->lock);
 	ConditionVariableBroadcast(&ps_shared->cv);
+	ps_wake_launcher();
 }
 
 /*
@@ -303,14 +343,7 @@ ps_stop_all_in_database(Oid dbid)
 		PsSlot	   *s = &ps_shared->slots[i];
 
 		if (s->in_use && s->dbid == dbid)
-		{
-			s->wanted = false;
-			s->stop_generation = s->generation;
-			if (s->latch)
-				SetLatch(s->latch);
-			if (s->pid == 0 && !s->launching)
-				ps_slot_free(s);
-		}
+			request_stop(s);
 	}
 	LWLockRelease(ps_shared->lock);
 	ConditionVariableBroadcast(&ps_shared->cv);

@@ -27,22 +27,7 @@
 static void
 worker_detach(int code, Datum arg)
 {
-	PsSlot	   *slot = &ps_shared->slots[DatumGetInt32(arg)];
-
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	if (slot->pid == MyProcPid)
-	{
-		slot->pid = 0;
-		slot->latch = NULL;
-		slot->up_to_date = false;
-		if (!slot->wanted)
-			ps_slot_free(slot);
-		else if (code != 0)
-			ps_slot_throttle(slot, GetCurrentTimestamp());
-	}
-	LWLockRelease(ps_shared->lock);
-	ConditionVariableBroadcast(&ps_shared->cv);
-	ps_wake_launcher();
+	ps_slot_detach(&ps_shared->slots[DatumGetInt32(arg)], code != 0);
 }
 
 /* Take our slot if it is still ours to take; otherwise leave quietly. */
@@ -60,10 +45,7 @@ attach(PsStream *w)
 	ok = ok && slot->wanted && slot->pid == 0 && !ps_database_blocked(w->args.dbid);
 	if (ok)
 	{
-		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
-		slot->state = PS_STATE_STARTING;
-		slot->up_to_date = false;
+		ps_slot_attach(slot, false);
 		w->start_seq = slot->start_seq;
 	}
 	else if (slot->in_use && !slot->wanted && slot->pid == 0 &&
