@@ -623,44 +623,14 @@ lock_subscription(const char *name, Oid caller, int32 *subid, bool *enabled,
 				 errmsg("must be owner of subscription \"%s\"", name)));
 }
 
-Datum
-ps_unsubscribe(PG_FUNCTION_ARGS)
+/*
+ * Stop a subscription at commit.  forget (delete_subscription) removes it
+ * with its stream state; otherwise (unsubscribe) a keyed subscription stays,
+ * stopped, and an unkeyed one, having nothing worth keeping, goes.
+ */
+static void
+stop_subscription(const char *name, bool forget)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	OwnerSwitch sw;
-	int32		subid;
-	bool		enabled;
-	bool		keyed;
-	Oid			caller = GetUserId();
-
-	ps_require_preload();
-	SPI_connect();
-	become_extension_owner(&sw);
-	lock_catalog();
-	lock_subscription(name, caller, &subid, &enabled, &keyed);
-	if (enabled)
-	{
-		Datum		arg = Int32GetDatum(subid);
-		Oid			type = INT4OID;
-
-		/* an unkeyed subscription has nothing worth keeping */
-		if (keyed)
-			spi_exec("UPDATE " PS_SCHEMA ".subscription SET enabled = false WHERE id = $1",
-					 1, &type, &arg, NULL, SPI_OK_UPDATE);
-		else
-			spi_exec("DELETE FROM " PS_SCHEMA ".subscription WHERE id = $1",
-					 1, &type, &arg, NULL, SPI_OK_DELETE);
-		ps_at_commit(PS_ACTION_STOP, subid);
-	}
-	restore_user(&sw);
-	SPI_finish();
-	PG_RETURN_VOID();
-}
-
-Datum
-ps_delete_subscription(PG_FUNCTION_ARGS)
-{
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	OwnerSwitch sw;
 	int32		subid;
 	bool		enabled;
@@ -675,11 +645,29 @@ ps_delete_subscription(PG_FUNCTION_ARGS)
 	lock_catalog();
 	lock_subscription(name, caller, &subid, &enabled, &keyed);
 	arg = Int32GetDatum(subid);
-	spi_exec("DELETE FROM " PS_SCHEMA ".subscription WHERE id = $1",
-			 1, &type, &arg, NULL, SPI_OK_DELETE);
-	ps_at_commit(PS_ACTION_STOP, subid);
+	if (forget || (enabled && !keyed))
+		spi_exec("DELETE FROM " PS_SCHEMA ".subscription WHERE id = $1",
+				 1, &type, &arg, NULL, SPI_OK_DELETE);
+	else if (enabled)
+		spi_exec("UPDATE " PS_SCHEMA ".subscription SET enabled = false WHERE id = $1",
+				 1, &type, &arg, NULL, SPI_OK_UPDATE);
+	if (forget || enabled)
+		ps_at_commit(PS_ACTION_STOP, subid);
 	restore_user(&sw);
 	SPI_finish();
+}
+
+Datum
+ps_unsubscribe(PG_FUNCTION_ARGS)
+{
+	stop_subscription(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	PG_RETURN_VOID();
+}
+
+Datum
+ps_delete_subscription(PG_FUNCTION_ARGS)
+{
+	stop_subscription(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
 	PG_RETURN_VOID();
 }
 
