@@ -79,9 +79,8 @@ typedef struct PsRow
 	char		op;
 	const char *key;
 	uint32		key_len;
-	int			n;
-	AttrNumber *attnos;			/* [natts], in message order */
-	const char **vals;			/* text or NULL, by position */
+	int			n;				/* columns present */
+	const char **by_att;		/* [natts] text or NULL, valid for attnos in set */
 	Bitmapset  *set;			/* attnos present */
 } PsRow;
 
@@ -297,8 +296,7 @@ open_target(PsApply *a, PsSubscription *sub)
 
 	find_key_operators(a);
 
-	a->row.attnos = palloc(sizeof(AttrNumber) * Max(a->natts, 1));
-	a->row.vals = palloc(sizeof(char *) * Max(a->natts, 1));
+	a->row.by_att = palloc(sizeof(char *) * Max(a->natts, 1));
 	a->values = palloc(sizeof(Datum) * (a->natts + a->npk + 1));
 	a->nulls = palloc(sizeof(char) * (a->natts + a->npk + 1));
 	a->convert = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
@@ -390,18 +388,13 @@ row_add(PsApply *a, AttrNumber attno, const char *val)
 
 	if (!a->cols[attno - 1].writable)
 		return;					/* generated locally */
-	if (bms_is_member(attno, r->set))
+	/* the same column twice: the later value wins */
+	if (!bms_is_member(attno, r->set))
 	{
-		/* the same column twice: the later value wins */
-		for (int i = 0; i < r->n; i++)
-			if (r->attnos[i] == attno)
-				r->vals[i] = val;
-		return;
+		r->set = bms_add_member(r->set, attno);
+		r->n++;
 	}
-	r->set = bms_add_member(r->set, attno);
-	r->attnos[r->n] = attno;
-	r->vals[r->n] = val;
-	r->n++;
+	r->by_att[attno - 1] = val;
 }
 
 static NameMapEntry *
@@ -691,14 +684,8 @@ get_plan(PsApply *a, char op, Bitmapset *cols, int nrows)
 static const char *
 row_value(PsApply *a, AttrNumber attno, bool *present)
 {
-	for (int i = 0; i < a->row.n; i++)
-		if (a->row.attnos[i] == attno)
-		{
-			*present = true;
-			return a->row.vals[i];
-		}
-	*present = false;
-	return NULL;
+	*present = bms_is_member(attno, a->row.set);
+	return *present ? a->row.by_att[attno - 1] : NULL;
 }
 
 static void
