@@ -61,7 +61,10 @@ fail(ps_bodysplit *s, const char *what, char c)
 	return -1;
 }
 
-/* adapts a plain message callback to the exact-message calls */
+/*
+ * A plain message callback seen as a prefix callback that never measures:
+ * the splitter finds every message's end itself.
+ */
 typedef struct PlainCb
 {
 	ps_message_cb cb;
@@ -69,17 +72,14 @@ typedef struct PlainCb
 } PlainCb;
 
 static int
-feed(ps_bodysplit *s, const char *data, size_t len, ps_prefix_cb pcb,
-	 PlainCb *plain, void *arg);
-
-static int
-call_exact(ps_prefix_cb pcb, PlainCb *plain, void *arg, const char *m, size_t n)
+plain_prefix(void *arg, const char *data, size_t len, bool exact, size_t *used)
 {
-	size_t		used = n;
+	PlainCb    *plain = arg;
 
-	if (plain)
-		return plain->cb(plain->arg, m, n);
-	return pcb(arg, m, n, true, &used);
+	(void) used;				/* a plain callback never measures */
+	if (!exact)
+		return PS_SPLIT_UNSURE;
+	return plain->cb(plain->arg, data, len);
 }
 
 int
@@ -88,19 +88,20 @@ ps_bodysplit_feed(ps_bodysplit *s, const char *data, size_t len,
 {
 	PlainCb		plain = {cb, arg};
 
-	return feed(s, data, len, NULL, &plain, NULL);
+	return ps_bodysplit_feed_parsing(s, data, len, plain_prefix, &plain);
+}
+
+static int
+exact_message(ps_prefix_cb pcb, void *arg, const char *m, size_t n)
+{
+	size_t		used = n;
+
+	return pcb(arg, m, n, true, &used);
 }
 
 int
 ps_bodysplit_feed_parsing(ps_bodysplit *s, const char *data, size_t len,
-						  ps_prefix_cb cb, void *arg)
-{
-	return feed(s, data, len, cb, NULL, arg);
-}
-
-static int
-feed(ps_bodysplit *s, const char *data, size_t len, ps_prefix_cb pcb,
-	 PlainCb *plain, void *arg)
+						  ps_prefix_cb pcb, void *arg)
 {
 	size_t		i = 0;
 	size_t		start = 0;		/* start of the current element in data */
@@ -137,34 +138,32 @@ feed(ps_bodysplit *s, const char *data, size_t len, ps_prefix_cb pcb,
 				}
 				else if (c == '{')
 				{
-					if (pcb)
-					{
-						/* let the parser find the end in one pass */
-						size_t		used = 0;
-						size_t		avail = len - i;
-						int			rc;
+					/* let the parser find the end in one pass */
+					size_t		used = 0;
+					size_t		avail = len - i;
+					int			rc;
 
-						/* a longer message is the scanner's to refuse */
-						if (s->max_message && avail > s->max_message)
-							avail = s->max_message;
-						rc = pcb(arg, data + i, avail, false, &used);
-						if (rc == 0)
-						{
-							if (used == 0 || used > avail)
-								return fail(s, "message parser overran its input", 0);
-							i += used;
-							s->nmessages++;
-							s->state = S_AFTER;
-							continue;
-						}
-						if (rc != PS_SPLIT_UNSURE)
-						{
-							/* the callback took the message, then stopped */
-							s->nmessages++;
-							s->state = S_AFTER;
-							return rc;
-						}
+					/* a longer message is the scanner's to refuse */
+					if (s->max_message && avail > s->max_message)
+						avail = s->max_message;
+					rc = pcb(arg, data + i, avail, false, &used);
+					if (rc == 0)
+					{
+						if (used == 0 || used > avail)
+							return fail(s, "message parser overran its input", 0);
+						i += used;
+						s->nmessages++;
+						s->state = S_AFTER;
+						continue;
 					}
+					if (rc != PS_SPLIT_UNSURE)
+					{
+						/* the callback took the message, then stopped */
+						s->nmessages++;
+						s->state = S_AFTER;
+						return rc;
+					}
+					/* unsure: scan to the message's end, then parse it exactly */
 					s->state = S_IN;
 					s->depth = 1;
 					s->in_string = false;
@@ -225,11 +224,11 @@ feed(ps_bodysplit *s, const char *data, size_t len, ps_prefix_cb pcb,
 					if (s->partial.len > 0)
 					{
 						ps_strbuf_append(&s->partial, data + start, i - start);
-						rc = call_exact(pcb, plain, arg, s->partial.data, s->partial.len);
+						rc = exact_message(pcb, arg, s->partial.data, s->partial.len);
 						ps_strbuf_reset(&s->partial);
 					}
 					else
-						rc = call_exact(pcb, plain, arg, data + start, i - start);
+						rc = exact_message(pcb, arg, data + start, i - start);
 					s->nmessages++;
 					s->state = S_AFTER;
 					if (rc != 0)

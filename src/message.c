@@ -54,18 +54,6 @@ expect(cursor *c, char ch)
 }
 
 static int
-hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-static int
 read_hex4(cursor *c, unsigned *out)
 {
 	unsigned	v = 0;
@@ -74,7 +62,7 @@ read_hex4(cursor *c, unsigned *out)
 		return err(c, "truncated \\u escape");
 	for (int i = 0; i < 4; i++)
 	{
-		int			h = hexval(c->p[i]);
+		int			h = ps_hex_digit(c->p[i]);
 
 		if (h < 0)
 			return err(c, "invalid \\u escape");
@@ -157,6 +145,31 @@ put_utf8(char *o, uint32_t cp)
  * the result points into the input; otherwise it is decoded into the arena,
  * which was sized to the whole message and so never needs to grow.
  */
+/*
+ * The length of the character at p inside a string, where the scanner
+ * stopped at a byte that is neither a quote nor a backslash: 0 (with the
+ * error set) for a control character or invalid UTF-8.
+ */
+static size_t
+plain_char_len(cursor *c, const char *p)
+{
+	size_t		n;
+
+	if ((unsigned char) *p < 0x20)
+	{
+		c->p = p;
+		err(c, "control character in string");
+		return 0;
+	}
+	n = utf8_len((const unsigned char *) p, (const unsigned char *) c->end);
+	if (n == 0)
+	{
+		c->p = p;
+		err(c, "invalid UTF-8 in string");
+	}
+	return n;
+}
+
 static int
 parse_string(cursor *c, const char **out, size_t *outlen)
 {
@@ -164,6 +177,7 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 	const char *p;
 	char	   *o;
 	char	   *ostart;
+	size_t		n;
 
 	if (c->p >= c->end || *c->p != '"')
 		return err(c, "expected a string");
@@ -191,22 +205,9 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 		}
 		if (b == '\\')
 			break;
-		if (b < 0x20)
-		{
-			c->p = p;
-			return err(c, "control character in string");
-		}
-		{
-			size_t		n = utf8_len((const unsigned char *) p,
-									 (const unsigned char *) c->end);
-
-			if (n == 0)
-			{
-				c->p = p;
-				return err(c, "invalid UTF-8 in string");
-			}
-			p += n;
-		}
+		if ((n = plain_char_len(c, p)) == 0)
+			return -1;
+		p += n;
 	}
 
 	/* slow path: decode into the arena, copying runs between escapes */
@@ -296,24 +297,11 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 			}
 			continue;
 		}
-		if (b < 0x20)
-		{
-			c->p = p;
-			return err(c, "control character in string");
-		}
-		{
-			size_t		n = utf8_len((const unsigned char *) p,
-									 (const unsigned char *) c->end);
-
-			if (n == 0)
-			{
-				c->p = p;
-				return err(c, "invalid UTF-8 in string");
-			}
-			memcpy(o, p, n);
-			o += n;
-			p += n;
-		}
+		if ((n = plain_char_len(c, p)) == 0)
+			return -1;
+		memcpy(o, p, n);
+		o += n;
+		p += n;
 	}
 	c->p = p;
 	return err(c, "unterminated string");

@@ -82,4 +82,17 @@ ps_scan_string_special(const char *p, const char *end)
 	return p;
 }
 
+/* The value of a hexadecimal digit, or -1. */
+static inline int
+ps_hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "json.h"
 #include "protocol.h"
+#include "scan.h"
 #include "ps_alloc.h"
 
 static int
@@ -122,18 +123,6 @@ append_column(ps_strbuf *b, const char *name)
 	ps_strbuf_putc(b, '"');
 }
 
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 #ifndef Min
 #define Min(a, b) ((a) < (b) ? (a) : (b))
 #endif
@@ -181,7 +170,7 @@ check_url(const char *url, size_t len, char *err, size_t errlen)
 							lo;
 
 				if (name[i] == '%' && i + 2 < nlen + 1 &&
-					(hi = hexdigit(name[i + 1])) >= 0 && (lo = hexdigit(name[i + 2])) >= 0)
+					(hi = ps_hex_digit(name[i + 1])) >= 0 && (lo = ps_hex_digit(name[i + 2])) >= 0)
 				{
 					buf[n++] = (char) (hi * 16 + lo);
 					i += 2;

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
+
 #define FUZZ_CHECK(cond, ...) do { \
 	if (!(cond)) { \
 		fprintf(stderr, "\nINVARIANT VIOLATED at %s:%d: %s\n  ", __FILE__, __LINE__, #cond); \
@@ -27,6 +29,29 @@
 		abort(); \
 	} \
 } while (0)
+
+/*
+ * A reference URL encoder, independent of ps_url_encode: RFC 3986
+ * unreserved characters as they are, every other byte as %XX.
+ */
+static inline bool
+fuzz_unreserved(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '-' || c == '_' || c == '.' || c == '~';
+}
+
+static inline void
+fuzz_ref_encode(ps_strbuf *b, const char *s)
+{
+	for (; *s; s++)
+	{
+		if (fuzz_unreserved((unsigned char) *s))
+			ps_strbuf_putc(b, *s);
+		else
+			ps_strbuf_printf(b, "%%%02X", (unsigned char) *s);
+	}
+}
 
 /* Independent strict UTF-8 check (RFC 3629: no overlongs, no surrogates). */
 static inline bool

@@ -377,25 +377,6 @@ check_hosts(const seg *list, const seg *host)
 
 /* ---- URLs ----------------------------------------------------------------- */
 
-static bool
-unreserved(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-static void
-ref_encode(ps_strbuf *b, const char *s)
-{
-	for (; *s; s++)
-	{
-		if (unreserved((unsigned char) *s))
-			ps_strbuf_putc(b, *s);
-		else
-			ps_strbuf_printf(b, "%%%02X", (unsigned char) *s);
-	}
-}
-
 static int
 hexv(char c)
 {
@@ -425,13 +406,13 @@ check_url_encode(const seg *s)
 			FUZZ_CHECK(k + 2 < b.len && hexv(b.data[k + 1]) >= 0 && hexv(b.data[k + 2]) >= 0,
 					   "bad %%XX escape at %zu", k);
 			c = (unsigned char) (hexv(b.data[k + 1]) * 16 + hexv(b.data[k + 2]));
-			FUZZ_CHECK(!unreserved(c), "unreserved 0x%02x encoded", c);
+			FUZZ_CHECK(!fuzz_unreserved(c), "unreserved 0x%02x encoded", c);
 			k += 3;
 		}
 		else
 		{
 			c = (unsigned char) b.data[k];
-			FUZZ_CHECK(unreserved(c), "reserved 0x%02x left unencoded", c);
+			FUZZ_CHECK(fuzz_unreserved(c), "reserved 0x%02x left unencoded", c);
 			k++;
 		}
 		FUZZ_CHECK(c == (unsigned char) s->p[j], "decodes to 0x%02x, input 0x%02x at %zu", c,
@@ -448,9 +429,9 @@ ref_add_param(ps_strbuf *u, const char *name, const char *value)
 		ps_strbuf_putc(u, '?');
 	else if (u->len > 0 && u->data[u->len - 1] != '?' && u->data[u->len - 1] != '&')
 		ps_strbuf_putc(u, '&');
-	ref_encode(u, name);
+	fuzz_ref_encode(u, name);
 	ps_strbuf_putc(u, '=');
-	ref_encode(u, value);
+	fuzz_ref_encode(u, value);
 }
 
 static void

@@ -43,25 +43,6 @@ protocol_param(const char *name, size_t n)
 	return n >= 8 && memcmp(name, "subset__", 8) == 0;
 }
 
-static bool
-unreserved(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-static void
-ref_encode(ps_strbuf *b, const char *s)
-{
-	for (; *s; s++)
-	{
-		if (unreserved((unsigned char) *s))
-			ps_strbuf_putc(b, *s);
-		else
-			ps_strbuf_printf(b, "%%%02X", (unsigned char) *s);
-	}
-}
-
 static int
 hexv(char c)
 {
@@ -262,9 +243,9 @@ check_shape(const ps_shape *s, const uint8_t *data, size_t size)
 			ps_strbuf_putc(&want, '?');
 		else if (want.data[want.len - 1] != '?' && want.data[want.len - 1] != '&')
 			ps_strbuf_putc(&want, '&');
-		ref_encode(&want, s->params[i].name);
+		fuzz_ref_encode(&want, s->params[i].name);
 		ps_strbuf_putc(&want, '=');
-		ref_encode(&want, s->params[i].value);
+		fuzz_ref_encode(&want, s->params[i].value);
 	}
 	FUZZ_CHECK(b.len == want.len && strcmp(b.data, want.data) == 0, "base URL\n  got  %s\n  want %s", b.data, want.data);
 	ps_strbuf_free(&b);
