@@ -9,7 +9,7 @@ MODULE_big = pglite_sync
 DATA = pglite_sync--$(EXTVERSION).sql
 
 PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeopts.o
-OBJS = $(PURE_OBJS) src/pg_alloc.o src/pglite_sync.o src/shmem.o src/launcher.o \
+OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o src/pglite_sync.o src/shmem.o src/launcher.o \
 	src/worker.o src/stream.o src/foreground.o src/http.o src/spool.o src/apply.o src/catalog.o src/api.o
 
 REGRESS = api

@@ -347,7 +347,7 @@ check_function(Oid fn, const char *argname, Oid argtype, Oid rettype,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s %s must be a function %s", argname,
 						format_procedure(fn), signature)));
-	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+	if (ps_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", format_procedure(fn))));
@@ -562,10 +562,10 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 				"INSERT INTO " PS_SCHEMA ".subscription (id, name, shape_key, owner, relid, "
 				"schema_name, table_name, primary_key, shape_url, shape_params, shape_headers, "
 				"map_columns, map_function, initial_insert_method, on_must_refetch, target_fingerprint) "
-				"SELECT n.id, coalesce($1, "
-				"  (SELECT c FROM (VALUES ($5 || '_' || n.id), ($5 || '_' || n.id || '_' || "
-				"    pg_catalog.substr(pg_catalog.md5(pg_catalog.random()::text), 1, 6))) v(c) "
-				"   WHERE NOT EXISTS (SELECT 1 FROM " PS_SCHEMA ".subscription s WHERE s.name = v.c) LIMIT 1)), "
+				"SELECT n.id, coalesce($1, CASE WHEN EXISTS (SELECT 1 FROM " PS_SCHEMA ".subscription s "
+				"  WHERE s.name = $5 || '_' || n.id) "
+				"  THEN $5 || '_' || n.id || '_' || pg_catalog.substr(pg_catalog.md5(pg_catalog.random()::text), 1, 6) "
+				"  ELSE $5 || '_' || n.id END), "
 				"$1, $2, $3, $4, $5, $6, $7->>'url', $7->'params', $7->'headers', $8, $9, $10, $11, "
 				FINGERPRINT " FROM n "
 				"RETURNING id, name";
@@ -787,7 +787,7 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 				break;
 			next_lookup = TimestampTzPlusMilliseconds(now, 1000);
 		}
-		ConditionVariableTimedSleep(&ps_shared->cv, Max(sleep_ms, 1), PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&ps_shared->cv, Max(sleep_ms, 1), ps_wait_event(PS_WAIT_FOR_SYNC));
 	}
 	ConditionVariableCancelSleep();
 	PG_RETURN_BOOL(result);

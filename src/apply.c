@@ -272,7 +272,7 @@ open_target(PsApply *a, PsSubscription *sub)
 	}
 	if (OidIsValid(sub->map_function))
 	{
-		if (pg_proc_aclcheck(sub->map_function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		if (ps_proc_aclcheck(sub->map_function, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for function %s", format_procedure(sub->map_function))));
@@ -1020,17 +1020,7 @@ bulk_copy(PsApply *a)
 
 	/* as DoCopy does: a range table entry, checked for INSERT on the columns */
 	pstate = make_parsestate(NULL);
-	{
-		ParseNamespaceItem *nsitem = addRangeTableEntryForRelation(pstate, a->rel, RowExclusiveLock,
-																   NULL, false, false);
-		RangeTblEntry *rte = nsitem->p_rte;
-
-		rte->requiredPerms = ACL_INSERT;
-		for (int i = 0; i < src.ncols; i++)
-			rte->insertedCols = bms_add_member(rte->insertedCols,
-											   src.order[i] - FirstLowInvalidHeapAttributeNumber);
-		ExecCheckRTPerms(pstate->p_rtable, true);
-	}
+	ps_check_insert_columns(pstate, a->rel, src.order, src.ncols);
 	copy_source = &src;
 	cstate = BeginCopyFrom(pstate, a->rel, NULL, NULL, false, copy_read_cb, names,
 						   list_make1(makeDefElem("encoding",
@@ -1168,7 +1158,7 @@ clear_table(PsApply *a, PsSubscription *sub)
 {
 	if (OidIsValid(sub->on_must_refetch))
 	{
-		if (pg_proc_aclcheck(sub->on_must_refetch, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		if (ps_proc_aclcheck(sub->on_must_refetch, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied for function %s",

@@ -213,7 +213,7 @@ ps_http_create(void)
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
 
-	h->wes = CreateWaitEventSet(TopMemoryContext, 3);
+	h->wes = ps_create_wait_event_set(3);
 	AddWaitEventToSet(h->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	if (IsUnderPostmaster)		/* not in single-user mode */
 		AddWaitEventToSet(h->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -410,7 +410,8 @@ ps_http_get(PsHttp *h, const char *url, bool live,
 			wait_ms = (long) ((h->timer_at - now + 999) / 1000);
 		}
 
-		nev = WaitEventSetWait(h->wes, wait_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+		nev = WaitEventSetWait(h->wes, wait_ms, events, lengthof(events),
+							   ps_wait_event(live ? PS_WAIT_LONG_POLL : PS_WAIT_FETCH));
 		for (int i = 0; i < nev; i++)
 		{
 			if (events[i].events & WL_LATCH_SET)
@@ -467,7 +468,8 @@ ps_http_sleep(PsHttp *h, long ms, PsHttpInterruptCallback intr_cb, void *intr_ar
 			return false;
 		left = (long) ((end - now + 999) / 1000);
 		/* the mux is idle between transfers; only the latch can fire */
-		nev = WaitEventSetWait(h->wes, left, events, lengthof(events), PG_WAIT_EXTENSION);
+		nev = WaitEventSetWait(h->wes, left, events, lengthof(events),
+							   ps_wait_event(PS_WAIT_BACKOFF));
 		for (int i = 0; i < nev; i++)
 		{
 			if (events[i].events & WL_LATCH_SET)

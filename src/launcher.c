@@ -381,7 +381,7 @@ ps_launcher_main(Datum main_arg)
 			sleep_ms = Min(sleep_ms, 1000);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 sleep_ms, ps_wait_event(PS_WAIT_LAUNCHER));
 		ResetLatch(MyLatch);
 	}
 }

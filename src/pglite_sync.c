@@ -258,7 +258,7 @@ ps_process_utility(PlannedStmt *pstmt, const char *queryString,
 	is_drop_volatile = is_drop;
 
 	/* only for whoever may run the statement: others fail in it as usual */
-	if (OidIsValid(dbid) && !pg_database_ownercheck(dbid, GetUserId()))
+	if (OidIsValid(dbid) && !ps_database_ownercheck(dbid, GetUserId()))
 		dbid = InvalidOid;
 
 	PG_TRY();

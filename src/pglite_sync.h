@@ -13,6 +13,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+#include "pg_compat.h"
+
 #define PS_EXTENSION_NAME	"pglite_sync"
 #define PS_VERSION			"0.1.0"
 #define PS_SCHEMA			"electric"

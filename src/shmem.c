@@ -512,7 +512,7 @@ ps_stop_database_workers(Oid dbid)
 
 		if (!busy || GetCurrentTimestamp() > deadline)
 			break;
-		ConditionVariableTimedSleep(&ps_shared->cv, 100, PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&ps_shared->cv, 100, ps_wait_event(PS_WAIT_STOP));
 	}
 	ConditionVariableCancelSleep();
 }

@@ -84,7 +84,7 @@ flush(PsSpool *s)
 		s->file_end = 0;
 	}
 	if (FileWrite(s->file, s->wbuf.data, s->wbuf.len, s->file_end,
-				  WAIT_EVENT_BUFFILE_WRITE) != s->wbuf.len)
+				  ps_wait_event(PS_WAIT_APPLY)) != s->wbuf.len)
 		ereport(ERROR, (errcode_for_file_access(),
 						errmsg("pglite_sync: could not write spool file: %m")));
 	s->file_end += s->wbuf.len;
@@ -257,7 +257,7 @@ read_bytes(PsSpool *s, size_t len)
 		if (file_pos + want > s->file_end)
 			want = (int) (s->file_end - file_pos);
 		got = want > 0 ? FileRead(s->file, s->rbuf.data + tail, want, file_pos,
-								  WAIT_EVENT_BUFFILE_READ) : 0;
+								  ps_wait_event(PS_WAIT_APPLY)) : 0;
 		if (got < 0 || (size_t) (tail + got) < len)
 			ereport(ERROR, (errcode_for_file_access(),
 							errmsg("pglite_sync: could not read spool file: %m")));

@@ -1,0 +1,58 @@
+/*
+ * pg_compat.c
+ *	  The functions of pg_compat.h that differ by PostgreSQL major.
+ */
+#include "pg_compat.h"
+
+#include "access/sysattr.h"
+#include "executor/executor.h"
+#include "pgstat.h"
+
+void
+ps_check_insert_columns(ParseState *pstate, Relation rel,
+						const AttrNumber *attnos, int n)
+{
+	ParseNamespaceItem *nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock,
+															   NULL, false, false);
+#if PG_VERSION_NUM >= 160000
+	RTEPermissionInfo *perm = nsitem->p_perminfo;
+#else
+	RangeTblEntry *perm = nsitem->p_rte;
+#endif
+
+	perm->requiredPerms = ACL_INSERT;
+	for (int i = 0; i < n; i++)
+		perm->insertedCols = bms_add_member(perm->insertedCols,
+											attnos[i] - FirstLowInvalidHeapAttributeNumber);
+#if PG_VERSION_NUM >= 160000
+	ExecCheckPermissions(pstate->p_rtable, list_make1(perm), true);
+#else
+	ExecCheckRTPerms(pstate->p_rtable, true);
+#endif
+}
+
+static const char *const wait_event_names[PS_WAIT_COUNT] = {
+	[PS_WAIT_LONG_POLL] = "PgliteSyncLongPoll",
+	[PS_WAIT_FETCH] = "PgliteSyncFetch",
+	[PS_WAIT_BACKOFF] = "PgliteSyncBackoff",
+	[PS_WAIT_APPLY] = "PgliteSyncApply",
+	[PS_WAIT_LAUNCHER] = "PgliteSyncLauncher",
+	[PS_WAIT_FOR_SYNC] = "PgliteSyncWaitForSync",
+	[PS_WAIT_STOP] = "PgliteSyncStop",
+};
+
+uint32
+ps_wait_event(PsWaitEvent which)
+{
+#if PG_VERSION_NUM >= 170000
+	/* registered once per process; the names are shared cluster-wide */
+	static uint32 ids[PS_WAIT_COUNT];
+
+	if (ids[which] == 0)
+		ids[which] = WaitEventExtensionNew(wait_event_names[which]);
+	return ids[which];
+#else
+	(void) wait_event_names;
+	return PG_WAIT_EXTENSION;
+#endif
+}

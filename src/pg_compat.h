@@ -1,0 +1,78 @@
+/*
+ * pg_compat.h
+ *	  Every difference between the PostgreSQL majors we build against (15 to
+ *	  18) lives here, behind PG_VERSION_NUM, each guard naming the release
+ *	  that changed what.  The other files call the ps_* names below.
+ */
+#ifndef PS_PG_COMPAT_H
+#define PS_PG_COMPAT_H
+
+#include "postgres.h"
+
+#include "catalog/pg_database_d.h"
+#include "catalog/pg_proc_d.h"
+#include "nodes/parsenodes.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/rel.h"
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000 || PG_VERSION_NUM >= 190000
+#error "pglite_sync supports PostgreSQL 15, 16, 17 and 18"
+#endif
+
+/*
+ * PostgreSQL 16 replaced the per-catalog pg_<object>_aclcheck and
+ * pg_<object>_ownercheck functions by object_aclcheck / object_ownercheck.
+ */
+#if PG_VERSION_NUM >= 160000
+#define ps_proc_aclcheck(proc, role, mode) \
+	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
+#define ps_database_ownercheck(db, role) \
+	object_ownercheck(DatabaseRelationId, (db), (role))
+#else
+#define ps_proc_aclcheck(proc, role, mode) pg_proc_aclcheck((proc), (role), (mode))
+#define ps_database_ownercheck(db, role) pg_database_ownercheck((db), (role))
+#endif
+
+/*
+ * Check INSERT on the given columns (attnos, not offset) of rel for the
+ * current user, as DoCopy does before a COPY FROM.  PostgreSQL 16 moved
+ * requiredPerms and insertedCols from RangeTblEntry to RTEPermissionInfo,
+ * and ExecCheckRTPerms became ExecCheckPermissions.
+ */
+extern void ps_check_insert_columns(ParseState *pstate, Relation rel,
+									const AttrNumber *attnos, int n);
+
+/*
+ * PostgreSQL 17 ties a WaitEventSet to a ResourceOwner instead of a memory
+ * context; NULL makes it live until it is freed, like TopMemoryContext did.
+ */
+#if PG_VERSION_NUM >= 170000
+#define ps_create_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define ps_create_wait_event_set(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
+/*
+ * Named wait events: PostgreSQL 17 lets an extension register its own
+ * (WaitEventExtensionNew), shown in pg_stat_activity.wait_event; on 15 and
+ * 16 every one of them reads "Extension".
+ */
+typedef enum PsWaitEvent
+{
+	PS_WAIT_LONG_POLL,			/* a live request (long-poll or SSE) */
+	PS_WAIT_FETCH,				/* a catch-up request */
+	PS_WAIT_BACKOFF,			/* sleeping before a retry */
+	PS_WAIT_APPLY,				/* spool I/O while applying a batch */
+	PS_WAIT_LAUNCHER,			/* the launcher's main loop */
+	PS_WAIT_FOR_SYNC,			/* a backend in electric.wait_for_sync() */
+	PS_WAIT_STOP,				/* waiting for workers to stop */
+	PS_WAIT_COUNT
+} PsWaitEvent;
+
+extern uint32 ps_wait_event(PsWaitEvent which);
+
+#endif							/* PS_PG_COMPAT_H */
