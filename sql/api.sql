@@ -11,7 +11,7 @@ EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 
-\dx pglite_sync
+SELECT e.extname, e.extversion, n.nspname AS schema, d.description FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace LEFT JOIN pg_description d ON d.objoid = e.oid AND d.classoid = 'pg_extension'::regclass WHERE e.extname = 'pglite_sync';
 \df electric.*
 \d electric.subscriptions
 
@@ -156,7 +156,7 @@ CREATE ROLE other NOLOGIN;
 SELECT p.oid::regprocedure AS function, p.prokind, has_function_privilege('app', p.oid, 'EXECUTE') AS app_can_execute,
        has_function_privilege('pglite_sync_manager', p.oid, 'EXECUTE') AS manager_can_execute
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'electric' ORDER BY 1::text;
+ WHERE n.nspname = 'electric' ORDER BY p.oid::regprocedure::text COLLATE "C";
 SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = 'pglite_sync_manager';
 SELECT has_table_privilege('app', 'electric.subscriptions', 'SELECT') AS view,
        has_table_privilege('app', 'electric.subscription', 'SELECT') AS catalog,

@@ -55,9 +55,10 @@ ok(wait_until($node, "SELECT handle <> '$old_handle' AND state = 'live' FROM ele
 	'a 409 in live mode moves the subscription to the new handle');
 ok(wait_sync($node, 'items'), 'synced after the live 409');
 is_table_synced($node, $server, 'items', \@cols, 'table matches after the live refetch');
-is(sql($node, "SELECT count(DISTINCT xid) FILTER (WHERE op = 'DELETE') || ' ' || count(*) FILTER (WHERE op = 'DELETE') || ' ' ||
+# (the new snapshot has 12 or 13 rows: the insert may come before or after it)
+like(sql($node, "SELECT count(DISTINCT xid) FILTER (WHERE op = 'DELETE') || ' ' || count(*) FILTER (WHERE op = 'DELETE') || ' ' ||
 	count(*) FILTER (WHERE op = 'INSERT' AND xid = (SELECT xid FROM items_log WHERE op = 'DELETE' LIMIT 1)) FROM items_log"),
-	'1 12 12', 'old rows deleted in the same transaction that loaded the new snapshot');
+	qr/^1 12 1[23]$/, 'old rows deleted in the same transaction that loaded the new snapshot');
 
 # must-refetch inside a 200 body is treated like a 409
 sql($node, 'TRUNCATE items_log');
