@@ -3,9 +3,11 @@
 // committed transactions (Electric's Shape.convert_change + LogItems).
 
 import { parseRelation, parseColumnList, inspectRelation, IdentError } from './idents.js';
-import { compileWhere, WhereError } from './where.js';
+import { compileAst, parseWhere, WhereError } from './where.js';
 import { columnSchema, isBoolColumn, buildKey } from './table.js';
 import { compareOffsets, offset, isBeforeAll, isVirtual, LAST_VIRTUAL } from './offsets.js';
+import { planSubqueries } from './subquery.js';
+import { SubqueryLog } from './subquery_log.js';
 
 // Thrown for 400 "Invalid request" answers; `errors` is Electric's errors map.
 export class ValidationError extends Error {
@@ -57,9 +59,12 @@ export function parseShapeDefinition(q, store) {
   const params = q.params ?? {};
   let where = null;
   let whereTest = null;
+  let plan = null;
   if (q.where !== undefined && q.where !== null) {
     try {
-      whereTest = compileWhere(q.where, table.columns, params).test;
+      const ast = parseWhere(q.where);
+      plan = planSubqueries(q.where, ast, table, params, store);
+      whereTest = plan ? null : compileAst(ast, table.columns, params).test;
     } catch (e) {
       if (e instanceof WhereError) throw invalid(e.field, e.message);
       throw e;
@@ -72,6 +77,7 @@ export function parseShapeDefinition(q, store) {
     table,
     where,
     whereTest,
+    plan, // subquery shapes only (see subquery.js)
     params: where === null ? {} : params,
     columns,
     selected,
@@ -81,8 +87,10 @@ export function parseShapeDefinition(q, store) {
   };
   // Two requests name the same shape iff this key matches (Electric compares
   // the parsed definition; the normalised text is close enough here).
+  // A subquery shape also depends on the versions of its inner tables.
+  const depVersions = plan ? [...plan.tables].map((t) => [t.qualified, t.version]) : [];
   def.key = JSON.stringify([
-    table.schema, table.name, table.version, where && where.trim(), def.params, columns, def.replica, def.log,
+    table.schema, table.name, table.version, where && where.trim(), def.params, columns, def.replica, def.log, depVersions,
   ]);
   return def;
 }
@@ -122,7 +130,17 @@ export class Shape {
     this.lastLogOffset = null; // offset of the last item of the last transaction
     this.waiters = new Set();
     this.dead = false;
+    // Transactions committed up to here are in the snapshot; the ones among
+    // them that are still to be published must not be logged again.
+    this.snapshotLsn = store.committedLsn;
+    this.pgSnapshot = store.snapshot();
+    this.sub = def.plan ? new SubqueryLog(this, def.plan, store) : null;
     this.buildSnapshot(store);
+  }
+
+  dependsOnAny(tables) {
+    if (tables.has(this.table)) return true;
+    return this.sub !== null && [...this.def.plan.tables].some((t) => tables.has(t));
   }
 
   // The snapshot is taken once, when the shape is created, and split into
@@ -131,8 +149,8 @@ export class Shape {
   // snapshot-end follows the last row and never closes a chunk itself.
   buildSnapshot(store) {
     const { def, table } = this;
-    const xid = String(store.nextXid);
-    const snapshotEnd = JSON.stringify({ headers: { control: 'snapshot-end', xip_list: [], xmax: xid, xmin: xid } });
+    const { xmin, xmax, xip } = this.pgSnapshot;
+    const snapshotEnd = JSON.stringify({ headers: { control: 'snapshot-end', xip_list: xip.map(String), xmax: String(xmax), xmin: String(xmin) } });
     const threshold = table.chunkBytes ?? store.config.chunk_bytes;
     const pages = def.log === 'full' && !def.where && def.selectsAll && table.prerenderedPages?.(threshold);
     if (pages) {
@@ -147,10 +165,14 @@ export class Shape {
     const chunks = [];
     let cur = [];
     let bytes = 0;
+    // Subquery shapes are queried with views of the committed rows, as
+    // Electric's snapshot query runs the subqueries itself.
+    const views = this.sub && def.plan.views((t) => t.rowsIterator());
     if (def.log === 'full') {
       for (const row of table.rowsIterator()) {
         if (def.whereTest && !def.whereTest(row)) continue;
-        const json = this.renderSnapshotRow(row);
+        if (views && !def.plan.includes(row, views)) continue;
+        const json = views ? this.sub.renderRow(row, views) : this.renderSnapshotRow(row);
         cur.push(json);
         bytes += Buffer.byteLength(json);
         if (bytes >= threshold || (pageRows && cur.length >= pageRows)) {
@@ -165,13 +187,13 @@ export class Shape {
     this.snapshot = chunks.map((items) => ({ parts: [items.join(',')] }));
   }
 
-  renderSnapshotRow(row) {
+  renderSnapshotRow(row, extraHeaders = {}) {
     const value = {};
     for (const c of this.def.selected) value[c.name] = row[c.name];
     return JSON.stringify({
       key: buildKey(this.table.prefix, row, this.table.pk),
       value,
-      headers: { operation: 'insert', relation: this.relation },
+      headers: { operation: 'insert', relation: this.relation, ...extraHeaders },
     });
   }
 
@@ -233,26 +255,68 @@ export class Shape {
 
   // ---- live changes ----
 
-  // Appends the shape's view of one committed transaction; returns true if
-  // anything was appended. `changes` are {kind, old, new, op} with full rows.
-  appendTransaction(changes, lsn, xid, chunkBytes) {
+  keyOf(rec) {
+    return buildKey(this.table.prefix, rec, this.table.pk);
+  }
+
+  keyOfRow(row) {
+    return buildKey(this.table.prefix, row, this.table.pk);
+  }
+
+  pkOrAll(rec) {
+    return this.def.replica === 'full' || this.table.pk.length === 0 ? rec : pick(rec, this.table.pk);
+  }
+
+  // One published transaction; returns true if the log grew.
+  onTransaction(entry, store, chunkBytes) {
+    const skip = entry.lsn <= this.snapshotLsn;
+    if (this.sub) return this.appendItems(this.sub.onTransaction(entry, store, skip), chunkBytes);
+    if (skip) return false;
+    const changes = entry.changes.filter((c) => c.table === this.table);
+    if (changes.length === 0) return false;
+    return this.appendItems(this.convertTransaction(changes, entry.lsn, entry.xid), chunkBytes);
+  }
+
+  onSeenLsn(lsn, store, chunkBytes) {
+    return this.sub ? this.appendItems(this.sub.onSeenLsn(lsn, store), chunkBytes) : false;
+  }
+
+  // The shape's view of one transaction as log items {off, json}; `views`
+  // (subquery shapes) are the dependency views to evaluate it with.
+  convertTransaction(changes, lsn, xid, views = null) {
     const items = [];
-    for (const ch of changes) this.convertChange(ch, lsn, xid, items);
-    if (items.length === 0) return false;
+    for (const ch of changes) {
+      if (views) this.sub.convertChange(ch, lsn, xid, views, items);
+      else this.convertChange(ch, lsn, xid, items);
+    }
+    if (items.length === 0) return [];
     items[items.length - 1].headers.last = true;
-    for (const it of items) {
-      const off = it.off;
+    return items.map((it) => {
+      const { off } = it;
       delete it.off;
-      const json = JSON.stringify(orderItem(it));
-      this.log.push({ off, json });
+      return { off, json: JSON.stringify(orderItem(it)) };
+    });
+  }
+
+  // Appends items; those without an offset (control and event messages,
+  // move-in rows) take the next one after the last item, as Electric's
+  // storage does. Returns true if anything was appended.
+  appendItems(items, chunkBytes) {
+    for (const { off, json } of items) {
+      let at = off;
+      if (!at) {
+        const last = this.lastLogOffset ?? LAST_VIRTUAL;
+        at = last.op === Infinity ? offset(1, 0) : offset(last.tx, last.op + 1);
+      }
+      this.log.push({ off: at, json });
+      this.lastLogOffset = at;
       this.bytesInChunk += Buffer.byteLength(json);
       if (this.bytesInChunk >= chunkBytes) {
-        this.logChunks.push({ max: off });
+        this.logChunks.push({ max: at });
         this.bytesInChunk = 0;
       }
     }
-    this.lastLogOffset = this.log[this.log.length - 1].off;
-    return true;
+    return items.length > 0;
   }
 
   convertChange(ch, lsn, xid, out) {
@@ -272,11 +336,11 @@ export class Shape {
     const oldRec = ch.old && this.liveRecord(ch.old);
     const newRec = ch.new && this.liveRecord(ch.new);
     const pk = this.table.pk;
-    const keyOf = (rec) => buildKey(this.table.prefix, rec, pk);
+    const keyOf = (rec) => this.keyOf(rec);
     const base = (op, operation) => ({
       operation, txids: [xid], relation: this.relation, lsn: lsn.toString(), op_position: op,
     });
-    const pkOrAll = (rec) => (def.replica === 'full' || pk.length === 0 ? rec : pick(rec, pk));
+    const pkOrAll = (rec) => this.pkOrAll(rec);
     const at = (op) => offset(lsn, op);
 
     if (kind === 'insert' || kind === 'move_in') {

@@ -11,6 +11,9 @@ export const DEFAULT_CONFIG = Object.freeze({
   chunk_bytes: 10 * 1024 * 1024,
   max_age: 60,
   stale_age: 300,
+  // Electric's keepalive_interval and sse_timeout.
+  sse_keepalive_ms: 21000,
+  sse_timeout_ms: 60000,
 });
 
 const CONFIG_KEYS = Object.keys(DEFAULT_CONFIG);
@@ -30,8 +33,13 @@ export class Store {
     this.tables = new Map(); // "schema.name" -> Table
     this.shapes = new Map(); // handle -> Shape
     this.shapesByDef = new Map(); // definition key -> Shape
-    this.globalLsn = LSN_START; // Electric's global_last_seen_lsn
+    clearTimeout(this.pumpTimer);
+    this.globalLsn = LSN_START; // Electric's global_last_seen_lsn: the last published LSN
+    this.committedLsn = LSN_START; // the last committed transaction's LSN
     this.nextXid = XID_START;
+    this.inProgress = new Set();
+    this.unpublished = []; // committed, not yet published: [{lsn, xid, changes, due}]
+    this.overlay = null;
     this.tableVersion = 0;
   }
 
@@ -39,7 +47,7 @@ export class Store {
     if (!patch || typeof patch !== 'object') throw new InputError('config must be an object');
     for (const [k, v] of Object.entries(patch)) {
       if (!CONFIG_KEYS.includes(k)) throw new InputError(`unknown config key ${k}`);
-      if (!Number.isInteger(v) || v < (k === 'chunk_bytes' ? 1 : 0)) throw new InputError(`${k} must be a non-negative integer`);
+      if (!Number.isInteger(v) || v < (['chunk_bytes', 'sse_keepalive_ms', 'sse_timeout_ms'].includes(k) ? 1 : 0)) throw new InputError(`${k} must be a non-negative integer`);
       this.config[k] = v;
     }
     return this.config;
@@ -108,7 +116,7 @@ export class Store {
   rotateTable(table) {
     let n = 0;
     for (const shape of [...this.shapes.values()]) {
-      if (shape.table === table) {
+      if (shape.dependsOnAny(new Set([table]))) {
         this.killShape(shape);
         n++;
       }
@@ -121,13 +129,50 @@ export class Store {
   }
 
   // ---- transactions ----
+  // A transaction is applied to the tables when it commits (so snapshots and
+  // subset queries see it at once) and then *published* to the shapes, in
+  // commit order, like Electric receiving it from logical replication; with
+  // `publishDelayMs` the publication (and everything committed after it)
+  // waits, which models replication lag.
+
+  // Takes an xid now; the transaction stays in progress (in every snapshot's
+  // xip_list) until commitTransaction or rollback.
+  begin({ xid } = {}) {
+    const txid = this.claimXid(xid);
+    this.inProgress.add(txid);
+    return txid;
+  }
+
+  rollback(xid) {
+    if (!this.inProgress.delete(xid)) throw new InputError(`no transaction ${xid} in progress`);
+  }
+
+  claimXid(xid) {
+    if (xid !== undefined && !(Number.isInteger(xid) && xid > 0 && xid < 2 ** 32)) {
+      throw new InputError('xid must be a 32-bit positive integer');
+    }
+    if (xid !== undefined && this.inProgress.has(xid)) throw new InputError(`transaction ${xid} is in progress`);
+    const txid = xid ?? this.nextXid;
+    this.nextXid = Math.max(this.nextXid, txid) + 1;
+    return txid;
+  }
+
+  // pg_current_snapshot(): xmax is the first unassigned xid, so every
+  // transaction in progress is listed in xip (and xmin is the oldest of them).
+  snapshot() {
+    const xmax = this.nextXid;
+    const xip = [...this.inProgress].filter((x) => x < xmax).sort((a, b) => a - b);
+    const xmin = Math.min(xmax, ...this.inProgress);
+    return { xmin, xmax, xip };
+  }
 
   // ops: [{table, op: insert|update|delete, row, new_key?, old?}]. Applies all
-  // or nothing, then appends the transaction to the affected shapes' logs.
-  // Returns {lsn, xid, touched: Set<Shape>}.
-  applyTransaction(ops, { xid } = {}) {
+  // or nothing; `xid` may name a transaction from begin(). Returns {lsn, xid,
+  // touched: Set<Shape>} (touched: shapes that got items at once).
+  applyTransaction(ops, { xid, publishDelayMs = 0 } = {}) {
     if (!Array.isArray(ops) || ops.length === 0) throw new InputError('a transaction needs at least one op');
-    if (xid !== undefined && !(Number.isInteger(xid) && xid > 0 && xid < 2 ** 32)) {
+    const open = xid !== undefined && this.inProgress.has(xid);
+    if (!open && xid !== undefined && !(Number.isInteger(xid) && xid > 0 && xid < 2 ** 32)) {
       throw new InputError('xid must be a 32-bit positive integer');
     }
     const undo = [];
@@ -144,25 +189,81 @@ export class Store {
         if (row === undefined) table.remove(key);
         else table.put(key, row);
       }
+      if (open) this.rollback(xid); // like Postgres, a failed transaction is over
       throw e;
     }
-    const txid = xid ?? this.nextXid;
-    this.nextXid = Math.max(this.nextXid, txid) + 1;
-    this.globalLsn += LSN_STEP;
-    const lsn = this.globalLsn;
+    const txid = open ? xid : this.claimXid(xid);
+    this.inProgress.delete(txid);
+    this.committedLsn += LSN_STEP;
+    const entry = { lsn: this.committedLsn, xid: txid, changes, due: Date.now() + publishDelayMs };
+    this.unpublished.push(entry);
+    this.overlay = null;
+    const touched = this.pump();
+    return { lsn: entry.lsn, xid: txid, touched };
+  }
+
+  // Publishes every due transaction at the head of the queue; schedules the
+  // rest. Returns the shapes that got items (their waiters are not woken here).
+  pump() {
+    clearTimeout(this.pumpTimer);
     const touched = new Set();
-    const byTable = new Map();
-    for (const ch of changes) {
-      if (!byTable.has(ch.table)) byTable.set(ch.table, []);
-      byTable.get(ch.table).push(ch);
+    while (this.unpublished.length && this.unpublished[0].due <= Date.now()) {
+      const entry = this.unpublished.shift();
+      this.overlay = null;
+      this.publish(entry, touched);
     }
-    for (const [table, tableChanges] of byTable) {
-      for (const shape of this.shapesOn(table)) {
-        const chunkBytes = table.chunkBytes ?? this.config.chunk_bytes;
-        if (shape.appendTransaction(tableChanges, lsn, txid, chunkBytes)) touched.add(shape);
+    if (this.unpublished.length) {
+      this.pumpTimer = setTimeout(() => {
+        for (const shape of this.pump()) shape.notify('change');
+      }, Math.max(1, this.unpublished[0].due - Date.now()));
+      this.pumpTimer.unref?.();
+    }
+    return touched;
+  }
+
+  publish(entry, touched) {
+    this.globalLsn = entry.lsn;
+    const tables = new Set(entry.changes.map((c) => c.table));
+    const chunkBytesOf = (t) => t.chunkBytes ?? this.config.chunk_bytes;
+    for (const shape of [...this.shapes.values()]) {
+      if (!shape.dependsOnAny(tables)) continue;
+      if (shape.onTransaction(entry, this, chunkBytesOf(shape.table))) touched.add(shape);
+    }
+    for (const shape of [...this.shapes.values()]) {
+      if (shape.onSeenLsn?.(entry.lsn, this, chunkBytesOf(shape.table))) touched.add(shape);
+    }
+  }
+
+  // xids committed but not yet published: visible to new snapshots, so a new
+  // shape must not log them again (Electric's initial-snapshot filter).
+  unpublishedXids() {
+    return new Set(this.unpublished.map((e) => e.xid));
+  }
+
+  // A table's rows as the shapes have seen them so far: the committed rows
+  // with the changes of unpublished transactions taken back.
+  publishedRows(table) {
+    if (this.unpublished.length === 0) return table.rowsIterator();
+    if (!this.overlay) {
+      this.overlay = new Map();
+      for (const e of this.unpublished) {
+        for (const ch of e.changes) {
+          if (!this.overlay.has(ch.table)) this.overlay.set(ch.table, new Map());
+          const before = this.overlay.get(ch.table);
+          for (const row of [ch.old, ch.new]) {
+            if (!row) continue;
+            const key = ch.table.keyOf(row);
+            if (!before.has(key)) before.set(key, row === ch.old ? ch.old : null);
+          }
+        }
       }
     }
-    return { lsn, xid: txid, touched };
+    const before = this.overlay.get(table);
+    if (!before) return table.rowsIterator();
+    return (function* published() {
+      for (const row of table.rowsIterator()) if (!before.has(table.keyOf(row))) yield row;
+      for (const row of before.values()) if (row) yield row;
+    })();
   }
 
   applyOp({ table, op, row, new_key: newKey, old }, undo) {

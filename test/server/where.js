@@ -4,7 +4,9 @@
 //
 // Supported: = <> != < <= > >=, AND/OR/NOT, IS [NOT] NULL|TRUE|FALSE,
 // [NOT] IN (...), [NOT] LIKE/ILIKE, [NOT] BETWEEN, + - * / %, ||, ::casts,
-// lower/upper/length, literals (numbers, 'strings', TRUE/FALSE/NULL), $n.
+// lower/upper/length, literals (numbers, 'strings', TRUE/FALSE/NULL), $n,
+// and `col [NOT] IN (SELECT ...)` / `(a, b) IN (SELECT x, y ...)` when the
+// caller supplies subquery views (see subquery.js).
 //
 // Error texts follow Electric: "At location N: ..." where N is 0-based in the
 // where text for semantic errors; syntax errors carry Postgres' 1-based cursor
@@ -20,7 +22,7 @@ export class WhereError extends Error {
 }
 
 const SYNTAX_PREFIX = 'SELECT 1 WHERE '.length;
-const KEYWORDS = new Set(['and', 'or', 'not', 'is', 'null', 'true', 'false', 'in', 'like', 'ilike', 'between']);
+const KEYWORDS = new Set(['and', 'or', 'not', 'is', 'null', 'true', 'false', 'in', 'like', 'ilike', 'between', 'select', 'from', 'where']);
 const TYPE_ALIASES = {
   int: 'int4', integer: 'int4', smallint: 'int2', bigint: 'int8', real: 'float4', float: 'float8',
   double: 'float8', decimal: 'numeric', boolean: 'bool', varchar: 'varchar', text: 'text',
@@ -83,7 +85,7 @@ function tokenize(src) {
       if (['<>', '!=', '<=', '>=', '||', '::'].includes(two)) {
         toks.push({ t: 'op', v: two, pos: start });
         i += 2;
-      } else if ('=<>+-*/%(),'.includes(c)) {
+      } else if ('=<>+-*/%(),.'.includes(c)) {
         toks.push({ t: 'op', v: c, pos: start });
         i++;
       } else syntax(i);
@@ -142,6 +144,12 @@ function parse(src) {
     if (isKw('in')) {
       next();
       expectOp('(');
+      if (isKw('select')) {
+        // `x IN (SELECT ...)`; NOT IN is a NOT over the sublink, as Postgres parses it.
+        const sub = { k: 'sublink', test: l, select: subselect(), pos: t.pos };
+        expectOp(')');
+        return neg ? { k: 'not', a: sub, pos: t.pos } : sub;
+      }
       const items = [additive()];
       while (isOp(',')) { next(); items.push(additive()); }
       expectOp(')');
@@ -160,6 +168,26 @@ function parse(src) {
     }
     if (neg) fail(peek());
     return l;
+  };
+  // SELECT col[, col] FROM [schema.]table [WHERE expr] inside IN (...).
+  const subselect = () => {
+    next();
+    const columns = [ident()];
+    while (isOp(',')) { next(); columns.push(ident()); }
+    if (!isKw('from')) fail(peek());
+    next();
+    let schema = 'public';
+    let name = ident();
+    if (isOp('.')) { next(); schema = name; name = ident(); }
+    let where = null;
+    if (isKw('where')) { next(); where = orExpr(); }
+    if (!isOp(')')) fail(peek());
+    return { columns, schema, name, where };
+  };
+  const ident = () => {
+    const tok = next();
+    if (tok.t !== 'ident') fail(tok);
+    return tok.v;
   };
   const additive = () => {
     let l = multiplicative();
@@ -221,6 +249,13 @@ function parse(src) {
     }
     if (t.t === 'op' && t.v === '(') {
       const e = orExpr();
+      if (isOp(',')) {
+        // A row constructor, only meaningful on the left of IN (SELECT a, b ...).
+        const items = [e];
+        while (isOp(',')) { next(); items.push(orExpr()); }
+        expectOp(')');
+        return { k: 'row', items, pos: t.pos };
+      }
       expectOp(')');
       return e;
     }
@@ -339,6 +374,8 @@ function compile(node, ctx) {
       return { type, f: (row) => row[name] };
     }
     case 'cast': return castTo(compile(node.a, ctx), node.type, node.pos);
+    case 'sublink': return compileSublink(node, ctx);
+    case 'row': throw new WhereError(`At location ${node.pos}: row expressions are only supported on the left of IN (SELECT ...)`);
     case 'call': return compileCall(node, ctx);
     case 'not': {
       const a = asBool(compile(node.a, ctx), node.pos);
@@ -431,6 +468,51 @@ function compile(node, ctx) {
   }
 }
 
+// Text of the value(s) a row holds in the given columns, as the key of a
+// subquery view; null when any of them is NULL (never a member).
+export function viewKey(row, names) {
+  if (names.length === 1) return row[names[0]] ?? null;
+  const vals = names.map((n) => row[n] ?? null);
+  return vals.includes(null) ? null : JSON.stringify(vals);
+}
+
+const readableType = (c) => (c.dims > 0 ? `${c.type}[]` : c.type);
+
+// `x IN (SELECT ...)` is decided against the dependency's current view (a Set
+// of viewKey values), which the shape's subquery state supplies at run time.
+function compileSublink(node, ctx) {
+  if (!ctx.subqueries) throw new WhereError(`At location ${node.pos}: Subqueries are not allowed in subsets`);
+  const tests = node.test.k === 'row' ? node.test.items : [node.test];
+  if (!tests.every((e) => e.k === 'col')) {
+    throw new WhereError(`At location ${node.pos}: only column references are supported on the left of IN (SELECT ...)`);
+  }
+  const cols = tests.map((e) => {
+    const col = ctx.columns.get(e.name);
+    if (!col) throw new WhereError(`At location ${e.pos}: unknown reference ${e.name}`);
+    ctx.refs.add(col.name);
+    return col;
+  });
+  const dep = ctx.subqueries.resolve(node.select, ctx);
+  const left = cols.map(readableType).join(', ');
+  const right = dep.columns.map(readableType).join(', ');
+  if (left !== right) {
+    const fmt = (s, n) => (n > 1 ? `(${s})` : s);
+    throw new WhereError(`At location ${node.pos}: left side of \`IN (SELECT ...)\` has type ${fmt(left, cols.length)} but subquery returns ${fmt(right, dep.columns.length)}`);
+  }
+  const names = cols.map((c) => c.name);
+  const slot = ctx.subqueries.views;
+  node.dep = dep.index;
+  node.tagColumns = names;
+  return {
+    type: 'bool',
+    f: (r) => {
+      const key = viewKey(r, names);
+      if (key === null) return null;
+      return slot.current[dep.index].has(key);
+    },
+  };
+}
+
 function compileCall(node, ctx) {
   const args = node.args.map((a) => compile(a, ctx));
   const one = (fn, type) => {
@@ -516,23 +598,60 @@ export function validateParams(params) {
   }
 }
 
-// Compiles `where` against a table's columns. Returns {test(row) -> boolean, refs}.
-export function compileWhere(text, columns, params = {}) {
-  const ast = parse(text);
-  validateParams(params);
-  const ctx = { columns: new Map(columns.map((c) => [c.name, c])), params, refs: new Set() };
-  const e = compile(ast, ctx);
-  if (e.type !== 'bool') {
-    if (e.type === 'unknown') return { test: (r) => castTo(e, 'bool', 0).f(r) === true, refs: ctx.refs };
-    throw new WhereError('WHERE clause must return a boolean');
-  }
-  // A row whose values cannot be evaluated is not in the shape (as in Electric).
-  const test = (row) => {
+export const parseWhere = parse;
+
+// Compiles one boolean sub-expression (a DNF position) with a context from
+// compileWhere; returns f(row) -> true | false | null (errors count as false).
+export function compilePredicate(ast, ctx) {
+  const e = asBool(compile(ast, ctx), ast.pos ?? 0);
+  return (row) => {
     try {
-      return e.f(row) === true;
+      return e.f(row);
     } catch {
       return false;
     }
   };
-  return { test, refs: ctx.refs };
+}
+
+// Compiles `where` against a table's columns. Returns {test(row) -> boolean,
+// eval(row) -> true|false|null, refs, ast, ctx}. `subqueries` ({resolve(select,
+// ctx) -> {index, columns}, views: {current}}) enables IN (SELECT ...).
+export function compileWhere(text, columns, params = {}, opts = {}) {
+  return compileAst(parse(text), columns, params, opts);
+}
+
+export function compileAst(ast, columns, params = {}, { subqueries = null } = {}) {
+  validateParams(params);
+  const ctx = { columns: new Map(columns.map((c) => [c.name, c])), params, refs: new Set(), subqueries };
+  const e = compile(ast, ctx);
+  if (e.type !== 'bool') {
+    if (e.type === 'unknown') {
+      const b = castTo(e, 'bool', 0);
+      return { test: (r) => b.f(r) === true, eval: (r) => b.f(r), refs: ctx.refs, ast, ctx };
+    }
+    throw new WhereError('WHERE clause must return a boolean');
+  }
+  // A row whose values cannot be evaluated is not in the shape (as in Electric).
+  const evaluate = (row) => {
+    try {
+      return e.f(row);
+    } catch {
+      return false;
+    }
+  };
+  return { test: (row) => evaluate(row) === true, eval: evaluate, refs: ctx.refs, ast, ctx };
+}
+
+// A value expression (an ORDER BY item): {type, f(row) -> value | null}.
+export function compileValue(ast, columns, params = {}) {
+  const ctx = { columns: new Map(columns.map((c) => [c.name, c])), params, refs: new Set(), subqueries: null };
+  return compile(ast, ctx);
+}
+
+// Orders two non-null values of a compiled expression's type (text in C
+// collation, numbers numerically, false before true).
+export function compareTyped(type, x, y) {
+  if (type === 'numeric') return compareNumeric(x, y);
+  if (type === 'bool') return x === y ? 0 : x ? 1 : -1;
+  return x === y ? 0 : x < y ? -1 : 1;
 }
