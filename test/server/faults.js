@@ -12,9 +12,9 @@ import { parseShapeDefinition, newHandle } from './shape.js';
 export const FAULT_KINDS = [
   'delay', 'status', 'reset_mid_body', 'truncate_json', 'malformed_message', 'missing_headers',
   'repeat_409', 'slow_drip', 'bad_utf8', 'wrong_content_type', 'must_refetch_in_body',
-  'legacy_204', 'legacy_headers', 'gzip',
+  'legacy_204', 'legacy_headers', 'gzip', 'sse_cut_mid_event', 'sse_short',
 ];
-const WHEN = ['any', 'live', 'nonlive', 'initial'];
+const WHEN = ['any', 'live', 'nonlive', 'initial', 'sse'];
 const ELECTRIC_HEADERS = [
   'electric-handle', 'electric-offset', 'electric-schema', 'electric-cursor', 'electric-up-to-date', 'electric-has-data',
 ];
@@ -55,6 +55,9 @@ export class Faults {
       if (!Number.isInteger(spec.status) || spec.status < 100 || spec.status > 599) throw new InputError('status fault needs an HTTP status');
     }
     if (kind === 'delay' && !(Number.isInteger(spec.ms) && spec.ms >= 0)) throw new InputError('delay fault needs ms');
+    if (kind === 'sse_cut_mid_event' && spec.after_events !== undefined && !(Number.isInteger(spec.after_events) && spec.after_events >= 0)) {
+      throw new InputError('after_events must be a non-negative integer');
+    }
     const fault = { ...spec, id: this.nextId++, kind, when, count, table: spec.table ?? null, rel: table };
     this.list.push(fault);
     return this.describe(fault);
@@ -74,6 +77,9 @@ export class Faults {
     if (f.when === 'live') return info.live;
     if (f.when === 'nonlive') return !info.live;
     if (f.when === 'initial') return info.offset === '-1';
+    if (f.when === 'sse') return info.sse;
+    // The SSE kinds only make sense for SSE requests.
+    if (f.kind.startsWith('sse_')) return info.sse;
     return true;
   }
 
@@ -105,7 +111,9 @@ export function requestInfo(searchParams) {
     rel = null;
   }
   const live = searchParams.has('live') && searchParams.get('live') !== 'false';
-  return { rel, live, offset: searchParams.get('offset') };
+  const sseParam = searchParams.has('live_sse') ? searchParams.get('live_sse') : searchParams.get('experimental_live_sse');
+  const sse = live && sseParam !== null && sseParam !== 'false';
+  return { rel, live, sse, offset: searchParams.get('offset') };
 }
 
 const toBuffer = (parts) => Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p))));
@@ -145,6 +153,8 @@ export function replacementResponse(fault, searchParams, store) {
 // Rewrites a finished response for the header/body fault kinds.
 export function transformResponse(fault, resp) {
   if (!fault) return resp;
+  // A streamed (SSE) answer has no body to rewrite; only header faults apply.
+  if (resp.stream && !['missing_headers', 'legacy_headers', 'wrong_content_type'].includes(fault.kind)) return resp;
   const h = { ...resp.headers };
   let { body, status } = resp;
   switch (fault.kind) {

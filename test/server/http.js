@@ -1,5 +1,6 @@
 // Writing responses to the socket, including the delivery-level faults:
-// reset_mid_body, slow_drip and gzip.
+// reset_mid_body, slow_drip and gzip. Streaming responses (SSE) bring their
+// own writer.
 
 import zlib from 'node:zlib';
 
@@ -17,6 +18,16 @@ export function sendJson(res, status, obj, extraHeaders = {}) {
 export async function deliver(req, res, resp, fault) {
   const headOnly = req.method === 'HEAD';
   const headers = { ...resp.headers };
+  if (resp.stream) {
+    // A long-lived response (SSE) writes itself; `close` aborts it.
+    res.writeHead(resp.status, headers);
+    if (headOnly) return res.end();
+    res.flushHeaders();
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    await resp.stream(req, res, abort.signal);
+    return;
+  }
   let parts = resp.body;
   const streamed = resp.status === 200;
 

@@ -4,7 +4,9 @@
 // after a fault has been applied to it.
 
 import { parseShapeDefinition, ValidationError } from './shape.js';
-import { parseOffset, formatOffset, compareOffsets, isBeforeAll, maxOffset } from './offsets.js';
+import { parseOffset, formatOffset, compareOffsets, isBeforeAll, isVirtual, maxOffset } from './offsets.js';
+import { sseBody, sseCacheControl } from './sse.js';
+import { parseSubset, runSubset, subsetBody, SUBSET_KEYS } from './subset.js';
 
 const SERVER_HEADER = 'ElectricSQL/1.7.12';
 const MUST_REFETCH = '[{"headers":{"control":"must-refetch"}}]';
@@ -12,7 +14,8 @@ const CURSOR_EPOCH_S = Date.UTC(2024, 9, 9) / 1000;
 
 // ---- request parsing ----
 
-// Query string as Plug parses it (last value wins; params[n] becomes a map).
+// Query string as Plug parses it (last value wins; params[n] becomes a map;
+// subset__x goes to q.subset.x, as ServeShapePlug extracts it).
 export function parseQuery(searchParams) {
   const q = {};
   for (const [k, v] of searchParams) {
@@ -20,9 +23,27 @@ export function parseQuery(searchParams) {
     if (m) {
       if (typeof q.params !== 'object' || q.params === null) q.params = {};
       q.params[m[1]] = v;
-    } else q[k] = v;
+    } else if (k.startsWith('subset__')) (q.subset ??= {})[k.slice(8)] = v;
+    else q[k] = v;
   }
   return q;
+}
+
+// A POST body's keys join the query: subset keys (top level or under
+// "subset") go to the subset, the others are shape parameters.
+export function mergeBody(q, body) {
+  const out = { ...q };
+  const keys = Object.keys(body);
+  if (keys.length === 0) return out;
+  if (body.subset && typeof body.subset === 'object' && !Array.isArray(body.subset)) {
+    Object.assign(out, body);
+    out.subset = { ...(q.subset ?? {}), ...body.subset };
+    return out;
+  }
+  const sub = keys.filter((k) => SUBSET_KEYS.includes(k));
+  for (const k of keys) if (!sub.includes(k)) out[k] = body[k];
+  if (sub.length) out.subset = { ...(q.subset ?? {}), ...Object.fromEntries(sub.map((k) => [k, body[k]])) };
+  return out;
 }
 
 // Electric's Api.Params.validate; returns {def, since, handle, live} or throws ValidationError.
@@ -31,7 +52,9 @@ function validateParams(q, store) {
   const add = (k, m) => (errors[k] ??= []).push(m);
   // A bare `live` or any value other than "false" means true.
   const live = q.live !== undefined && q.live !== 'false';
-  const liveSse = [q.live_sse, q.experimental_live_sse].some((v) => v !== undefined && v !== 'false');
+  // live_sse wins over the deprecated experimental_live_sse when both are given.
+  const sseParam = q.live_sse !== undefined ? q.live_sse : q.experimental_live_sse;
+  const liveSse = sseParam !== undefined && sseParam !== 'false' && sseParam !== false;
   if (q.replica !== undefined && !['default', 'full'].includes(q.replica)) add('replica', 'is invalid');
   if (q.log !== undefined && !['full', 'changes_only'].includes(q.log)) add('log', 'is invalid');
   if (q.params !== undefined && (typeof q.params !== 'object' || q.params === null)) add('params', 'is invalid');
@@ -46,12 +69,9 @@ function validateParams(q, store) {
   if (live && since !== 'now' && isBeforeAll(since)) throw new ValidationError({ live: ["can't be true when offset == -1"] });
   if (live && since === 'now') throw new ValidationError({ live: ["can't be true when offset is 'now'"] });
   if (liveSse && !live) throw new ValidationError({ live_sse: ["can't be true unless live is also true"] });
-  if (liveSse) throw new ValidationError({ live_sse: ['SSE is not supported by this test server; use long polling'] });
-  if (Object.keys(q).some((k) => k.startsWith('subset__'))) {
-    throw new ValidationError({ subset: ['subset snapshots are not supported by this test server'] });
-  }
   const def = parseShapeDefinition(q, store);
-  return { def, since, handle, live };
+  const subset = q.subset !== undefined ? parseSubset(q.subset, def) : null;
+  return { def, since, handle, live, liveSse, subset };
 }
 
 // ---- response building ----
@@ -84,13 +104,15 @@ function responseHeaders(r, store, q) {
     'access-control-allow-methods': 'GET, POST, OPTIONS',
   };
   const { max_age: maxAge, stale_age: staleAge } = store.config;
-  if (r.status === 409) h['cache-control'] = `public, max-age=${r.handle ? 60 : 1}, must-revalidate`;
+  if (r.post) h['cache-control'] = 'no-cache'; // Electric sends this for any method but GET
+  else if (r.status === 409) h['cache-control'] = `public, max-age=${r.handle ? 60 : 1}, must-revalidate`;
   else if (r.status >= 400) {
     h['cache-control'] = 'no-store';
     h['surrogate-control'] = 'no-store';
   } else if (r.reqOffset === '-1') {
     h['cache-control'] = 'public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746';
-  } else if (r.live) h['cache-control'] = 'public, max-age=5, stale-while-revalidate=5';
+  } else if (r.sse) h['cache-control'] = sseCacheControl(store.config.sse_timeout_ms);
+  else if (r.live) h['cache-control'] = 'public, max-age=5, stale-while-revalidate=5';
   else h['cache-control'] = `public, max-age=${maxAge}, stale-while-revalidate=${staleAge}`;
   if (r.live) h['electric-cursor'] = nextCursor(store.config.long_poll_ms, q.cursor);
   if (r.handle) {
@@ -103,6 +125,27 @@ function responseHeaders(r, store, q) {
   if (r.status < 400) h['electric-has-data'] = r.noChanges ? 'false' : 'true';
   if (r.offset) h['electric-offset'] = formatOffset(r.offset);
   if (r.retryAfter !== undefined) h['retry-after'] = String(r.retryAfter);
+  if (r.sse) {
+    h['content-type'] = 'text/event-stream';
+    h.connection = 'keep-alive';
+  }
+  return h;
+}
+
+// Subset answers carry only these (Api.Response.put_resp_headers for :subset).
+function subsetHeaders(r, store) {
+  const h = {
+    'content-type': 'application/json; charset=utf-8',
+    'electric-server': SERVER_HEADER,
+    'access-control-allow-origin': '*',
+    'access-control-expose-headers': '*',
+    'access-control-allow-methods': 'GET, POST, OPTIONS',
+    'cache-control': 'no-cache',
+    'electric-snapshot': 'true',
+    'electric-handle': r.handle,
+    'electric-schema': r.schema,
+    'electric-offset': formatOffset(r.offset),
+  };
   return h;
 }
 
@@ -133,17 +176,21 @@ function waitForChange(shape, ms, signal) {
 
 let monotonic = 0;
 
-// ctx: {signal (request aborted), ifNoneMatch: [etags], liveTimeoutHook(): response-override | null}
+// ctx: {signal (request aborted), ifNoneMatch: [etags], liveTimeoutHook():
+// response-override | null, query? (parsed, POST body merged), method, fault, debug}
 export async function handleShapeRequest(searchParams, store, ctx) {
-  const q = parseQuery(searchParams);
+  const q = ctx.query ?? parseQuery(searchParams);
+  const post = ctx.method === 'POST';
+  // Every answer to a POST is `cache-control: no-cache`, as Electric sends for non-GET.
+  const done = (r, parts) => finish({ ...r, post }, store, q, parts);
   let v;
   try {
     v = validateParams(q, store);
   } catch (e) {
     if (!(e instanceof ValidationError)) throw e;
-    return finish({ status: 400 }, store, q, [errorBody('Invalid request', e.errors)]);
+    return done({ status: 400 }, [errorBody('Invalid request', e.errors)]);
   }
-  const { def, since, live } = v;
+  const { def, since, live, liveSse } = v;
   let shape;
   if (v.handle === null) shape = store.getOrCreateShape(def);
   else {
@@ -151,28 +198,53 @@ export async function handleShapeRequest(searchParams, store, ctx) {
     if (!shape) {
       // Rotated, unknown, or belonging to another definition: redirect to the current shape.
       const current = store.getOrCreateShape(def);
-      return finish({ status: 409, handle: current.handle }, store, q, [MUST_REFETCH]);
+      return done({ status: 409, handle: current.handle, post }, [MUST_REFETCH]);
     }
   }
   const handle = shape.handle;
   // The etag names the parsed offset, as Electric prints it.
   const reqOffset = since === 'now' ? 'now' : formatOffset(since);
 
+  if (v.subset) {
+    // The response offset is where the request's offset seeks to, so a
+    // client starting at `now` can continue from the snapshot.
+    const outOfBounds = since !== 'now' && compareOffsets(shape.lastOffset, since) < 0;
+    const offset = since === 'now' || outOfBounds ? shape.lastOffset : (shape.chunkEndFor(since) ?? shape.lastOffset);
+    const result = runSubset(v.subset, shape, store, ctx.debug);
+    const r = { status: 200, handle, offset, schema: shape.schemaJson };
+    return { status: 200, headers: subsetHeaders(r, store), body: subsetBody(result), meta: r };
+  }
+
   if (since === 'now') {
-    return finish(
-      { status: 200, handle, offset: shape.lastOffset, reqOffset, upToDate: true, schema: shape.schemaJson },
-      store, q, [`[${upToDate(store.globalLsn)}]`],
+    return done(
+      {
+        status: 200, handle, offset: shape.lastOffset, reqOffset, upToDate: true, schema: shape.schemaJson, post,
+        noChanges: true, etagSuffix: `:${process.hrtime.bigint()}${++monotonic}`,
+      },
+      [`[${upToDate(store.globalLsn)}]`],
     );
   }
+
+  const sse = (r, parts, upToDateLsn, keepOpen, closeAfterMs) => ({
+    status: 200,
+    headers: responseHeaders({ ...r, sse: true }, store, q),
+    stream: sseBody({ shape, store, since: r.offset, parts, upToDateLsn, keepOpen, closeAfterMs, fault: ctx.fault, debug: ctx.debug }),
+    meta: { ...r, sse: true },
+  });
 
   // An offset beyond the shape's log may be a client slightly ahead of a
   // restarted server: wait up to half a long-poll for it to appear.
   if (compareOffsets(shape.lastOffset, since) < 0) {
+    if (live && liveSse) {
+      // Electric streams from there and ends the stream at that timeout.
+      const r = { status: 200, handle, offset: shape.lastOffset, reqOffset, live, upToDate: false, post };
+      return sse({ ...r, offset: since }, [], null, true, Math.floor(store.config.long_poll_ms / 2));
+    }
     const why = await waitForChange(shape, Math.floor(store.config.long_poll_ms / 2), ctx.signal);
-    if (why === 'rotated') return finish({ status: 409 }, store, q, [MUST_REFETCH]);
+    if (why === 'rotated') return done({ status: 409, post }, [MUST_REFETCH]);
     if (why === 'aborted') return null;
     if (compareOffsets(shape.lastOffset, since) < 0) {
-      return finish({ status: 400 }, store, q, [errorBody('Invalid request', { offset: ['out of bounds for this shape'] })]);
+      return done({ status: 400 }, [errorBody('Invalid request', { offset: ['out of bounds for this shape'] })]);
     }
   }
 
@@ -183,27 +255,32 @@ export async function handleShapeRequest(searchParams, store, ctx) {
     // Never up-to-date on offset=-1 (that response is cached for a week), nor
     // when the chunk ends before the log does.
     const isUpToDate = !isBeforeAll(since) && compareOffsets(end, maxOffset(last, since)) >= 0;
-    const r = { status: 200, handle, offset: end, reqOffset, live, upToDate: isUpToDate, schema: shape.schemaJson };
+    const r = { status: 200, handle, offset: end, reqOffset, live, upToDate: isUpToDate, schema: shape.schemaJson, post };
 
     if (!checkedEtag) {
       checkedEtag = true;
       const etag = `${handle}:${reqOffset}:${formatOffset(end)}`;
-      if (ctx.ifNoneMatch.includes(etag)) return finish({ ...r, status: 304 }, store, q, []);
+      if (ctx.ifNoneMatch.includes(etag)) return done({ ...r, status: 304 }, []);
     }
 
     const parts = shape.itemsBetween(since, end);
+    if (live && liveSse) {
+      // Nothing new: a long-lived stream; otherwise the messages, then the end.
+      if (parts.length === 0) return sse(r, [], null, true);
+      return sse(r, splitParts(parts, shape, since), isUpToDate ? end.tx : null, false);
+    }
     if (live && parts.length === 0) {
       const why = await waitForChange(shape, store.config.long_poll_ms, ctx.signal);
       if (why === 'change') continue;
       if (why === 'aborted') return null;
-      if (why === 'rotated') return finish({ status: 409 }, store, q, [MUST_REFETCH]);
+      if (why === 'rotated') return done({ status: 409, post }, [MUST_REFETCH]);
       // Long-poll timeout: 200 with only up-to-date, same offset, has-data false,
       // and an etag that can never revalidate.
       const timeout = { ...r, noChanges: true, etagSuffix: `:${process.hrtime.bigint()}${++monotonic}` };
       const body = [`[${upToDate(store.globalLsn)}]`];
       // Servers before 1.0.4 answered a timeout with 204 No Content.
-      if (ctx.liveTimeoutHook?.()) return finish({ ...timeout, status: 204 }, store, q, []);
-      return finish(timeout, store, q, body);
+      if (ctx.liveTimeoutHook?.()) return done({ ...timeout, status: 204 }, []);
+      return done(timeout, body);
     }
 
     const body = ['['];
@@ -216,8 +293,16 @@ export async function handleShapeRequest(searchParams, store, ctx) {
       body.push(parts.length ? ',' : '', upToDate(lsn));
     }
     body.push(']');
-    return finish(r, store, q, body);
+    return done(r, body);
   }
+}
+
+// SSE sends one message per event: snapshot chunk parts (a live request may
+// still be inside the snapshot) are runs of messages and get split.
+function splitParts(parts, shape, since) {
+  const inSnapshot = isBeforeAll(since) || (isVirtual(since) && since.op < shape.lastSnapshotChunk);
+  if (!inSnapshot) return parts;
+  return parts.flatMap((p) => JSON.parse(`[${p}]`).map((m) => JSON.stringify(m)));
 }
 
 export { errorBody, MUST_REFETCH, SERVER_HEADER, upToDate };
