@@ -8,15 +8,22 @@ import { formatOffset } from './offsets.js';
 
 const MAX_BODY = 512 * 1024 * 1024;
 
-export async function readJson(req) {
+// The request body as text, or null when it exceeds `max` bytes (Plug's
+// read_body default for shape requests is 8 MB).
+export async function readBody(req, max = 8_000_000) {
   const chunks = [];
   let size = 0;
   for await (const c of req) {
     size += c.length;
-    if (size > MAX_BODY) throw new InputError('request body too large');
+    if (size > max) return null;
     chunks.push(c);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function readJson(req) {
+  const text = await readBody(req, MAX_BODY);
+  if (text === null) throw new InputError('request body too large');
   if (text.trim() === '') return {};
   try {
     return JSON.parse(text);
@@ -51,14 +58,20 @@ function shapeInfo(s) {
     log_items: s.log.length,
     last_offset: formatOffset(s.lastOffset),
     waiting: s.waiters.size,
+    subquery: s.sub !== null,
+    move_in_pending: Boolean(s.sub?.active),
   };
 }
 
+const DEBUG_SWITCHES = ['sse_bad_framing', 'subset_hide_in_progress'];
+
 export class ControlApi {
-  constructor(store, faults, requestLog) {
+  constructor(store, faults, requestLog, { debug = {}, writes = null } = {}) {
     this.store = store;
     this.faults = faults;
     this.requestLog = requestLog;
+    this.debug = debug;
+    this.writes = writes;
   }
 
   table(ref, query) {
@@ -80,7 +93,9 @@ export class ControlApi {
           if (!table) throw new InputError('op needs a table');
           return { ...op, table };
         });
-        const r = this.store.applyTransaction(ops, { xid: txn.xid });
+        const delay = txn.publish_delay_ms ?? 0;
+        if (!Number.isInteger(delay) || delay < 0) throw new InputError('publish_delay_ms must be a non-negative integer');
+        const r = this.store.applyTransaction(ops, { xid: txn.xid, publishDelayMs: delay });
         r.touched.forEach((s) => touched.add(s));
         results.push({ lsn: r.lsn.toString(), xid: r.xid });
       }
@@ -105,8 +120,45 @@ export class ControlApi {
       store.reset();
       this.faults.clear();
       this.requestLog.length = 0;
+      for (const k of Object.keys(this.debug)) delete this.debug[k];
+      this.writes?.reset();
       return [200, { ok: true }];
     }
+    if (path === '/debug') {
+      if (m === 'POST') {
+        const body = await readJson(req);
+        for (const [k, v] of Object.entries(body)) {
+          if (!DEBUG_SWITCHES.includes(k)) throw new InputError(`unknown debug switch ${k}; one of ${DEBUG_SWITCHES.join(', ')}`);
+          if (v) this.debug[k] = true;
+          else delete this.debug[k];
+        }
+      }
+      if (m === 'POST' || m === 'GET') return [200, { ...this.debug }];
+    }
+    if (path === '/snapshot' && m === 'GET') {
+      const { xmin, xmax, xip } = store.snapshot();
+      return [200, {
+        xmin: String(xmin), xmax: String(xmax), xip_list: xip.map(String),
+        committed_lsn: store.committedLsn.toString(), published_lsn: store.globalLsn.toString(),
+        unpublished: store.unpublished.map((e) => ({ xid: e.xid, lsn: e.lsn.toString() })),
+      }];
+    }
+    if (path === '/txn/begin' && m === 'POST') {
+      const body = await readJson(req);
+      return [200, { xid: store.begin({ xid: body.xid }) }];
+    }
+    const txnAction = /^\/txn\/(\d+)\/(commit|rollback)$/.exec(path);
+    if (txnAction && m === 'POST') {
+      const xid = Number(txnAction[1]);
+      if (!store.inProgress.has(xid)) throw Object.assign(new InputError(`no transaction ${xid} in progress`), { status: 404 });
+      const body = await readJson(req);
+      if (txnAction[2] === 'rollback') {
+        store.rollback(xid);
+        return [200, { ok: true }];
+      }
+      return [200, this.applyTxns([{ ...body, xid }], null)[0]];
+    }
+    if (this.writes && (path === '/writes' || path === '/write_faults')) return this.writes.control(path, m, await readJson(req));
     if (path === '/config') {
       if (m === 'POST') return [200, store.setConfig(await readJson(req))];
       if (m === 'GET') return [200, store.config];

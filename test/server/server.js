@@ -15,8 +15,9 @@ import https from 'node:https';
 import { pathToFileURL } from 'node:url';
 import { Store } from './store.js';
 import { Faults, requestInfo, replacementResponse, transformResponse } from './faults.js';
-import { handleShapeRequest, parseQuery } from './protocol.js';
-import { ControlApi } from './control.js';
+import { handleShapeRequest, parseQuery, mergeBody } from './protocol.js';
+import { ControlApi, readBody } from './control.js';
+import { WriteEndpoint } from './writes.js';
 import { deliver, sendJson } from './http.js';
 import { InputError } from './table.js';
 
@@ -35,10 +36,27 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
   const store = new Store(config);
   const faults = new Faults();
   const requestLog = [];
-  const control = new ControlApi(store, faults, requestLog);
+  const debug = {}; // switches that break the protocol on purpose (see /_control/debug)
+  const writes = new WriteEndpoint(store);
+  const control = new ControlApi(store, faults, requestLog, { debug, writes });
 
   async function serveShape(req, res, url) {
     const started = Date.now();
+    let body;
+    if (req.method === 'POST') {
+      // ServeShapePlug.parse_body: a JSON object, or 400.
+      const text = await readBody(req);
+      if (text === null) return sendJson(res, 413, { error: 'Request body too large' });
+      if (text.trim() === '') body = {};
+      else {
+        try {
+          body = JSON.parse(text);
+        } catch (e) {
+          return sendJson(res, 400, { error: 'Invalid JSON in request body', details: e.message });
+        }
+        if (!body || typeof body !== 'object' || Array.isArray(body)) return sendJson(res, 400, { error: 'Request body must be a JSON object' });
+      }
+    }
     const info = requestInfo(url.searchParams);
     const fault = faults.take(info);
     const abort = new AbortController();
@@ -49,6 +67,10 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
     let resp = replacementResponse(fault, url.searchParams, store);
     if (!resp) {
       resp = await handleShapeRequest(url.searchParams, store, {
+        query: body ? mergeBody(parseQuery(url.searchParams), body) : undefined,
+        method: req.method,
+        fault,
+        debug,
         signal: abort.signal,
         ifNoneMatch: parseIfNoneMatch(req.headers['if-none-match']),
         // legacy_204 is consumed only when a long-poll really times out.
@@ -64,10 +86,13 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
       method: req.method,
       path: url.pathname,
       query: parseQuery(url.searchParams),
+      body: body ?? null,
       headers: req.headers,
       status: final ? final.status : null,
       offset_out: h['electric-offset'] ?? null,
       live: info.live,
+      sse: info.sse,
+      subset: final?.headers?.['electric-snapshot'] === 'true',
       handle_out: h['electric-handle'] ?? null,
       cursor_out: h['electric-cursor'] ?? null,
       up_to_date: 'electric-up-to-date' in h,
@@ -85,8 +110,9 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
         const [status, body] = await control.handle(req, url);
         return sendJson(res, status, body);
       }
+      if (url.pathname === '/v1/writes') return await writes.handle(req, res, url);
       if (url.pathname === '/v1/shape') {
-        if (req.method === 'GET' || req.method === 'HEAD') return await serveShape(req, res, url);
+        if (['GET', 'HEAD', 'POST'].includes(req.method)) return await serveShape(req, res, url);
         if (req.method === 'OPTIONS') {
           res.writeHead(204, { 'access-control-allow-origin': '*', 'access-control-allow-methods': 'GET, POST, OPTIONS', 'access-control-allow-headers': '*' });
           return res.end();
@@ -125,6 +151,7 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
     store,
     faults,
     requestLog,
+    writes,
     close: () =>
       new Promise((resolve) => {
         store.reset(); // answers pending long-polls
