@@ -152,3 +152,15 @@ test('delay_sync: applied and answered now, synced back later', async (t) => {
   const late = await shapeGet(srv, { table: 'items', offset, handle });
   assert.deepStrictEqual(late.json.filter((m) => m.key).map((m) => m.headers.txids), [[Number(r.json.txid)]]);
 });
+
+test('faults: drop before applying, txid as a number', async (t) => {
+  const srv = await setup(t);
+  const m = [{ operation: 'insert', relation: REL, value: { id: '20' } }];
+  await post(srv, '/write_faults', [{ kind: 'drop' }, { kind: 'txid_as_number', table: 'items' }]);
+  assert.equal((await write(srv, m, { key: 'x' })).dropped, true);
+  assert.equal((await rows(srv)).length, 2, 'nothing applied');
+  const r = await write(srv, m, { key: 'x' });
+  assert.equal(r.status, 200);
+  assert.equal(typeof r.json.txid, 'number');
+  assert.deepStrictEqual((await control(srv, 'GET', '/writes')).map((e) => [e.fault, e.applied, e.dropped ?? false]), [['drop', false, true], ['txid_as_number', true, false]]);
+});

@@ -234,12 +234,6 @@ export class Store {
     }
   }
 
-  // xids committed but not yet published: visible to new snapshots, so a new
-  // shape must not log them again (Electric's initial-snapshot filter).
-  unpublishedXids() {
-    return new Set(this.unpublished.map((e) => e.xid));
-  }
-
   // A table's rows as the shapes have seen them so far: the committed rows
   // with the changes of unpublished transactions taken back.
   publishedRows(table) {

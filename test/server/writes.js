@@ -14,7 +14,7 @@ import { parseRelation } from './idents.js';
 import { readBody } from './control.js';
 import { sendJson } from './http.js';
 
-const KINDS = ['status', 'apply_then_drop', 'delay_sync', 'no_txid', 'delay'];
+const KINDS = ['status', 'drop', 'apply_then_drop', 'delay_sync', 'no_txid', 'txid_as_number', 'delay'];
 const MAX_LOG = 10_000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -83,6 +83,12 @@ export class WriteEndpoint {
     const fault = this.take(ops);
     entry.fault = fault?.kind ?? null;
     if (fault?.kind === 'delay') await sleep(fault.ms);
+    if (fault?.kind === 'drop') {
+      // A network error before anything happened.
+      entry.dropped = true;
+      entry.ms = Date.now() - started;
+      return res.socket?.destroy();
+    }
     if (fault?.kind === 'status') {
       const headers = fault.retry_after !== undefined ? { 'retry-after': String(fault.retry_after) } : {};
       const body = fault.body ?? { message: `injected ${fault.status} fault` };
@@ -107,6 +113,7 @@ export class WriteEndpoint {
     entry.txid = String(result.xid);
     entry.lsn = result.lsn.toString();
     if (fault?.kind === 'no_txid') return answer(fault.status ?? 200, fault.body ?? {});
+    if (fault?.kind === 'txid_as_number') return answer(200, { txid: result.xid });
     if (fault?.kind === 'apply_then_drop') {
       // Committed, but the client never hears so: a retry gets the answer.
       if (key !== null) this.answers.set(key, { status: 200, body: { txid: entry.txid }, bodyText: text });
