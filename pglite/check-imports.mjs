@@ -20,7 +20,7 @@
 //    fails the load.
 //  - env memory, table, __stack_pointer, __memory_base, __table_base: given
 //    by the loader.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const [soPath, ...objPaths] = process.argv.slice(2)
@@ -32,14 +32,20 @@ const mainPath =
   process.env.PGLITE_WASM ||
   fileURLToPath(new URL('node_modules/@electric-sql/pglite/dist/pglite.wasm', import.meta.url))
 
+if (!existsSync(mainPath)) {
+  console.error(`${mainPath} is missing: run npm ci in pglite/`)
+  process.exit(2)
+}
 const main = new WebAssembly.Module(readFileSync(mainPath))
 const side = new WebAssembly.Module(readFileSync(soPath))
 
 const mainFuncs = new Set()
 const mainData = new Set()
+const mainTags = new Set()
 for (const e of WebAssembly.Module.exports(main)) {
   if (e.kind === 'function') mainFuncs.add(e.name)
   if (e.kind === 'global') mainData.add(e.name)
+  if (e.kind === 'tag') mainTags.add(e.name)
 }
 for (const name of jsLibraryFunctions(mainPath.replace(/\.wasm$/, '.js'))) mainFuncs.add(name)
 const sideFuncs = new Set()
@@ -62,6 +68,8 @@ for (const i of WebAssembly.Module.imports(side)) {
     if (!hasFunc(i.name)) missing.set(i.name, 'function')
   } else if (i.kind === 'global') {
     if (!loaderGlobals.has(i.name) && !mainData.has(i.name)) missing.set(i.name, 'data')
+  } else if (i.kind === 'tag') { // wasm exceptions: PGlite's setjmp is emscripten's, not these
+    if (!mainTags.has(i.name)) missing.set(i.name, 'tag')
   } // memory and table: the loader's
 }
 
