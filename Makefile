@@ -26,10 +26,28 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 	-Wno-sign-compare -Wno-cast-function-type
 SHLIB_LINK = $(shell pkg-config --libs libcurl jansson)
 
+# PGlite (PostgreSQL 18 in WASM): `make pglite` (pglite/build) runs this
+# Makefile with PGLITE=1 and an emscripten PGXS, linking PGLITE_OBJS into a
+# side module: no libcurl, no background workers, jansson linked statically.
+PGLITE_OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o
+ifdef PGLITE
+OBJS = $(PGLITE_OBJS)
+PG_CPPFLAGS = -Isrc -D__PGLITE__ $(shell pkg-config --cflags jansson)
+SHLIB_LINK = $(shell pkg-config --libs --static jansson)
+endif
+ifeq ($(MAKECMDGOALS),pglite)
+# pglite/build brings its own PostgreSQL: the host needs no pg_config or PGXS
+override PG_CONFIG := true
+override PGXS := /dev/null
+endif
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 unit:
 	$(MAKE) -C test/unit
 
-.PHONY: unit
+pglite:
+	pglite/build
+
+.PHONY: unit pglite
