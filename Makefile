@@ -4,13 +4,19 @@
 #   test/run-all                  every test layer (see README)
 
 EXTENSION = pglite_sync
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 MODULE_big = pglite_sync
-DATA = pglite_sync--$(EXTVERSION).sql
+# every release's script stays: CREATE EXTENSION runs 0.1.0 and the updates
+DATA = $(wildcard src/sql/pglite_sync--*.sql)
 
-PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeopts.o
-OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o src/pglite_sync.o src/shmem.o src/launcher.o \
-	src/worker.o src/stream.o src/foreground.o src/http.o src/spool.o src/apply.o src/catalog.o src/api.o
+# pure C: compile and unit-test without PostgreSQL
+PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeopts.o src/align.o
+# the engine: everything but the workers, the launcher and libcurl (PGlite has those)
+ENGINE_OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o src/pglite_sync.o src/atcommit.o \
+	src/slots.o src/catalog.o src/response.o src/member.o src/run.o src/commit.o src/spool.o \
+	src/target.o src/rowbuild.o src/apply_spi.o src/apply_bulk.o src/apply.o \
+	src/api_subscribe.o src/api_manage.o src/hostdrive.o src/status.o
+OBJS = $(ENGINE_OBJS) src/launcher.o src/worker.o src/foreground.o src/http.o
 
 REGRESS = api
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \

@@ -87,8 +87,14 @@ SELECT name, shape_key, schema_name, table_name, shape_url, shape_params, shape_
 -- one running subscription per shape_key and per table: 42710
 SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'todos')$$);
 SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'todo', '{id}', shape_key => 'other')$$);
+-- ... but all of them identify rows by the same key
+CREATE TABLE twokeys (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+SELECT electric.sync_shape_to_table(shape(), 'twokeys', '{id}', shape_key => 'tk1');
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'twokeys', '{code}', shape_key => 'tk2')$$);
+SELECT electric.delete_subscription('tk1');
 
--- several subscriptions may share a table when all of them set on_must_refetch
+-- several subscriptions may share a table (since 0.2, with or without
+-- on_must_refetch: rows are held by the shapes that delivered them)
 CREATE TABLE shared (id int PRIMARY KEY, owner text);
 CREATE FUNCTION clear_a(sub text) RETURNS void LANGUAGE sql AS $$ DELETE FROM shared WHERE owner = 'a' $$;
 CREATE FUNCTION clear_b(sub text) RETURNS void LANGUAGE sql AS $$ DELETE FROM shared WHERE owner = 'b' $$;
@@ -232,3 +238,71 @@ SELECT electric.delete_subscription(name) FROM electric.subscriptions ORDER BY n
 DROP TABLE app_items;
 DROP ROLE app;
 DROP ROLE other;
+
+-- ---- groups: sync_shapes_to_tables -------------------------------------------
+CREATE TABLE project (id int PRIMARY KEY, name text);
+CREATE TABLE issue (id int PRIMARY KEY, project_id int REFERENCES project, title text);
+CREATE FUNCTION gshapes(extra jsonb DEFAULT '{}') RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_build_object(
+    'issues', jsonb_build_object('shape', shape('issue'), 'table_name', 'issue', 'primary_key', '["id"]'::jsonb),
+    'projects', jsonb_build_object('shape', shape('project'), 'table_name', 'project', 'primary_key', '["id"]'::jsonb)) || extra
+$$;
+SELECT try($$SELECT electric.sync_shapes_to_tables(NULL)$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables('{}')$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables('[1]')$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes('{"bad name": {}}'))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes('{"x": 1}'))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes('{"x": {"table_name": "issue", "primary_key": ["id"]}}'))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(jsonb_build_object('x', jsonb_build_object('shape', shape('issue'), 'table_name', 'issue', 'primary_key', '["id"]'::jsonb, 'colour', 'red'))))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(jsonb_build_object('x', jsonb_build_object('shape', shape('issue'), 'table_name', 'issue', 'primary_key', '["id"]'::jsonb))))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(jsonb_build_object('x', jsonb_build_object('shape', shape('issue'), 'table_name', 'nosuch', 'primary_key', '["id"]'::jsonb))))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(jsonb_build_object('x', jsonb_build_object('shape', shape('issue'), 'table_name', 'todo', 'primary_key', '"id"'::jsonb))))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(jsonb_build_object('x', jsonb_build_object('shape', shape('issue'), 'table_name', 'todo', 'primary_key', '["task"]'::jsonb))))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(jsonb_build_object('x', jsonb_build_object('shape', shape('issue'), 'table_name', 'todo', 'primary_key', '["id"]'::jsonb, 'map_function', 'nosuch(jsonb)'))))$$);
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(), initial_insert_method => 'bulk')$$);
+SELECT electric.sync_shapes_to_tables(gshapes(), shape_key => 'tracker');
+SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(), shape_key => 'tracker')$$);
+-- one row in the view (shape columns NULL), one per shape in subscription_shapes:
+-- parents first, whatever the JSON order
+SELECT name, shape_count, table_name, shape_url, handle, primary_key FROM electric.subscriptions WHERE name = 'tracker';
+SELECT subscription, shape, table_name, primary_key, position FROM electric.subscription_shapes
+ WHERE subscription IN ('tracker', 'todos') ORDER BY subscription, position;
+SELECT electric.delete_subscription('tracker');
+
+-- ---- alter_subscription -------------------------------------------------------
+CREATE TABLE altered (id int PRIMARY KEY, title text);
+SELECT electric.sync_shape_to_table(shape('altered'), 'altered', '{id}', shape_key => 'todos');
+SELECT try($$SELECT electric.alter_subscription(NULL)$$);
+SELECT try($$SELECT electric.alter_subscription('nosuch', 'http://127.0.0.1:9/v1/shape')$$);
+SELECT try($$SELECT electric.alter_subscription('todos')$$);
+SELECT try($$SELECT electric.alter_subscription('todos', 'ftp://example.com/')$$);
+SELECT try($$SELECT electric.alter_subscription('todos', 'http://127.0.0.1:9/v1/shape?where=1')$$);
+SELECT try($$SELECT electric.alter_subscription('todos', headers => '[1]')$$);
+SELECT try($$SELECT electric.alter_subscription('todos', headers => '{"bad name": "x"}')$$);
+SELECT try($$SELECT electric.alter_subscription('todos', headers_function => 'try(text)')$$);
+CREATE FUNCTION token_headers(sub text) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"Authorization": "Bearer t"}'::jsonb $$;
+SELECT electric.alter_subscription('todos', 'http://127.0.0.1:9/v2/shape', '{"X-Tenant": "a"}', 'token_headers(text)');
+SELECT shape_url, shape_headers, headers_function, handle IS NOT DISTINCT FROM NULL AS no_handle_yet
+  FROM electric.subscriptions WHERE name = 'todos';
+SELECT electric.alter_subscription('todos', headers => '{}');
+SELECT shape_headers FROM electric.subscriptions WHERE name = 'todos';
+SELECT electric.delete_subscription('todos');
+
+-- ---- host-driven subscriptions --------------------------------------------------
+CREATE TABLE hosted (id int PRIMARY KEY, title text);
+SELECT electric.sync_shape_to_table(shape('hosted'), 'hosted', '{id}', shape_key => 'hosted', worker => false);
+SELECT name, state, worker, worker_pid FROM electric.subscriptions WHERE name = 'hosted';
+SELECT electric.next_request('hosted') - 'headers' AS request;
+SELECT try($$SELECT electric.next_request('todos')$$);
+SELECT try($$SELECT electric.next_request('nosuch')$$);
+SELECT try($$SELECT electric.next_request('hosted', 'nosuch')$$);
+SELECT try($$SELECT electric.ingest_response('hosted', NULL, '{}', '')$$);
+SELECT try($$SELECT electric.ingest_response('hosted', 200, '[]', '')$$);
+-- a response without electric headers: the failure policy, not an error
+SELECT electric.ingest_response('hosted', 200, '{}', '[]') - 'wait_ms';
+SELECT state, last_error FROM electric.subscriptions WHERE name = 'hosted';
+SELECT electric.next_request('hosted') ? 'wait_ms' AS backing_off;
+SELECT try($$CALL electric.sync_now('hosted')$$);
+SELECT electric.unsubscribe('hosted');
+SELECT electric.next_request('hosted') IS NULL AS stopped;
+SELECT electric.delete_subscription('hosted');

@@ -1,9 +1,15 @@
 /*
  * apply.h
- *	  Applying a spooled batch to the target table, through the executor:
- *	  COPY machinery for a bulk initial load, SPI statements otherwise, so
- *	  indexes, constraints, triggers, RLS and privileges act exactly as for
- *	  the subscription owner's own statements.
+ *	  Writing one shape's spooled changes into its target table, through the
+ *	  executor: the COPY machinery for a bulk initial load, SPI statements
+ *	  otherwise, so indexes, constraints, triggers, RLS and privileges act
+ *	  exactly as for the applying role's own statements.  commit.c drives
+ *	  one of these per shape of a batch, record by record in source order.
+ *
+ *	  target.c     the table: columns, key, mapping, clearing it
+ *	  rowbuild.c   a record into a row of local columns and text values
+ *	  apply_spi.c  prepared INSERT/UPDATE/DELETE, multi-row inserts, holds
+ *	  apply_bulk.c COPY and json_to_recordset loads of a snapshot
  */
 #ifndef PS_APPLY_H
 #define PS_APPLY_H
@@ -11,25 +17,52 @@
 #include "catalog.h"
 #include "spool.h"
 
+#include "lib/stringinfo.h"
+#include "utils/relcache.h"
+
+typedef struct PsApply PsApply;
+
 typedef struct PsApplyResult
 {
 	int64		rows;			/* rows inserted, updated or deleted */
 	int64		bulk_rows;		/* of which loaded by copy/json */
 	int64		skipped;		/* deletes of rows already gone */
-	const char *method;			/* load path of the leading inserts */
+	const char *method;			/* load path of the leading snapshot rows */
 } PsApplyResult;
 
-/*
- * Apply every record of the spool to sub's table.  Runs inside the apply
- * transaction, with SPI connected and the current user switched to the
- * subscription owner.  replace: the stream restarted from -1, so the old
- * rows are cleared first (or on_must_refetch is called).  snapshot: the
- * batch began at -1, so its leading inserts may use
- * sub->initial_insert_method.  row_by_row: one statement per change and no
- * bulk load, so that an error names its key and column (a retry after a
- * failed batch).
- */
-extern void ps_apply_batch(PsSubscription *sub, PsSpool *spool, bool replace,
-						   bool snapshot, bool row_by_row, PsApplyResult *res);
+typedef struct PsApplyOptions
+{
+	bool		bulk;			/* leading snapshot inserts may use the method */
+	const char *method;			/* initial_insert_method */
+	bool		row_by_row;		/* one statement per change (names the key) */
+	bool		shared;			/* other shapes sync into the table too */
+	uint64		limit_lsn;		/* apply records up to this LSN */
+} PsApplyOptions;
+
+/* In the apply transaction, as the applying role. */
+extern PsApply *ps_apply_open(PsSubscription *sub, PsShapeDef *def, PsSpool *spool,
+							  const PsApplyOptions *opts);
+
+/* The stream restarted from -1: clear the rows this shape may replace. */
+extern void ps_apply_replace(PsApply *a);
+
+/* The next record within the limit: its LSN and position; false at the end. */
+extern bool ps_apply_peek(PsApply *a, uint64 *lsn, uint32 *op_position);
+
+/* Apply the next record (or a bulk-loaded run of snapshot rows). */
+extern void ps_apply_step(PsApply *a);
+
+/* Send what is batched (before another shape's record goes next). */
+extern void ps_apply_flush(PsApply *a);
+
+/* Stop, if asked, between rows: checked every this many. */
+typedef bool (*PsApplyStopCheck) (void *arg);
+extern void ps_apply_set_stop_check(PsApply *a, PsApplyStopCheck check, void *arg);
+
+extern void ps_apply_close(PsApply *a, PsApplyResult *res);
+
+/* A row's key as holds store it, in SQL, for table alias `alias`. */
+extern void ps_hold_key_expr(Relation rel, List *pk_names, const char *alias,
+							 StringInfo sql);
 
 #endif

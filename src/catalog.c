@@ -1,43 +1,348 @@
 /*
  * catalog.c
- *	  Catalog access through SPI.  The worker keeps its statements as saved
- *	  plans; they are revalidated automatically if the catalog changes.
+ *	  Every statement on the catalog tables, through SPI.  Statements run
+ *	  as the extension owner with search_path pinned to pg_catalog, so no
+ *	  object of the caller (or of a subscription owner whose triggers ran in
+ *	  the same transaction) can stand in for a catalog function or operator.
+ *	  The worker keeps its statements as saved plans, revalidated by the
+ *	  plan cache when the catalog changes (ALTER EXTENSION UPDATE).
+ *
+ *	  A new library may run against an extension not yet updated (the
+ *	  server restarts with new binaries before ALTER EXTENSION UPDATE): the
+ *	  0.1.0 layout is still read and written for running subscriptions, so
+ *	  they keep syncing until the update, and after it.
  */
 #include "catalog.h"
 
+#include "access/table.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 
-#define SUBSCRIPTION_COLUMNS \
-	"s.id, s.name, s.shape_key, s.owner, s.enabled, s.version, s.relid::oid, " \
-	"s.schema_name, s.table_name, s.primary_key, " \
-	"pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('url', s.shape_url, " \
-	"'params', s.shape_params, 'headers', s.shape_headers))::text, " \
-	"s.map_columns::text, s.map_function::oid, s.initial_insert_method, " \
-	"s.on_must_refetch::oid, s.target_fingerprint, " \
-	"st.handle, st.\"offset\", st.target_fingerprint, coalesce(st.rows_applied, 0) " \
-	"FROM " PS_SCHEMA ".subscription s " \
-	"LEFT JOIN " PS_SCHEMA ".subscription_state st ON st.subid = s.id "
+#include "apply.h"
 
-typedef struct SavedPlan
+/* ---- layout ------------------------------------------------------------- */
+
+PsCatalogLayout
+ps_catalog_layout(void)
+{
+	Oid			extoid = get_extension_oid(PS_EXTENSION_NAME, true);
+	char	   *version;
+	PsCatalogLayout layout;
+
+	if (!OidIsValid(extoid) || (creating_extension && CurrentExtensionObject == extoid))
+		return PS_LAYOUT_NONE;
+	version = ps_extension_version(extoid);
+	layout = (version && strcmp(version, "0.1.0") == 0) ? PS_LAYOUT_0_1 : PS_LAYOUT_0_2;
+	return layout;
+}
+
+void
+ps_catalog_require_current(void)
+{
+	PsCatalogLayout layout = ps_catalog_layout();
+
+	if (layout == PS_LAYOUT_0_1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated to version %s", PS_EXTENSION_NAME, PS_VERSION),
+				 errdetail("The installed library is version %s; the extension's SQL objects are older. Running subscriptions go on syncing meanwhile.",
+						   PS_VERSION),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", PS_EXTENSION_NAME)));
+	if (layout == PS_LAYOUT_NONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"%s\" is not installed in this database", PS_EXTENSION_NAME)));
+}
+
+/* ---- running catalog statements ------------------------------------------- */
+
+void
+ps_catalog_enter(PsCatalogGuard *g)
+{
+	GetUserIdAndSecContext(&g->saved_user, &g->saved_sec);
+	SetUserIdAndSecContext(ps_extension_owner(), g->saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	g->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+ps_catalog_leave(PsCatalogGuard *g)
+{
+	AtEOXact_GUC(false, g->guc_level);
+	SetUserIdAndSecContext(g->saved_user, g->saved_sec);
+}
+
+typedef struct Stmt
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[6];
-	SPIPlanPtr	plan;
-} SavedPlan;
+	Oid			argtypes[8];
+	SPIPlanPtr	plan;			/* kept for the process's life */
+} Stmt;
 
-static SavedPlan load_by_id = {"SELECT " SUBSCRIPTION_COLUMNS "WHERE s.id = $1", 1, {INT4OID}};
-static SavedPlan load_by_name = {"SELECT " SUBSCRIPTION_COLUMNS "WHERE s.name = $1", 1, {TEXTOID}};
-static SavedPlan lock_for_apply = {
-	"SELECT enabled, version FROM " PS_SCHEMA ".subscription WHERE id = $1 FOR SHARE",
+/* Run one statement: values may be NULL for none, nulls as in SPI ('n'). */
+static int
+run(Stmt *st, Datum *values, const char *nulls, bool read_only, long count, int expected)
+{
+	PsCatalogGuard g;
+	int			rc;
+
+	ps_catalog_enter(&g);
+	if (st->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "pglite_sync: could not prepare a catalog statement: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "pglite_sync: SPI_keepplan failed");
+		st->plan = plan;
+	}
+	rc = SPI_execute_plan(st->plan, values, nulls, read_only, count);
+	ps_catalog_leave(&g);
+	if (rc != expected)
+		elog(ERROR, "pglite_sync: catalog statement failed (%s): %s",
+			 SPI_result_code_string(rc), st->sql);
+	return rc;
+}
+
+static inline Datum
+text_or_null(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+static char *
+col_text(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static Oid
+col_oid(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
+static List *
+col_text_array(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	List	   *out = NIL;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	if (isnull)
+		return NIL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!enulls[i])
+			out = lappend(out, TextDatumGetCString(elems[i]));
+	return out;
+}
+
+/* ---- loading a subscription -------------------------------------------------- */
+
+#define SUB_COLUMNS \
+	"s.id, s.name, s.shape_key, s.owner::oid, s.enabled, s.version, s.worker, " \
+	"s.initial_insert_method, s.headers_function::oid, st.run::text "
+
+#define SHAPE_COLUMNS \
+	"p.shape, p.position, p.relid::oid, p.schema_name, p.table_name, p.primary_key, " \
+	"pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('url', p.shape_url, " \
+	"'params', p.shape_params, 'headers', p.shape_headers))::text, " \
+	"p.map_columns::text, p.map_function::oid, p.on_must_refetch::oid, p.target_fingerprint, " \
+	"x.handle, x.\"offset\", x.target_fingerprint, x.stream::text, coalesce(x.rows_applied, 0) "
+
+static Stmt load_sub_by_id = {
+	"SELECT " SUB_COLUMNS "FROM " PS_SCHEMA ".subscription s "
+	"LEFT JOIN " PS_SCHEMA ".subscription_state st ON st.subid = s.id WHERE s.id = $1",
 	1, {INT4OID}
 };
-static SavedPlan save_state = {
+static Stmt load_sub_by_name = {
+	"SELECT " SUB_COLUMNS "FROM " PS_SCHEMA ".subscription s "
+	"LEFT JOIN " PS_SCHEMA ".subscription_state st ON st.subid = s.id WHERE s.name = $1",
+	1, {TEXTOID}
+};
+static Stmt load_shapes = {
+	"SELECT " SHAPE_COLUMNS "FROM " PS_SCHEMA ".subscription_shape p "
+	"LEFT JOIN " PS_SCHEMA ".shape_state x ON x.subid = p.subid AND x.shape = p.shape "
+	"WHERE p.subid = $1 ORDER BY p.position",
+	1, {INT4OID}
+};
+
+/* 0.1.0: the shape lives in the subscription row, the state in subscription_state */
+#define LEGACY_COLUMNS \
+	"s.id, s.name, s.shape_key, s.owner, s.enabled, s.version, true, " \
+	"s.initial_insert_method, NULL::oid, NULL::text, " \
+	"s.name, 0, s.relid::oid, s.schema_name, s.table_name, s.primary_key, " \
+	"pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('url', s.shape_url, " \
+	"'params', s.shape_params, 'headers', s.shape_headers))::text, " \
+	"s.map_columns::text, s.map_function::oid, s.on_must_refetch::oid, s.target_fingerprint, " \
+	"st.handle, st.\"offset\", st.target_fingerprint, NULL::text, coalesce(st.rows_applied, 0) " \
+	"FROM " PS_SCHEMA ".subscription s " \
+	"LEFT JOIN " PS_SCHEMA ".subscription_state st ON st.subid = s.id "
+
+static Stmt legacy_by_id = {"SELECT " LEGACY_COLUMNS "WHERE s.id = $1", 1, {INT4OID}};
+static Stmt legacy_by_name = {"SELECT " LEGACY_COLUMNS "WHERE s.name = $1", 1, {TEXTOID}};
+
+static void
+fill_sub(PsSubscription *s, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+
+	s->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	s->name = col_text(tup, desc, 2);
+	s->shape_key = col_text(tup, desc, 3);
+	s->owner = col_oid(tup, desc, 4);
+	s->enabled = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	s->version = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	s->worker = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+	s->initial_insert_method = col_text(tup, desc, 8);
+	s->headers_function = col_oid(tup, desc, 9);
+	s->run = col_text(tup, desc, 10);
+}
+
+/* The shape columns start at column `base` (1-based). */
+static void
+fill_shape(PsShapeDef *d, HeapTuple tup, TupleDesc desc, int base)
+{
+	bool		isnull;
+
+	d->name = col_text(tup, desc, base);
+	d->position = DatumGetInt32(SPI_getbinval(tup, desc, base + 1, &isnull));
+	d->relid = col_oid(tup, desc, base + 2);
+	d->schema_name = col_text(tup, desc, base + 3);
+	d->table_name = col_text(tup, desc, base + 4);
+	d->primary_key = col_text_array(tup, desc, base + 5);
+	d->shape_json = col_text(tup, desc, base + 6);
+	d->map_columns = col_text(tup, desc, base + 7);
+	d->map_function = col_oid(tup, desc, base + 8);
+	d->on_must_refetch = col_oid(tup, desc, base + 9);
+	d->target_fingerprint = col_text(tup, desc, base + 10);
+	d->handle = col_text(tup, desc, base + 11);
+	d->offset = col_text(tup, desc, base + 12);
+	d->state_fingerprint = col_text(tup, desc, base + 13);
+	d->stream = col_text(tup, desc, base + 14);
+	d->rows_applied = DatumGetInt64(SPI_getbinval(tup, desc, base + 15, &isnull));
+}
+
+static PsSubscription *
+load(Datum key, bool by_name, MemoryContext mcxt)
+{
+	PsCatalogLayout layout = ps_catalog_layout();
+	PsSubscription *s = NULL;
+	MemoryContext old;
+
+	if (layout == PS_LAYOUT_NONE)
+		return NULL;
+	if (layout == PS_LAYOUT_0_1)
+	{
+		run(by_name ? &legacy_by_name : &legacy_by_id, &key, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			return NULL;
+		old = MemoryContextSwitchTo(mcxt);
+		s = palloc0(sizeof(PsSubscription));
+		fill_sub(s, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+		s->nshapes = 1;
+		s->shapes = palloc0(sizeof(PsShapeDef));
+		fill_shape(&s->shapes[0], SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 11);
+		MemoryContextSwitchTo(old);
+		return s;
+	}
+
+	run(by_name ? &load_sub_by_name : &load_sub_by_id, &key, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return NULL;
+	old = MemoryContextSwitchTo(mcxt);
+	s = palloc0(sizeof(PsSubscription));
+	fill_sub(s, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	MemoryContextSwitchTo(old);
+
+	key = Int32GetDatum(s->id);
+	run(&load_shapes, &key, NULL, false, 0, SPI_OK_SELECT);
+	old = MemoryContextSwitchTo(mcxt);
+	s->nshapes = (int) SPI_processed;
+	s->shapes = palloc0(sizeof(PsShapeDef) * Max(s->nshapes, 1));
+	for (int i = 0; i < s->nshapes; i++)
+		fill_shape(&s->shapes[i], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	MemoryContextSwitchTo(old);
+	return s;
+}
+
+PsSubscription *
+ps_catalog_load(int32 subid, MemoryContext mcxt)
+{
+	return load(Int32GetDatum(subid), false, mcxt);
+}
+
+PsSubscription *
+ps_catalog_load_by_name(const char *name, MemoryContext mcxt)
+{
+	return load(CStringGetTextDatum(name), true, mcxt);
+}
+
+/*
+ * Is this still the running incarnation of the subscription?  A plain read,
+ * no lock: unsubscribe and delete_subscription never wait for a batch (the
+ * worker learns of them from its slot, and a deleted subscription makes the
+ * state update at the end of the batch fail).
+ */
+static Stmt is_current = {
+	"SELECT enabled AND version = $2 FROM " PS_SCHEMA ".subscription WHERE id = $1",
+	2, {INT4OID, INT4OID}
+};
+
+bool
+ps_catalog_is_current(int32 subid, int32 version)
+{
+	Datum		args[2] = {Int32GetDatum(subid), Int32GetDatum(version)};
+	bool		isnull;
+
+	run(&is_current, args, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+}
+
+/* ---- the worker's writes, at the end of an apply transaction ----------------- */
+
+static Stmt save_shape = {
+	"INSERT INTO " PS_SCHEMA ".shape_state AS x "
+	"(subid, shape, handle, \"offset\", target_fingerprint, rows_applied, rows_skipped, "
+	" last_commit_at, stream) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.now(), $8::jsonb) "
+	"ON CONFLICT (subid, shape) DO UPDATE SET handle = EXCLUDED.handle, "
+	"\"offset\" = EXCLUDED.\"offset\", target_fingerprint = EXCLUDED.target_fingerprint, "
+	"rows_applied = x.rows_applied + EXCLUDED.rows_applied, "
+	"rows_skipped = x.rows_skipped + EXCLUDED.rows_skipped, "
+	"last_commit_at = pg_catalog.now(), stream = EXCLUDED.stream",
+	8, {INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID}
+};
+static Stmt legacy_save = {
 	"INSERT INTO " PS_SCHEMA ".subscription_state AS st "
 	"(subid, handle, \"offset\", target_fingerprint, rows_applied, last_commit_at) "
 	"VALUES ($1, $2, $3, $4, $5, pg_catalog.now()) "
@@ -46,7 +351,105 @@ static SavedPlan save_state = {
 	"rows_applied = st.rows_applied + EXCLUDED.rows_applied, last_commit_at = pg_catalog.now()",
 	5, {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID}
 };
-static SavedPlan record_error = {
+
+void
+ps_catalog_save_shape(int32 subid, const char *shape, const char *handle,
+					  const char *offset, const char *fingerprint,
+					  int64 rows_added, int64 rows_skipped, const char *stream)
+{
+	Datum		v[8];
+	char		n[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	if (ps_catalog_layout() == PS_LAYOUT_0_1)
+	{
+		v[0] = Int32GetDatum(subid);
+		v[1] = text_or_null(handle, &n[1]);
+		v[2] = CStringGetTextDatum(offset);
+		v[3] = CStringGetTextDatum(fingerprint);
+		v[4] = Int64GetDatum(rows_added);
+		run(&legacy_save, v, n, false, 0, SPI_OK_INSERT);
+		return;
+	}
+	v[0] = Int32GetDatum(subid);
+	v[1] = CStringGetTextDatum(shape);
+	v[2] = text_or_null(handle, &n[2]);
+	v[3] = CStringGetTextDatum(offset);
+	v[4] = CStringGetTextDatum(fingerprint);
+	v[5] = Int64GetDatum(rows_added);
+	v[6] = Int64GetDatum(rows_skipped);
+	v[7] = text_or_null(stream, &n[7]);
+	run(&save_shape, v, n, false, 0, SPI_OK_INSERT);
+}
+
+/* The subscription committed a batch; also checks that it still exists. */
+static Stmt save_committed = {
+	"INSERT INTO " PS_SCHEMA ".subscription_state AS st (subid, last_commit_at) "
+	"SELECT id, pg_catalog.now() FROM " PS_SCHEMA ".subscription WHERE id = $1 "
+	"ON CONFLICT (subid) DO UPDATE SET last_commit_at = EXCLUDED.last_commit_at",
+	1, {INT4OID}
+};
+
+void
+ps_catalog_save_committed(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	if (ps_catalog_layout() == PS_LAYOUT_0_1)
+		return;					/* legacy_save set last_commit_at */
+	run(&save_committed, &v, NULL, false, 0, SPI_OK_INSERT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subscription %d was deleted while its batch was applied", subid)));
+}
+
+static Stmt save_stream = {
+	"UPDATE " PS_SCHEMA ".shape_state SET stream = $3::jsonb WHERE subid = $1 AND shape = $2",
+	3, {INT4OID, TEXTOID, TEXTOID}
+};
+static Stmt insert_stream = {
+	"INSERT INTO " PS_SCHEMA ".shape_state (subid, shape, stream) VALUES ($1, $2, $3::jsonb)",
+	3, {INT4OID, TEXTOID, TEXTOID}
+};
+
+/* A host-driven shape's stream between two calls. */
+void
+ps_catalog_save_stream(int32 subid, const char *shape, const char *stream)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), CStringGetTextDatum(stream)};
+
+	run(&save_stream, v, NULL, false, 0, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		run(&insert_stream, v, NULL, false, 0, SPI_OK_INSERT);
+}
+
+static Stmt save_run = {
+	"INSERT INTO " PS_SCHEMA ".subscription_state AS st (subid, run) "
+	"SELECT id, $2::jsonb FROM " PS_SCHEMA ".subscription WHERE id = $1 "
+	"ON CONFLICT (subid) DO UPDATE SET run = EXCLUDED.run",
+	2, {INT4OID, TEXTOID}
+};
+
+void
+ps_catalog_save_run(int32 subid, const char *run_json)
+{
+	Datum		v[2];
+	char		n[2] = {' ', ' '};
+
+	v[0] = Int32GetDatum(subid);
+	v[1] = text_or_null(run_json, &n[1]);
+	run(&save_run, v, n, false, 0, SPI_OK_INSERT);
+}
+
+static Stmt record_error = {
+	"INSERT INTO " PS_SCHEMA ".subscription_state AS st "
+	"(subid, last_error, last_error_detail, last_error_at) "
+	"SELECT id, $2, $3, pg_catalog.now() FROM " PS_SCHEMA ".subscription WHERE id = $1 "
+	"ON CONFLICT (subid) DO UPDATE SET last_error = EXCLUDED.last_error, "
+	"last_error_detail = EXCLUDED.last_error_detail, last_error_at = EXCLUDED.last_error_at",
+	3, {INT4OID, TEXTOID, TEXTOID}
+};
+static Stmt legacy_record_error = {
 	"INSERT INTO " PS_SCHEMA ".subscription_state AS st (subid, last_error, last_error_at) "
 	"SELECT id, $2, pg_catalog.now() FROM " PS_SCHEMA ".subscription WHERE id = $1 "
 	"ON CONFLICT (subid) DO UPDATE SET last_error = EXCLUDED.last_error, "
@@ -54,202 +457,534 @@ static SavedPlan record_error = {
 	2, {INT4OID, TEXTOID}
 };
 
-/*
- * Catalog statements run as a superuser (the worker) or the extension owner
- * (the SQL API), possibly in a transaction where the subscription owner's
- * triggers ran: pin search_path for them, so that no object of a less
- * privileged role can stand in for a catalog function or operator.
- */
-int
-ps_catalog_guard(void)
-{
-	int			level = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	return level;
-}
-
 void
-ps_catalog_unguard(int level)
+ps_catalog_record_error(int32 subid, const char *message, const char *detail)
 {
-	AtEOXact_GUC(false, level);
-}
+	Datum		v[3];
+	char		n[3] = {' ', ' ', ' '};
 
-static SPIPlanPtr
-get_plan(SavedPlan *p)
-{
-	if (p->plan == NULL)
+	v[0] = Int32GetDatum(subid);
+	if (ps_catalog_layout() == PS_LAYOUT_0_1)
 	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "pglite_sync: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "pglite_sync: SPI_keepplan failed");
-		p->plan = plan;
+		v[1] = CStringGetTextDatum(detail ? psprintf("%s\n%s", message, detail) : message);
+		run(&legacy_record_error, v, n, false, 0, SPI_OK_INSERT);
+		return;
 	}
-	return p->plan;
+	v[1] = CStringGetTextDatum(message);
+	v[2] = text_or_null(detail, &n[2]);
+	run(&record_error, v, n, false, 0, SPI_OK_INSERT);
 }
 
-static int
-run_plan(SavedPlan *p, Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			level = ps_catalog_guard();
-	int			rc = SPI_execute_plan(get_plan(p), values, nulls, read_only, count);
+/* ---- the scanner ------------------------------------------------------------------ */
 
-	ps_catalog_unguard(level);
-	if (rc < 0)
-		elog(ERROR, "pglite_sync: catalog statement failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
-
-static char *
-get_text(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-static PsSubscription *
-tuple_to_subscription(HeapTuple tup, TupleDesc desc)
-{
-	PsSubscription *s = palloc0(sizeof(PsSubscription));
-	bool		isnull;
-	Datum		d;
-
-	s->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-	s->name = get_text(tup, desc, 2);
-	s->shape_key = get_text(tup, desc, 3);
-	s->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-	s->enabled = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	s->version = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-	s->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
-	s->schema_name = get_text(tup, desc, 8);
-	s->table_name = get_text(tup, desc, 9);
-	d = SPI_getbinval(tup, desc, 10, &isnull);
-	if (!isnull)
-	{
-		Datum	   *elems;
-		bool	   *enulls;
-		int			n;
-
-		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &enulls, &n);
-		for (int i = 0; i < n; i++)
-			if (!enulls[i])
-				s->primary_key = lappend(s->primary_key, TextDatumGetCString(elems[i]));
-	}
-	s->shape_json = get_text(tup, desc, 11);
-	s->map_columns = get_text(tup, desc, 12);
-	d = SPI_getbinval(tup, desc, 13, &isnull);
-	s->map_function = isnull ? InvalidOid : DatumGetObjectId(d);
-	s->initial_insert_method = get_text(tup, desc, 14);
-	d = SPI_getbinval(tup, desc, 15, &isnull);
-	s->on_must_refetch = isnull ? InvalidOid : DatumGetObjectId(d);
-	s->target_fingerprint = get_text(tup, desc, 16);
-	s->handle = get_text(tup, desc, 17);
-	s->offset = get_text(tup, desc, 18);
-	s->state_fingerprint = get_text(tup, desc, 19);
-	s->rows_applied = DatumGetInt64(SPI_getbinval(tup, desc, 20, &isnull));
-	return s;
-}
-
-/* The result is allocated in mcxt, so it outlives SPI_finish. */
-static PsSubscription *
-load_one(SavedPlan *p, Datum arg, MemoryContext mcxt)
-{
-	PsSubscription *s = NULL;
-
-	run_plan(p, &arg, NULL, true, 1);
-	if (SPI_processed == 1)
-	{
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-
-		s = tuple_to_subscription(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
-		MemoryContextSwitchTo(old);
-	}
-	return s;
-}
-
-PsSubscription *
-ps_catalog_load(int32 subid, MemoryContext mcxt)
-{
-	return load_one(&load_by_id, Int32GetDatum(subid), mcxt);
-}
-
-PsSubscription *
-ps_catalog_load_by_name(const char *name, MemoryContext mcxt)
-{
-	return load_one(&load_by_name, CStringGetTextDatum(name), mcxt);
-}
-
-/*
- * First statement of every apply transaction: lock our subscription row so
- * that unsubscribe/delete/resubscribe wait for the batch, and see whether we
- * are still the current incarnation.
- */
-bool
-ps_catalog_lock_for_apply(int32 subid, int32 version)
-{
-	Datum		arg = Int32GetDatum(subid);
-	bool		isnull;
-
-	run_plan(&lock_for_apply, &arg, NULL, false, 1);
-	if (SPI_processed != 1)
-		return false;
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		return false;
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) == version;
-}
-
-void
-ps_catalog_save_state(int32 subid, const char *handle, const char *offset,
-					  const char *fingerprint, int64 rows_added)
-{
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	values[0] = Int32GetDatum(subid);
-	if (handle)
-		values[1] = CStringGetTextDatum(handle);
-	else
-		nulls[1] = 'n';
-	values[2] = CStringGetTextDatum(offset);
-	values[3] = CStringGetTextDatum(fingerprint);
-	values[4] = Int64GetDatum(rows_added);
-	run_plan(&save_state, values, nulls, false, 0);
-}
-
-void
-ps_catalog_record_error(int32 subid, const char *message)
-{
-	Datum		values[2];
-
-	values[0] = Int32GetDatum(subid);
-	values[1] = CStringGetTextDatum(message);
-	run_plan(&record_error, values, NULL, false, 0);
-}
+static Stmt enabled = {
+	"SELECT id, owner::oid FROM " PS_SCHEMA ".subscription WHERE enabled AND worker", 0, {0}
+};
+static Stmt legacy_enabled = {
+	"SELECT id, owner FROM " PS_SCHEMA ".subscription WHERE enabled", 0, {0}
+};
 
 List *
-ps_catalog_enabled_ids(void)
+ps_catalog_enabled(void)
 {
-	List	   *ids = NIL;
-	int			level = ps_catalog_guard();
-	int			rc = SPI_execute("SELECT id FROM " PS_SCHEMA ".subscription WHERE enabled",
-								 true, 0);
+	PsCatalogLayout layout = ps_catalog_layout();
+	List	   *out = NIL;
 
-	ps_catalog_unguard(level);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pglite_sync: could not list subscriptions: %s", SPI_result_code_string(rc));
+	if (layout == PS_LAYOUT_NONE)
+		return NIL;
+	run(layout == PS_LAYOUT_0_1 ? &legacy_enabled : &enabled, NULL, NULL, false, 0, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
+		PsEnabledSub *e = palloc(sizeof(PsEnabledSub));
 		bool		isnull;
 
-		ids = lappend_int(ids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 1, &isnull)));
+		e->subid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		e->owner = col_oid(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		out = lappend(out, e);
 	}
-	return ids;
+	return out;
+}
+
+/* ---- shared tables ----------------------------------------------------------------- */
+
+static Stmt shapes_on_table = {
+	"SELECT count(*)::integer FROM " PS_SCHEMA ".subscription_shape WHERE relid = $1::oid::regclass",
+	1, {OIDOID}
+};
+
+/* How many shapes of any subscription, running or not, sync into relid. */
+int
+ps_catalog_shapes_on_table(Oid relid)
+{
+	Datum		v = ObjectIdGetDatum(relid);
+	bool		isnull;
+
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		return 1;
+	run(&shapes_on_table, &v, NULL, false, 1, SPI_OK_SELECT);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* ---- holds ---------------------------------------------------------------------- */
+
+static Stmt hold_take = {
+	"INSERT INTO " PS_SCHEMA ".row_hold (relid, key, subid, shape) VALUES ($1, $2, $3, $4) "
+	"ON CONFLICT DO NOTHING", 4, {OIDOID, TEXTARRAYOID, INT4OID, TEXTOID}
+};
+static Stmt hold_release = {
+	"WITH gone AS (DELETE FROM " PS_SCHEMA ".row_hold WHERE relid = $1 AND key = $2 "
+	"  AND subid = $3 AND shape = $4) "
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".row_hold WHERE relid = $1 AND key = $2 "
+	"  AND (subid, shape) <> ($3, $4))", 4, {OIDOID, TEXTARRAYOID, INT4OID, TEXTOID}
+};
+static Stmt hold_drop = {
+	"DELETE FROM " PS_SCHEMA ".row_hold WHERE relid = $1 AND subid = $2 AND shape = $3",
+	3, {OIDOID, INT4OID, TEXTOID}
+};
+
+void
+ps_catalog_hold_take(Oid relid, Datum key, int32 subid, const char *shape)
+{
+	Datum		v[4] = {ObjectIdGetDatum(relid), key, Int32GetDatum(subid), CStringGetTextDatum(shape)};
+
+	run(&hold_take, v, NULL, false, 0, SPI_OK_INSERT);
+}
+
+bool
+ps_catalog_hold_release(Oid relid, Datum key, int32 subid, const char *shape)
+{
+	Datum		v[4] = {ObjectIdGetDatum(relid), key, Int32GetDatum(subid), CStringGetTextDatum(shape)};
+	bool		isnull;
+
+	run(&hold_release, v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void
+ps_catalog_hold_drop(Oid relid, int32 subid, const char *shape)
+{
+	Datum		v[3] = {ObjectIdGetDatum(relid), Int32GetDatum(subid), CStringGetTextDatum(shape)};
+
+	run(&hold_drop, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+static Stmt other_shapes = {
+	"SELECT subid, shape, primary_key FROM " PS_SCHEMA ".subscription_shape "
+	"WHERE relid = $1::oid::regclass AND subid <> $2", 2, {OIDOID, INT4OID}
+};
+
+/*
+ * A shape of subscription subid is about to sync into relid.  If exactly
+ * one other shape syncs there, the table becomes shared now: that shape
+ * holds every row the table has (its stale holds from an earlier time
+ * shared are dropped first), taken while the table is locked against its
+ * worker.  Every shape of a shared table must use the same key.
+ */
+void
+ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk)
+{
+	Datum		v[2] = {ObjectIdGetDatum(relid), Int32GetDatum(subid)};
+	int32		other_subid;
+	char	   *other_shape;
+	List	   *other_pk;
+	bool		isnull;
+	StringInfoData sql;
+	Relation	rel;
+	int			rc;
+
+	run(&other_shapes, v, NULL, false, 0, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		List	   *theirs = col_text_array(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		bool		same = list_length(theirs) == list_length(pk);
+		ListCell   *lc;
+
+		foreach(lc, theirs)
+		{
+			ListCell   *k;
+			bool		found = false;
+
+			foreach(k, pk)
+				found |= strcmp(lfirst(k), lfirst(lc)) == 0;
+			same &= found;
+		}
+		if (!same)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("primary_key does not match the key that subscription %d uses for table %s",
+							DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
+							target),
+					 errhint("Shapes that sync into one table must identify rows by the same columns.")));
+	}
+	if (SPI_processed != 1)
+		return;
+	other_subid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	other_shape = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	other_pk = col_text_array(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+	rel = table_open(relid, ShareLock);
+	ps_catalog_hold_drop(relid, other_subid, other_shape);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO " PS_SCHEMA ".row_hold (relid, key, subid, shape) "
+					 "SELECT %u, ", relid);
+	ps_hold_key_expr(rel, other_pk, "t", &sql);
+	appendStringInfo(&sql, ", %d, %s FROM %s t ON CONFLICT DO NOTHING", other_subid,
+					 quote_literal_cstr(other_shape),
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)));
+	{
+		PsCatalogGuard g;
+
+		ps_catalog_enter(&g);
+		rc = SPI_execute(sql.data, false, 0);
+		ps_catalog_leave(&g);
+	}
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "pglite_sync: could not record the rows of table %s: %s", target,
+			 SPI_result_code_string(rc));
+	table_close(rel, NoLock);
+}
+
+/* ---- table-backed spools (host-driven shapes) --------------------------------------- */
+
+static Stmt spool_write = {
+	"INSERT INTO " PS_SCHEMA ".spool_block (subid, shape, seq, data) VALUES ($1, $2, $3, $4)",
+	4, {INT4OID, TEXTOID, INT8OID, BYTEAOID}
+};
+static Stmt spool_read = {
+	"SELECT seq, data FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 "
+	"AND seq <= $3 ORDER BY seq DESC LIMIT 1", 3, {INT4OID, TEXTOID, INT8OID}
+};
+static Stmt spool_truncate = {
+	"WITH cut AS (UPDATE " PS_SCHEMA ".spool_block SET data = pg_catalog.substring(data, 1, ($3 - seq)::integer) "
+	"  WHERE subid = $1 AND shape = $2 AND seq < $3 AND seq + pg_catalog.length(data) > $3) "
+	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 AND seq >= $3",
+	3, {INT4OID, TEXTOID, INT8OID}
+};
+static Stmt spool_drop_before = {
+	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 "
+	"AND seq + pg_catalog.length(data) <= $3", 3, {INT4OID, TEXTOID, INT8OID}
+};
+
+void
+ps_catalog_spool_write(int32 subid, const char *shape, int64 at, const char *data, int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+	Datum		v[4];
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	v[0] = Int32GetDatum(subid);
+	v[1] = CStringGetTextDatum(shape);
+	v[2] = Int64GetDatum(at);
+	v[3] = PointerGetDatum(b);
+	run(&spool_write, v, NULL, false, 0, SPI_OK_INSERT);
+	pfree(b);
+}
+
+/* Read want bytes at logical offset at, across blocks; returns bytes read. */
+int
+ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char *buf, int want)
+{
+	int			got = 0;
+
+	while (got < want)
+	{
+		Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), Int64GetDatum(at + got)};
+		bool		isnull;
+		int64		seq;
+		bytea	   *data;
+		int64		skip;
+		int			n;
+
+		run(&spool_read, v, NULL, false, 1, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			break;
+		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		data = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		skip = at + got - seq;
+		if (skip >= VARSIZE_ANY_EXHDR(data))
+			break;
+		n = (int) Min((int64) (want - got), (int64) VARSIZE_ANY_EXHDR(data) - skip);
+		memcpy(buf + got, VARDATA_ANY(data) + skip, n);
+		got += n;
+	}
+	return got;
+}
+
+void
+ps_catalog_spool_truncate(int32 subid, const char *shape, int64 at)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), Int64GetDatum(at)};
+
+	run(&spool_truncate, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+void
+ps_catalog_spool_drop_before(int32 subid, const char *shape, int64 base)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), Int64GetDatum(base)};
+
+	run(&spool_drop_before, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+/* ---- the SQL API's writes ---------------------------------------------------------- */
+
+static Stmt lock_catalog = {
+	"LOCK TABLE " PS_SCHEMA ".subscription IN SHARE ROW EXCLUSIVE MODE", 0, {0}
+};
+
+/*
+ * Serialise subscription changes (checks across rows need a stable view).
+ * Workers never take this lock, nor any row lock on subscription, while
+ * they apply a batch: management never waits for one.
+ */
+void
+ps_catalog_lock(void)
+{
+	run(&lock_catalog, NULL, NULL, false, 0, SPI_OK_UTILITY);
+}
+
+static Stmt lock_sub = {
+	"SELECT s.id, s.name, s.owner::oid, s.enabled, s.shape_key IS NOT NULL, s.worker, "
+	"(SELECT count(*)::integer FROM " PS_SCHEMA ".subscription_shape p WHERE p.subid = s.id) "
+	"FROM " PS_SCHEMA ".subscription s WHERE s.name = $1 FOR UPDATE",
+	1, {TEXTOID}
+};
+
+bool
+ps_catalog_lock_subscription(const char *name, PsSubRow *row)
+{
+	Datum		v = CStringGetTextDatum(name);
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	run(&lock_sub, &v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	row->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	row->name = col_text(tup, desc, 2);
+	row->owner = col_oid(tup, desc, 3);
+	row->enabled = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	row->keyed = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	row->worker = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+	row->nshapes = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	return true;
+}
+
+static Stmt insert_sub = {
+	"WITH n AS (SELECT pg_catalog.nextval('" PS_SCHEMA ".subscription_id_seq')::integer AS id) "
+	"INSERT INTO " PS_SCHEMA ".subscription (id, name, shape_key, owner, initial_insert_method, "
+	"  headers_function, worker) "
+	"SELECT n.id, coalesce($1, CASE WHEN EXISTS (SELECT 1 FROM " PS_SCHEMA ".subscription s "
+	"  WHERE s.name = $2 || '_' || n.id) "
+	"  THEN $2 || '_' || n.id || '_' || pg_catalog.substr(pg_catalog.md5(pg_catalog.random()::text), 1, 6) "
+	"  ELSE $2 || '_' || n.id END), "
+	"$1, $3::oid::regrole, $4, $5::oid::regprocedure, $6 FROM n RETURNING id, name",
+	6, {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID, BOOLOID}
+};
+
+int32
+ps_catalog_insert_subscription(const char *shape_key, const char *name_base, Oid owner,
+							   const char *method, Oid headers_function, bool worker,
+							   char **name_out)
+{
+	Datum		v[6];
+	char		n[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	v[0] = text_or_null(shape_key, &n[0]);
+	v[1] = CStringGetTextDatum(name_base);
+	v[2] = ObjectIdGetDatum(owner);
+	v[3] = CStringGetTextDatum(method);
+	v[4] = ObjectIdGetDatum(headers_function);
+	n[4] = OidIsValid(headers_function) ? ' ' : 'n';
+	v[5] = BoolGetDatum(worker);
+	run(&insert_sub, v, n, false, 0, SPI_OK_INSERT_RETURNING);
+	*name_out = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static Stmt reenable_sub = {
+	"UPDATE " PS_SCHEMA ".subscription SET owner = $2::oid::regrole, enabled = true, "
+	"version = version + 1, initial_insert_method = $3, "
+	"headers_function = $4::oid::regprocedure, worker = $5 WHERE id = $1",
+	5, {INT4OID, OIDOID, TEXTOID, OIDOID, BOOLOID}
+};
+
+void
+ps_catalog_reenable_subscription(int32 subid, Oid owner, const char *method,
+								 Oid headers_function, bool worker)
+{
+	Datum		v[5];
+	char		n[5] = {' ', ' ', ' ', ' ', ' '};
+
+	v[0] = Int32GetDatum(subid);
+	v[1] = ObjectIdGetDatum(owner);
+	v[2] = CStringGetTextDatum(method);
+	v[3] = ObjectIdGetDatum(headers_function);
+	n[3] = OidIsValid(headers_function) ? ' ' : 'n';
+	v[4] = BoolGetDatum(worker);
+	run(&reenable_sub, v, n, false, 0, SPI_OK_UPDATE);
+}
+
+/*
+ * A resubscribe replaces the shape definitions.  Stored stream state stays
+ * with the shapes that come back under the same name (their fingerprint
+ * decides whether it is resumed); shapes that go are deleted with their
+ * state and holds.
+ */
+static Stmt upsert_shape = {
+	"INSERT INTO " PS_SCHEMA ".subscription_shape AS p (subid, shape, position, relid, "
+	" schema_name, table_name, primary_key, shape_url, shape_params, shape_headers, map_columns, "
+	" map_function, on_must_refetch, target_fingerprint) "
+	"SELECT $1, d->>'shape', (d->>'position')::integer, (d->>'relid')::oid::regclass, "
+	" d->>'schema_name', d->>'table_name', $3, $2::jsonb->>'url', $2::jsonb->'params', "
+	" $2::jsonb->'headers', d->'map_columns', (d->>'map_function')::oid::regprocedure, "
+	" (d->>'on_must_refetch')::oid::regprocedure, "
+	/* the 0.1.0 fingerprint, so that an upgraded subscription resumes */
+	" pg_catalog.md5(pg_catalog.concat_ws('|', d->>'relid', $3::text, (d->'map_columns')::text, "
+	"  d->>'map_function', $5::text)) "
+	"FROM (SELECT $4::jsonb AS d) x "
+	"ON CONFLICT (subid, shape) DO UPDATE SET position = EXCLUDED.position, "
+	" relid = EXCLUDED.relid, schema_name = EXCLUDED.schema_name, "
+	" table_name = EXCLUDED.table_name, primary_key = EXCLUDED.primary_key, "
+	" shape_url = EXCLUDED.shape_url, shape_params = EXCLUDED.shape_params, "
+	" shape_headers = EXCLUDED.shape_headers, map_columns = EXCLUDED.map_columns, "
+	" map_function = EXCLUDED.map_function, on_must_refetch = EXCLUDED.on_must_refetch, "
+	" target_fingerprint = EXCLUDED.target_fingerprint",
+	5, {INT4OID, TEXTOID, TEXTARRAYOID, TEXTOID, OIDOID}
+};
+static Stmt delete_other_shapes = {
+	"DELETE FROM " PS_SCHEMA ".subscription_shape WHERE subid = $1 AND shape <> ALL ($2)",
+	2, {INT4OID, TEXTARRAYOID}
+};
+
+void
+ps_catalog_put_shape(int32 subid, const PsShapeDef *def, const char *shape_json,
+					 Datum primary_key, Oid owner)
+{
+	StringInfoData d;
+	Datum		v[5];
+
+	/* one JSON document for the scalars: fewer parameters to keep in order */
+	initStringInfo(&d);
+	appendStringInfoString(&d, "{\"shape\": ");
+	escape_json(&d, def->name);
+	appendStringInfo(&d, ", \"position\": %d, \"relid\": %u, \"schema_name\": ",
+					 def->position, def->relid);
+	escape_json(&d, def->schema_name);
+	appendStringInfoString(&d, ", \"table_name\": ");
+	escape_json(&d, def->table_name);
+	if (def->map_columns)
+		appendStringInfo(&d, ", \"map_columns\": %s", def->map_columns);
+	if (OidIsValid(def->map_function))
+		appendStringInfo(&d, ", \"map_function\": %u", def->map_function);
+	if (OidIsValid(def->on_must_refetch))
+		appendStringInfo(&d, ", \"on_must_refetch\": %u", def->on_must_refetch);
+	appendStringInfoChar(&d, '}');
+
+	v[0] = Int32GetDatum(subid);
+	v[1] = CStringGetTextDatum(shape_json);
+	v[2] = primary_key;
+	v[3] = CStringGetTextDatum(d.data);
+	v[4] = ObjectIdGetDatum(owner);
+	run(&upsert_shape, v, NULL, false, 0, SPI_OK_INSERT);
+}
+
+void
+ps_catalog_keep_shapes(int32 subid, Datum names)
+{
+	Datum		v[2] = {Int32GetDatum(subid), names};
+
+	run(&delete_other_shapes, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+static Stmt disable_sub = {
+	"UPDATE " PS_SCHEMA ".subscription SET enabled = false WHERE id = $1", 1, {INT4OID}
+};
+static Stmt delete_sub = {
+	"DELETE FROM " PS_SCHEMA ".subscription WHERE id = $1", 1, {INT4OID}
+};
+
+void
+ps_catalog_disable(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	run(&disable_sub, &v, NULL, false, 0, SPI_OK_UPDATE);
+}
+
+void
+ps_catalog_delete(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	run(&delete_sub, &v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+static Stmt alter_url = {
+	"UPDATE " PS_SCHEMA ".subscription_shape SET shape_url = $2 WHERE subid = $1",
+	2, {INT4OID, TEXTOID}
+};
+static Stmt alter_headers = {
+	"UPDATE " PS_SCHEMA ".subscription_shape SET shape_headers = "
+	"CASE WHEN $2::jsonb = '{}'::jsonb THEN NULL ELSE $2::jsonb END WHERE subid = $1",
+	2, {INT4OID, TEXTOID}
+};
+static Stmt alter_function = {
+	"UPDATE " PS_SCHEMA ".subscription SET headers_function = $2::oid::regprocedure "
+	"WHERE id = $1", 2, {INT4OID, OIDOID}
+};
+/*
+ * alter_subscription: where and how the worker asks.  The version stays: a
+ * batch the worker is applying meanwhile still commits, and the position is
+ * kept (the fingerprint does not change).  The worker rereads at COMMIT.
+ */
+void
+ps_catalog_alter(int32 subid, const char *shape_url, const char *headers_json,
+				 bool set_headers_function, Oid headers_function)
+{
+	Datum		v[2];
+	char		n[2] = {' ', ' '};
+
+	v[0] = Int32GetDatum(subid);
+	if (shape_url)
+	{
+		v[1] = CStringGetTextDatum(shape_url);
+		run(&alter_url, v, NULL, false, 0, SPI_OK_UPDATE);
+	}
+	if (headers_json)
+	{
+		v[1] = CStringGetTextDatum(headers_json);
+		run(&alter_headers, v, NULL, false, 0, SPI_OK_UPDATE);
+	}
+	if (set_headers_function)
+	{
+		v[1] = ObjectIdGetDatum(headers_function);
+		n[1] = OidIsValid(headers_function) ? ' ' : 'n';
+		run(&alter_function, v, n, false, 0, SPI_OK_UPDATE);
+	}
+}
+
+/* Was the subscription row written by the current transaction? */
+static Stmt row_xmin = {
+	"SELECT xmin::text::bigint FROM " PS_SCHEMA ".subscription WHERE id = $1", 1, {INT4OID}
+};
+
+bool
+ps_catalog_changed_here(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+	bool		isnull;
+
+	run(&row_xmin, &v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	return TransactionIdIsCurrentTransactionId((TransactionId)
+											   DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																		   SPI_tuptable->tupdesc, 1, &isnull)));
 }

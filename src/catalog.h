@@ -1,7 +1,8 @@
 /*
  * catalog.h
- *	  Reading and writing the electric.subscription and
- *	  electric.subscription_state catalog tables (through SPI).
+ *	  Every statement on the extension's catalog tables (schema electric)
+ *	  lives in catalog.c.  They run through SPI as the extension owner with
+ *	  search_path pinned, whoever the caller is.
  */
 #ifndef PS_CATALOG_H
 #define PS_CATALOG_H
@@ -9,6 +10,29 @@
 #include "pglite_sync.h"
 
 #include "nodes/pg_list.h"
+
+/* One shape of a subscription (a group has several). */
+typedef struct PsShapeDef
+{
+	char	   *name;			/* member name; the subscription's name if single */
+	int			position;
+	Oid			relid;
+	char	   *schema_name;	/* as given at subscribe time */
+	char	   *table_name;
+	List	   *primary_key;	/* of char * */
+	char	   *shape_json;		/* {"url":…, "params":…, "headers":…} */
+	char	   *map_columns;	/* JSON text or NULL */
+	Oid			map_function;
+	Oid			on_must_refetch;
+	char	   *target_fingerprint;
+
+	/* stored stream state */
+	char	   *handle;
+	char	   *offset;
+	char	   *state_fingerprint;
+	char	   *stream;			/* host-driven: position between calls (JSON) */
+	int64		rows_applied;
+} PsShapeDef;
 
 typedef struct PsSubscription
 {
@@ -18,36 +42,98 @@ typedef struct PsSubscription
 	Oid			owner;
 	bool		enabled;
 	int32		version;
-	Oid			relid;
-	char	   *schema_name;	/* as given at subscribe time */
-	char	   *table_name;
-	List	   *primary_key;	/* of char * */
-	char	   *shape_json;		/* {"url":…, "params":…, "headers":…} */
-	char	   *map_columns;	/* JSON text or NULL */
-	Oid			map_function;
+	bool		worker;			/* false: host-driven */
 	char	   *initial_insert_method;
-	Oid			on_must_refetch;
-	char	   *target_fingerprint;
-
-	/* stored stream state */
-	char	   *handle;
-	char	   *offset;
-	char	   *state_fingerprint;
-	int64		rows_applied;
+	Oid			headers_function;
+	char	   *run;			/* host-driven: run state between calls (JSON) */
+	int			nshapes;
+	PsShapeDef *shapes;			/* by position */
 } PsSubscription;
 
-/* Pin search_path to pg_catalog for catalog statements (see catalog.c). */
-extern int	ps_catalog_guard(void);
-extern void ps_catalog_unguard(int level);
+/* The catalog layout of the installed extension version. */
+typedef enum PsCatalogLayout
+{
+	PS_LAYOUT_NONE,				/* not installed (or mid-CREATE) */
+	PS_LAYOUT_0_1,				/* 0.1.0: one shape per subscription row */
+	PS_LAYOUT_0_2				/* 0.2.0 and later */
+} PsCatalogLayout;
+
+extern PsCatalogLayout ps_catalog_layout(void);
+extern void ps_catalog_require_current(void);
+
+/* Pin search_path and become the extension owner for catalog statements. */
+typedef struct PsCatalogGuard
+{
+	int			guc_level;
+	Oid			saved_user;
+	int			saved_sec;
+} PsCatalogGuard;
+
+extern void ps_catalog_enter(PsCatalogGuard *g);
+extern void ps_catalog_leave(PsCatalogGuard *g);
 
 /* All of these need a transaction and an SPI connection. */
 extern PsSubscription *ps_catalog_load(int32 subid, MemoryContext mcxt);
 extern PsSubscription *ps_catalog_load_by_name(const char *name, MemoryContext mcxt);
-extern bool ps_catalog_lock_for_apply(int32 subid, int32 version);
-extern void ps_catalog_save_state(int32 subid, const char *handle,
+extern bool ps_catalog_is_current(int32 subid, int32 version);
+extern void ps_catalog_save_shape(int32 subid, const char *shape, const char *handle,
 								  const char *offset, const char *fingerprint,
-								  int64 rows_added);
-extern void ps_catalog_record_error(int32 subid, const char *message);
-extern List *ps_catalog_enabled_ids(void);
+								  int64 rows_added, int64 rows_skipped,
+								  const char *stream);
+extern void ps_catalog_save_committed(int32 subid);
+extern void ps_catalog_save_run(int32 subid, const char *run);
+extern void ps_catalog_save_stream(int32 subid, const char *shape, const char *stream);
+extern void ps_catalog_record_error(int32 subid, const char *message, const char *detail);
+
+/* (subid, owner) of every enabled, worker-run subscription */
+typedef struct PsEnabledSub
+{
+	int32		subid;
+	Oid			owner;
+} PsEnabledSub;
+extern List *ps_catalog_enabled(void);
+
+/* ---- shared tables --------------------------------------------------------- */
+extern int	ps_catalog_shapes_on_table(Oid relid);
+extern void ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk);
+extern void ps_catalog_hold_take(Oid relid, Datum key, int32 subid, const char *shape);
+extern bool ps_catalog_hold_release(Oid relid, Datum key, int32 subid, const char *shape);
+extern void ps_catalog_hold_drop(Oid relid, int32 subid, const char *shape);
+
+/* ---- table-backed spools (host-driven shapes) ---------------------------------- */
+extern void ps_catalog_spool_write(int32 subid, const char *shape, int64 at, const char *data,
+								   int len);
+extern int	ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char *buf, int want);
+extern void ps_catalog_spool_truncate(int32 subid, const char *shape, int64 at);
+extern void ps_catalog_spool_drop_before(int32 subid, const char *shape, int64 base);
+
+/* ---- the SQL API's writes -------------------------------------------------- */
+extern void ps_catalog_lock(void);
+
+typedef struct PsSubRow
+{
+	int32		id;
+	char	   *name;
+	Oid			owner;
+	bool		enabled;
+	bool		keyed;
+	bool		worker;
+	int			nshapes;
+} PsSubRow;
+
+extern bool ps_catalog_lock_subscription(const char *name, PsSubRow *row);
+extern int32 ps_catalog_insert_subscription(const char *shape_key, const char *name_base,
+											Oid owner, const char *method, Oid headers_function,
+											bool worker, char **name_out);
+extern void ps_catalog_reenable_subscription(int32 subid, Oid owner, const char *method,
+											 Oid headers_function, bool worker);
+extern void ps_catalog_put_shape(int32 subid, const PsShapeDef *def, const char *shape_json,
+								 Datum primary_key, Oid owner);
+extern void ps_catalog_keep_shapes(int32 subid, Datum names);
+extern void ps_catalog_disable(int32 subid);
+extern void ps_catalog_delete(int32 subid);
+extern void ps_catalog_alter(int32 subid, const char *shape_url, const char *headers_json,
+							 bool set_headers_function, Oid headers_function);
+extern bool ps_catalog_changed_here(int32 subid);
 
 #endif

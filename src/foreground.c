@@ -2,11 +2,12 @@
  * foreground.c
  *	  CALL electric.sync_now(name, timeout): run a subscription's stream in
  *	  this backend until its first up-to-date batch is committed.  This is
- *	  the sync for places without background workers (single-user mode,
- *	  embeddings) and a way to catch up a subscription whose worker cannot
- *	  run.  Each batch commits like a worker's (it is a procedure), the slot
- *	  is held so the launcher starts no worker meanwhile, and unsubscribe
- *	  stops it as it stops a worker.
+ *	  the sync for places without background workers (single-user mode) and
+ *	  a way to catch up a subscription whose worker cannot run.  Each batch
+ *	  commits like a worker's (it is a procedure), the slot is held so that
+ *	  no worker starts meanwhile, and unsubscribe stops it as it stops a
+ *	  worker.  The session stays the caller's: only catalog statements and
+ *	  the apply switch roles, and never across a commit.
  */
 #include "pglite_sync.h"
 
@@ -20,12 +21,12 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "catalog.h"
-#include "stream.h"
+#include "driver.h"
+#include "run.h"
 
 PG_FUNCTION_INFO_V1(ps_sync_now);
 
-/* the slot this backend holds, for release on a FATAL exit as well */
+/* the slot this backend holds, released on a FATAL exit as well */
 static PsSlot *held_slot = NULL;
 static bool exit_callback_registered = false;
 
@@ -46,59 +47,16 @@ release_at_exit(int code, Datum arg)
 	release_held_slot();
 }
 
-static void
-take_slot(PsStream *s)
-{
-	PsSlot	   *slot;
-	pid_t		busy = 0;
-
-	if (!exit_callback_registered)
-	{
-		before_shmem_exit(release_at_exit, (Datum) 0);
-		exit_callback_registered = true;
-	}
-
-	if (!ps_slot_start(MyDatabaseId, s->sub->id, false))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("no free subscription slot for subscription \"%s\"", s->sub->name),
-				 errhint("Raise pglite_sync.max_subscriptions.")));
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	slot = ps_slot_find(MyDatabaseId, s->sub->id);
-	if (slot == NULL)
-		busy = -1;
-	else if (slot->pid != 0 || slot->launching)
-		busy = slot->pid ? slot->pid : -1;
-	else
-	{
-		ps_slot_attach(slot, true);
-		s->args.dbid = MyDatabaseId;
-		s->args.subid = s->sub->id;
-		s->args.generation = ps_slot_new_generation(slot);
-		s->start_seq = slot->start_seq;
-		s->slot = slot;
-		s->slotno = slot - ps_shared->slots;
-		held_slot = slot;
-	}
-	LWLockRelease(ps_shared->lock);
-	if (busy != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("subscription \"%s\" is being synced by a background worker", s->sub->name),
-				 busy > 0 ? errdetail("The worker's process ID is %d.", (int) busy) : 0,
-				 errhint("Use electric.wait_for_sync() to wait for it.")));
-}
-
 Datum
 ps_sync_now(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	volatile TimestampTz deadline = 0;
 	Oid			caller = GetUserId();
-	Oid			save_user;
-	int			save_sec;
 	MemoryContext cxt;
-	PsStream   *volatile s;
+	PsSubscription *sub;
+	PsRun	   *volatile run = NULL;
+	PsDriver   *volatile d = NULL;
 
 	ps_require_preload();
 	if (PG_ARGISNULL(0))
@@ -116,20 +74,11 @@ ps_sync_now(PG_FUNCTION_ARGS)
 				 errmsg("electric.sync_now() must be invoked with CALL outside a transaction block")));
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "pglite_sync foreground", ALLOCSET_DEFAULT_SIZES);
-	s = MemoryContextAllocZero(cxt, sizeof(PsStream));
-	s->foreground = true;
-	s->worker_cxt = AllocSetContextCreate(cxt, "pglite_sync stream", ALLOCSET_DEFAULT_SIZES);
-	s->iter_cxt = AllocSetContextCreate(cxt, "pglite_sync step", ALLOCSET_DEFAULT_SIZES);
-
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
-	GetUserIdAndSecContext(&save_user, &save_sec);
 	PG_TRY();
 	{
-		PsSubscription *sub;
-
-		/* catalog statements run as the extension owner, data as the subscription's */
-		SetUserIdAndSecContext(ps_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-		sub = ps_catalog_load_by_name(name, s->worker_cxt);
+		ps_catalog_require_current();
+		sub = ps_catalog_load_by_name(name, cxt);
 		if (sub == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -138,20 +87,34 @@ ps_sync_now(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("must be owner of subscription \"%s\"", name)));
-		if (!ps_stream_load(s, sub))
+		if (!sub->enabled)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("subscription \"%s\" is stopped", name),
 					 errhint("Resume it with electric.sync_shape_to_table() first.")));
-		take_slot(s);
-		ps_stream_open(s);
+		if (!sub->worker)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("subscription \"%s\" is host-driven", name),
+					 errhint("Drive it with electric.next_request() and electric.ingest_response().")));
 
-		while (!s->notified)
+		run = ps_run_create(PS_RUN_FOREGROUND, sub, cxt);
+		if (!exit_callback_registered)
 		{
-			MemoryContextReset(s->iter_cxt);
-			MemoryContextSwitchTo(s->iter_cxt);
+			before_shmem_exit(release_at_exit, (Datum) 0);
+			exit_callback_registered = true;
+		}
+		run->slot = ps_slot_attach_foreground(MyDatabaseId, sub->id, sub->owner, sub->name,
+											  &run->generation, &run->start_seq);
+		held_slot = run->slot;
+		d = ps_driver_create(run);
+
+		while (!run->notified)
+		{
+			MemoryContextReset(run->step_cxt);
+			MemoryContextSwitchTo(run->step_cxt);
 			CHECK_FOR_INTERRUPTS();
-			if (ps_stream_stop_requested(s))
+			if (ps_run_stop_requested(run))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("subscription \"%s\" was stopped during the sync", name)));
@@ -159,14 +122,13 @@ ps_sync_now(PG_FUNCTION_ARGS)
 				ereport(ERROR,
 						(errcode(ERRCODE_QUERY_CANCELED),
 						 errmsg("subscription \"%s\" was not up to date before the timeout", name)));
-			ps_stream_step(s);
+			ps_driver_step(d);
 		}
 	}
 	PG_FINALLY();
 	{
-		ps_stream_close(s);
+		ps_driver_destroy(d);
 		release_held_slot();
-		SetUserIdAndSecContext(save_user, save_sec);
 		MemoryContextSwitchTo(TopTransactionContext);
 		MemoryContextDelete(cxt);
 	}

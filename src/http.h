@@ -1,73 +1,53 @@
 /*
  * http.h
- *	  HTTP GET with libcurl inside a background worker.
- *
- * libcurl's sockets live in a private epoll set ("mux") whose descriptor
- * sits in one WaitEventSet with the process latch and postmaster death, so
- * SIGTERM, SIGHUP, unsubscribe and wait_for_sync are honoured at once, even
- * in the middle of a 20-second long-poll.
+ *	  HTTP for the workers and sync_now: libcurl's multi interface, every
+ *	  transfer of a subscription in one pool.  libcurl's sockets live in a
+ *	  private epoll set ("mux") whose descriptor sits in one WaitEventSet
+ *	  with the process latch and postmaster death, so SIGTERM, SIGHUP,
+ *	  unsubscribe, alter_subscription and wait_for_sync are honoured at
+ *	  once, even in the middle of a long-poll, for every shape at once.
  */
 #ifndef PS_HTTP_H
 #define PS_HTTP_H
 
 #include "pglite_sync.h"
 
-typedef enum PsHttpOutcome
-{
-	PS_HTTP_DONE,				/* a complete response (any status) */
-	PS_HTTP_FAILED,				/* network error, timeout, reset, truncation */
-	PS_HTTP_INTERRUPTED,		/* the interrupt callback asked to stop */
-	PS_HTTP_BODY_REJECTED,		/* the body callback stopped the transfer */
-	PS_HTTP_TOO_LARGE			/* over pglite_sync.max_response_size */
-} PsHttpOutcome;
+#include "nodes/pg_list.h"
 
-typedef struct PsHttpResponse
-{
-	PsHttpOutcome outcome;
-	long		status;
-	char		error[512];		/* for PS_HTTP_FAILED */
-
-	/* electric-* headers (current names win over legacy ones) */
-	bool		has_handle;
-	char		handle[256];
-	bool		has_offset;
-	char		offset[128];
-	bool		has_cursor;
-	char		cursor[128];
-	bool		up_to_date;
-	bool		has_schema;
-	int64		retry_after_ms; /* -1 when absent or invalid */
-	bool		has_content_type;
-	char		content_type[128];
-
-	/* start of a non-2xx body, for error messages */
-	char		error_body[512];
-	size_t		error_body_len;
-
-	size_t		body_bytes;
-	double		seconds;
-} PsHttpResponse;
+#include "response.h"
 
 /* Called with each piece of a 2xx body; false stops the transfer. */
 typedef bool (*PsHttpBodyCallback) (void *arg, const char *data, size_t len,
-									const PsHttpResponse *resp);
+									const PsResponse *resp);
 
-/* Called when the latch is set; true abandons the transfer or sleep. */
-typedef bool (*PsHttpInterruptCallback) (void *arg);
+typedef struct PsHttpPool PsHttpPool;
+typedef struct PsHttpXfer PsHttpXfer;
 
-typedef struct PsHttp PsHttp;
+extern PsHttpPool *ps_http_pool_create(void);
+extern void ps_http_pool_destroy(PsHttpPool *pool);
 
-extern PsHttp *ps_http_create(void);
-extern void ps_http_destroy(PsHttp *h);
-extern void ps_http_set_headers(PsHttp *h, const char *const *names,
-								const char *const *values, int n);
-extern void ps_http_get(PsHttp *h, const char *url, bool live,
-						PsHttpBodyCallback body_cb, void *body_arg,
-						PsHttpInterruptCallback intr_cb, void *intr_arg,
-						PsHttpResponse *resp);
+extern PsHttpXfer *ps_http_xfer_create(PsHttpPool *pool, void *owner);
+extern void *ps_http_xfer_owner(PsHttpXfer *x);
+extern bool ps_http_xfer_busy(PsHttpXfer *x);
 
-/* Sleep ms on the same wait set; returns true if interrupted. */
-extern bool ps_http_sleep(PsHttp *h, long ms, PsHttpInterruptCallback intr_cb,
-						  void *intr_arg);
+/*
+ * Start a GET; resp is filled as it goes.  The URL's host must be allowed
+ * (pglite_sync.allowed_hosts); redirects are followed to the same origin
+ * only, or to an allowed host without the custom headers.
+ */
+extern void ps_http_start(PsHttpXfer *x, const char *url, List *header_names,
+						  List *header_values, bool live, PsHttpBodyCallback body_cb,
+						  void *body_arg, PsResponse *resp);
+
+/* Abandon a transfer: its response says PS_XFER_INTERRUPTED. */
+extern void ps_http_abort(PsHttpXfer *x);
+
+/*
+ * Wait up to timeout_ms (-1: no limit) for transfers to complete or the
+ * latch to be set.  Completed transfers are returned in done[] (their
+ * responses are final); *latch_set says whether the latch woke us.
+ */
+extern int	ps_http_wait(PsHttpPool *pool, long timeout_ms, uint32 wait_event,
+						 PsHttpXfer **done, int max, bool *latch_set);
 
 #endif

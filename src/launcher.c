@@ -17,6 +17,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -32,8 +33,6 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
-
-#define LAUNCH_FAIL_RETRY_MS	5000
 
 static BackgroundWorkerHandle **worker_handles;	/* by slot number */
 static uint32 *handle_generation;
@@ -176,127 +175,107 @@ run_scans(void)
 }
 
 /*
+ * The role a worker connects as: its subscription's owner, unless that role
+ * cannot log in and this PostgreSQL refuses such a worker connection (then
+ * the bootstrap superuser, which switches to the owner restricted).
+ */
+static Oid
+connect_as(Oid owner)
+{
+	HeapTuple	tup;
+	bool		canlogin = false;
+
+	if (!OidIsValid(owner))
+		return InvalidOid;
+	if (PS_CAN_CONNECT_AS_NOLOGIN)
+		return owner;
+	StartTransactionCommand();
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(owner));
+	if (HeapTupleIsValid(tup))
+	{
+		canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+		ReleaseSysCache(tup);
+	}
+	CommitTransactionCommand();
+	return canlogin ? owner : InvalidOid;
+}
+
+/*
  * One pass over the slots: notice workers that died before attaching, and
- * launch workers for wanted slots whose throttle has expired.  Returns the
- * time to sleep until the next throttle expiry (ms).
+ * launch workers for the slots due.  Returns the time to sleep until the
+ * next one is due (ms).
  */
 static long
 manage_slots(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
-	long		sleep_ms = 10000;
-	int			to_launch[64];
-	int			nlaunch = 0;
-	List	   *vanished = NIL;
+	PsLaunch	launches[64];
+	long		sleep_ms;
+	int			n;
 
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	/* launches that never attached: a crash, or their database is gone */
 	for (int i = 0; i < ps_shared->nslots; i++)
 	{
-		PsSlot	   *s = &ps_shared->slots[i];
 		pid_t		pid;
+		Oid			dbid;
+		bool		vanished;
 
-		if (!s->in_use)
+		if (worker_handles[i] == NULL)
 			continue;
-
-		if (s->launching && worker_handles[i] != NULL &&
-			handle_generation[i] == s->generation &&
-			GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED)
-		{
-			/* died before attaching: missing database, or a crash */
-			s->launching = false;
-			ps_slot_throttle(s, now);
-			vanished = lappend_int(vanished, i);
-		}
-
-		if (!s->wanted)
-		{
-			if (s->pid == 0 && !s->launching)
-				ps_slot_free(s);
+		LWLockAcquire(ps_shared->lock, LW_SHARED);
+		vanished = ps_shared->slots[i].phase != PS_SLOT_FREE &&
+			ps_shared->slots[i].generation == handle_generation[i] &&
+			ps_shared->slots[i].pid == 0 &&
+			GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED;
+		dbid = ps_shared->slots[i].dbid;
+		LWLockRelease(ps_shared->lock);
+		if (!vanished)
 			continue;
-		}
-		if (s->pid != 0 || s->launching || ps_database_blocked(s->dbid))
-			continue;
-		if (s->next_launch > now)
-		{
-			long		secs;
-			int			usecs;
-
-			TimestampDifference(now, s->next_launch, &secs, &usecs);
-			sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
-			continue;
-		}
-		if (nlaunch < lengthof(to_launch))
-		{
-			s->launching = true;
-			ps_slot_new_generation(s);
-			s->launched_at = now;
-			to_launch[nlaunch++] = i;
-		}
-		else
-			sleep_ms = 0;
-	}
-	LWLockRelease(ps_shared->lock);
-
-	/* a worker that never attached: forget slots of dropped databases */
-	{
-		ListCell   *lc;
-
-		foreach(lc, vanished)
-		{
-			int			i = lfirst_int(lc);
-			Oid			dbid;
-
-			LWLockAcquire(ps_shared->lock, LW_SHARED);
-			dbid = ps_shared->slots[i].dbid;
-			LWLockRelease(ps_shared->lock);
-			if (!database_exists(dbid))
-			{
-				LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-				if (ps_shared->slots[i].dbid == dbid && ps_shared->slots[i].pid == 0)
-					ps_slot_free(&ps_shared->slots[i]);
-				LWLockRelease(ps_shared->lock);
-			}
-		}
+		pfree(worker_handles[i]);
+		worker_handles[i] = NULL;
+		ps_slot_launch_vanished(i, handle_generation[i]);
+		if (!database_exists(dbid))
+			ps_slot_forget_database(dbid);
 	}
 
-	for (int k = 0; k < nlaunch; k++)
+	n = ps_slot_take_launches(launches, lengthof(launches), &sleep_ms);
+	for (int k = 0; k < n; k++)
 	{
-		int			i = to_launch[k];
-		PsSlot	   *s = &ps_shared->slots[i];
+		PsLaunch   *l = &launches[k];
 		PsWorkerArgs args;
 		char		name[BGW_MAXLEN];
 		BackgroundWorkerHandle *handle;
 
-		LWLockAcquire(ps_shared->lock, LW_SHARED);
-		args.dbid = s->dbid;
-		args.subid = s->subid;
-		args.generation = s->generation;
-		LWLockRelease(ps_shared->lock);
-
+		args.dbid = l->dbid;
+		args.subid = l->subid;
+		args.generation = l->generation;
+		args.userid = connect_as(l->owner);
 		snprintf(name, sizeof(name), "pglite_sync worker for subscription %d in database %u",
 				 args.subid, args.dbid);
-		if (worker_handles[i] != NULL)
+		if (worker_handles[l->slotno] != NULL)
 		{
-			pfree(worker_handles[i]);
-			worker_handles[i] = NULL;
+			pfree(worker_handles[l->slotno]);
+			worker_handles[l->slotno] = NULL;
 		}
 		if (register_worker("ps_worker_main", "pglite_sync worker", name,
-							Int32GetDatum(i), &args, sizeof(args), &handle))
+							Int32GetDatum(l->slotno), &args, sizeof(args), &handle))
 		{
-			worker_handles[i] = handle;
-			handle_generation[i] = args.generation;
+			worker_handles[l->slotno] = handle;
+			handle_generation[l->slotno] = l->generation;
 		}
 		else
 		{
+			char		why[PS_LAUNCH_ERROR_LEN];
+
+			snprintf(why, sizeof(why),
+					 "could not start a worker: all background worker slots are in use (max_worker_processes = %d)\n"
+					 "HINT: Raise max_worker_processes and restart the server; the subscription starts on its own as soon as a slot frees up.",
+					 max_worker_processes);
 			ereport(WARNING,
-					(errmsg("pglite_sync: could not start a worker for subscription %d: out of background worker slots",
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pglite_sync: could not start a worker for subscription %d: all background worker slots are in use",
 							args.subid),
 					 errhint("Raise max_worker_processes.")));
-			LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-			s->launching = false;
-			s->next_launch = TimestampTzPlusMilliseconds(now, LAUNCH_FAIL_RETRY_MS);
-			LWLockRelease(ps_shared->lock);
-			sleep_ms = Min(sleep_ms, LAUNCH_FAIL_RETRY_MS);
+			ps_slot_launch_failed(l->slotno, l->generation, why);
 		}
 	}
 	return sleep_ms;
@@ -333,10 +312,10 @@ ps_launcher_main(Datum main_arg)
 	ps_shared->launcher_pid = MyProcPid;
 	ps_shared->launcher_latch = MyLatch;
 	ps_shared->rescan = true;
-	/* slots of a previous launcher life: their handles are gone */
-	for (int i = 0; i < ps_shared->nslots; i++)
-		ps_shared->slots[i].launching = false;
 	LWLockRelease(ps_shared->lock);
+	/* launches of a previous launcher life: their handles are gone */
+	for (int i = 0; i < ps_shared->nslots; i++)
+		ps_slot_launch_vanished(i, ps_shared->slots[i].generation);
 	before_shmem_exit(launcher_detach, (Datum) 0);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pglite_sync launcher loop",
@@ -394,6 +373,7 @@ void
 ps_scanner_main(Datum main_arg)
 {
 	Oid			dbid = DatumGetObjectId(main_arg);
+	List	   *subs = NIL;
 	List	   *ids = NIL;
 	ListCell   *lc;
 
@@ -417,24 +397,32 @@ ps_scanner_main(Datum main_arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!RecoveryInProgress() && ps_extension_ready())
 	{
-		MemoryContext outer = CurrentMemoryContext;
-
 		SPI_connect();
-		ids = ps_catalog_enabled_ids();
-		MemoryContextSwitchTo(TopMemoryContext);	/* outlives the transaction */
-		ids = list_copy(ids);
-		MemoryContextSwitchTo(outer);
+		subs = ps_catalog_enabled();
+		/* each entry outlives the transaction */
+		foreach(lc, subs)
+		{
+			PsEnabledSub *e = MemoryContextAlloc(TopMemoryContext, sizeof(PsEnabledSub));
+
+			*e = *(PsEnabledSub *) lfirst(lc);
+			ids = lappend(ids, e);
+		}
 		SPI_finish();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	foreach(lc, ids)
-		if (!ps_slot_start(dbid, lfirst_int(lc), false))
+	{
+		PsEnabledSub *e = lfirst(lc);
+
+		if (!ps_slot_want(dbid, e->subid, e->owner, false))
 			ereport(WARNING,
-					(errmsg("pglite_sync: no free subscription slot for subscription %d in database %u",
-							lfirst_int(lc), dbid),
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("pglite_sync: no free subscription slot for subscription %d in database %u",
+							e->subid, dbid),
 					 errhint("Raise pglite_sync.max_subscriptions.")));
+	}
 
 	scanner_gone();
 	if (ids != NIL)

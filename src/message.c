@@ -4,6 +4,9 @@
  */
 #include "message.h"
 
+/* an arena this large is given back once messages are small again */
+#define PS_MESSAGE_KEEP_BYTES (1024 * 1024)
+
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -632,6 +635,13 @@ parse_headers(cursor *c)
 			if (skip_literal(c, m->last ? "true" : "false") < 0)
 				return -1;
 		}
+		else if (key_is(k, kl, "is_move_in") && c->p < c->end &&
+				 (*c->p == 't' || *c->p == 'f'))
+		{
+			m->is_move_in = (*c->p == 't');
+			if (skip_literal(c, m->is_move_in ? "true" : "false") < 0)
+				return -1;
+		}
 		else if (skip_value(c, 1, &v, &vl) < 0)
 			return -1;
 
@@ -697,10 +707,13 @@ parse(ps_message *m, const char *json, size_t len, size_t *used)
 	m->has_op_position = false;
 	m->op_position = 0;
 	m->last = false;
+	m->is_move_in = false;
 	m->nfields = 0;
 	m->arena_len = 0;
 	m->error[0] = '\0';
-	if (m->arena_cap < len + 1)
+	/* grow for this message; shrink back after a huge one */
+	if (m->arena_cap < len + 1 ||
+		(m->arena_cap > PS_MESSAGE_KEEP_BYTES && (len + 1) * 4 < m->arena_cap))
 	{
 		ps_free(m->arena);
 		m->arena_cap = len + 1 < 256 ? 256 : len + 1;

@@ -73,6 +73,7 @@ typedef struct ps_message
 	bool		has_op_position;
 	long long	op_position;
 	bool		last;
+	bool		is_move_in;		/* headers.is_move_in: apply as an upsert */
 	const char *global_lsn;		/* headers.global_last_seen_lsn */
 	size_t		global_lsn_len;
 

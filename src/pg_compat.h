@@ -14,6 +14,7 @@
 #include "nodes/parsenodes.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
+#include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/rel.h"
@@ -54,6 +55,22 @@ extern void ps_check_insert_columns(ParseState *pstate, Relation rel,
 #define ps_create_wait_event_set(nevents) CreateWaitEventSet(NULL, (nevents))
 #else
 #define ps_create_wait_event_set(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
+/*
+ * A worker connects as its subscription's owner, so that the owner's code
+ * (triggers, deferred constraints, functions) runs with the owner's rights
+ * and no more.  PostgreSQL 17 lets a background worker connect as a role
+ * without LOGIN (BGWORKER_BYPASS_ROLELOGINCHECK); before, such an owner's
+ * worker connects as the bootstrap superuser and switches to the owner in a
+ * security-restricted operation (see commit.c).
+ */
+#if PG_VERSION_NUM >= 170000
+#define PS_BGW_CONNECT_FLAGS BGWORKER_BYPASS_ROLELOGINCHECK
+#define PS_CAN_CONNECT_AS_NOLOGIN true
+#else
+#define PS_BGW_CONNECT_FLAGS 0
+#define PS_CAN_CONNECT_AS_NOLOGIN false
 #endif
 
 /*

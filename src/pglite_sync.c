@@ -24,7 +24,9 @@
 #include "tcop/utility.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "mb/pg_wchar.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -128,6 +130,34 @@ ps_extension_owner(void)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("extension \"%s\" is not installed in this database", PS_EXTENSION_NAME)));
 	return owner;
+}
+
+/* extversion of the extension with OID extoid, or NULL */
+char *
+ps_extension_version(Oid extoid)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
 }
 
 /* Inside a transaction: is the extension installed and not mid-CREATE? */
@@ -287,7 +317,7 @@ ps_process_utility(PlannedStmt *pstmt, const char *queryString,
 	if (blocked)
 		ps_unblock_database(dbid, is_drop_volatile);
 	if (ps_shared != NULL && is_our_extension_drop(parsetree))
-		ps_at_commit(PS_ACTION_STOP_DATABASE, 0);
+		ps_at_commit(PS_ACTION_STOP_DATABASE, 0, InvalidOid);
 }
 
 void
@@ -315,4 +345,38 @@ _PG_init(void)
 
 	ps_register_xact_callbacks();
 	ps_register_launcher();
+}
+
+/* Text in the server encoding as UTF-8 (what URLs, JSON and HTTP carry). */
+char *
+ps_text_to_utf8(const char *s)
+{
+	return pg_server_to_any(s, strlen(s), PG_UTF8);
+}
+
+/*
+ * Subscriptions are run by workers, unless asked otherwise; in PGlite there
+ * are none, and the host drives every subscription.
+ */
+bool
+ps_default_worker(void)
+{
+#ifdef __PGLITE__
+	return false;
+#else
+	return true;
+#endif
+}
+
+void
+ps_require_worker_support(void)
+{
+#ifdef __PGLITE__
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("PGlite has no background workers"),
+			 errhint("Subscribe with worker => false and drive the subscription with electric.next_request() and electric.ingest_response().")));
+#else
+	ps_require_preload();
+#endif
 }

@@ -148,12 +148,28 @@ ps_request_url(ps_strbuf *out, const char *base, const char *offset,
 
 /* ---- response headers ------------------------------------------------- */
 
+/* ASCII case folding only: header names are ASCII, and a locale's rules
+ * (Turkish dotless i) must not make two names equal. */
+static bool
+ascii_caseeq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		char		x = a[i] >= 'A' && a[i] <= 'Z' ? a[i] + ('a' - 'A') : a[i];
+		char		y = b[i] >= 'A' && b[i] <= 'Z' ? b[i] + ('a' - 'A') : b[i];
+
+		if (x != y)
+			return false;
+	}
+	return true;
+}
+
 static bool
 name_is(const char *name, size_t len, const char *lit)
 {
 	size_t		n = strlen(lit);
 
-	return len == n && strncasecmp(name, lit, n) == 0;
+	return len == n && ascii_caseeq(name, lit, n);
 }
 
 ps_header
@@ -182,8 +198,7 @@ ps_header_parse(const char *line, size_t len, const char **value, size_t *vlen,
 	*value = v;
 	*vlen = e - v;
 
-	if (nlen > 2 && strncasecmp(name, "x-", 2) == 0 &&
-		nlen > 11 && strncasecmp(name + 2, "electric-", 9) == 0)
+	if (nlen > 11 && ascii_caseeq(name, "x-electric-", 11))
 	{
 		name += 2;
 		nlen -= 2;
@@ -202,6 +217,8 @@ ps_header_parse(const char *line, size_t len, const char **value, size_t *vlen,
 		h = PS_HDR_SCHEMA;
 	else if (name_is(name, nlen, "electric-has-data"))
 		h = PS_HDR_HAS_DATA;
+	else if (name_is(name, nlen, "electric-snapshot"))
+		h = PS_HDR_SNAPSHOT;
 	else if (name_is(name, nlen, "electric-shape-id"))
 		h = PS_HDR_HANDLE, *legacy = true;
 	else if (name_is(name, nlen, "electric-chunk-last-offset"))
@@ -214,6 +231,8 @@ ps_header_parse(const char *line, size_t len, const char **value, size_t *vlen,
 		h = PS_HDR_RETRY_AFTER;
 	else if (!*legacy && name_is(name, nlen, "content-type"))
 		h = PS_HDR_CONTENT_TYPE;
+	else if (!*legacy && name_is(name, nlen, "location"))
+		h = PS_HDR_LOCATION;
 	return h;
 }
 
@@ -258,7 +277,7 @@ ps_content_type_ok(const char *value, size_t len)
 
 	if (len == 0)
 		return true;
-	if (len < sizeof(json) - 1 || strncasecmp(value, json, sizeof(json) - 1) != 0)
+	if (len < sizeof(json) - 1 || !ascii_caseeq(value, json, sizeof(json) - 1))
 		return false;
 	return len == sizeof(json) - 1 || value[sizeof(json) - 1] == ';' ||
 		value[sizeof(json) - 1] == ' ';
@@ -326,10 +345,10 @@ ps_host_allowed(const char *list, const char *host)
 		if (n > 0)
 		{
 			empty = false;
-			if (n == hlen && strncasecmp(p, host, n) == 0)
+			if (n == hlen && ascii_caseeq(p, host, n))
 				return true;
 			if (n > 2 && p[0] == '*' && p[1] == '.' && hlen > n - 1 &&
-				strncasecmp(host + hlen - (n - 1), p + 1, n - 1) == 0)
+				ascii_caseeq(host + hlen - (n - 1), p + 1, n - 1))
 				return true;
 		}
 		p = e ? e + 1 : NULL;

@@ -395,8 +395,8 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 	return 0;
 }
 
-static bool
-is_token(const char *s)
+bool
+ps_header_name_ok(const char *s)
 {
 	if (*s == '\0')
 		return false;
@@ -404,6 +404,12 @@ is_token(const char *s)
 		if (!(isalnum((unsigned char) *s) || strchr("!#$%&'*+-.^_`|~", *s)))
 			return false;
 	return true;
+}
+
+bool
+ps_header_value_ok(const char *s)
+{
+	return !has_ctl(s, strlen(s));
 }
 
 static int
@@ -416,7 +422,7 @@ parse_headers(json_t *h, ps_shape *out, char *err, size_t errlen)
 		return fail(err, errlen, "shape option \"headers\" must be an object of header names and string values");
 	json_object_foreach(h, k, v)
 	{
-		if (!is_token(k))
+		if (!ps_header_name_ok(k))
 			return fail(err, errlen, "header name \"%s\" is not a valid HTTP header name", k);
 		if (!json_is_string(v))
 			return fail(err, errlen, "header \"%s\" must have a string value", k);

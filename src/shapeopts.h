@@ -41,6 +41,10 @@ extern void ps_shape_base_url(const ps_shape *s, ps_strbuf *out);
 /* The host part of the URL (lowercased, without port or brackets). */
 extern char *ps_url_host(const char *url);
 
+/* Is a header name an HTTP token, a value free of control characters? */
+extern bool ps_header_name_ok(const char *name);
+extern bool ps_header_value_ok(const char *value);
+
 /* Query parameters that belong to the protocol and may not be set by hand. */
 extern bool ps_param_reserved(const char *name);
 

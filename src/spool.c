@@ -3,7 +3,8 @@
  *	  Temporary-file spool of change records (see spool.h).
  *
  * Record layout: uint32 length of the rest, then
- *   op (1 byte), raw flag (1), uint32 nfields, uint32 key length, key, '\0',
+ *   op (1 byte), flags (1), uint64 lsn, uint32 op_position, uint32 nfields,
+ *   uint32 key length, key, '\0',
  *   per field: uint32 name length, name, int32 value length (-1 = NULL),
  *   value, '\0'.
  * A raw record (map_function subscriptions) has no fields and carries the
@@ -16,6 +17,8 @@
  * visible cost of the initial load).
  */
 #include "spool.h"
+
+#include "catalog.h"
 
 #include "lib/stringinfo.h"
 #include "pgstat.h"
@@ -30,16 +33,22 @@
 struct PsSpool
 {
 	MemoryContext cxt;
+	/* table-backed (host-driven subscriptions): blocks in electric.spool_block */
+	bool		in_table;
+	int32		subid;
+	char	   *shape;
 	File		file;			/* -1 until the first flush */
 	off_t		file_end;		/* bytes in the file */
 	StringInfoData wbuf;		/* records after file_end */
 	int64		committed;		/* records of complete responses */
 	int64		pending;		/* records of the response being read */
 	off_t		mark;			/* logical end of the committed records */
+	off_t		base;			/* logical start: records before it are dropped */
 	off_t		high_water;		/* largest file size since the last delete */
 
 	/* reading */
 	int64		read_count;
+	off_t		consumed_end;	/* logical end of the last consumed record */
 	bool		have_peeked;
 	off_t		read_pos;		/* logical position of rbuf's first byte */
 	StringInfoData rbuf;
@@ -62,6 +71,39 @@ ps_spool_create(MemoryContext cxt)
 	return s;
 }
 
+/*
+ * A spool in electric.spool_block, for a host-driven shape: it outlives the
+ * call (and the session) that fills it, in the same transactions as the
+ * stream position, so a feeding process may restart between two calls.
+ */
+PsSpool *
+ps_spool_create_in_table(MemoryContext cxt, int32 subid, const char *shape,
+						 const PsSpoolState *state)
+{
+	PsSpool    *s = ps_spool_create(cxt);
+
+	s->in_table = true;
+	s->subid = subid;
+	s->shape = MemoryContextStrdup(cxt, shape);
+	if (state)
+	{
+		s->file_end = state->end;
+		s->mark = state->end;
+		s->base = state->base;
+		s->committed = state->records;
+	}
+	return s;
+}
+
+void
+ps_spool_get_state(PsSpool *s, PsSpoolState *state)
+{
+	Assert(s->pending == 0 && s->wbuf.len == 0);
+	state->end = s->file_end;
+	state->base = s->base;
+	state->records = s->committed;
+}
+
 /* Close and delete the temporary file; the memory goes with its context. */
 void
 ps_spool_destroy(PsSpool *s)
@@ -77,6 +119,14 @@ flush(PsSpool *s)
 {
 	if (s->wbuf.len == 0)
 		return;
+	if (s->in_table)
+	{
+		/* a block row, in the caller's transaction, keyed by its offset */
+		ps_catalog_spool_write(s->subid, s->shape, s->file_end, s->wbuf.data, s->wbuf.len);
+		s->file_end += s->wbuf.len;
+		resetStringInfo(&s->wbuf);
+		return;
+	}
 	if (s->file < 0)
 	{
 		/* interXact: the spool outlives the transactions between requests */
@@ -99,15 +149,16 @@ put_u32(StringInfo b, uint32 v)
 }
 
 void
-ps_spool_add(PsSpool *s, const ps_message *m, const char *json, size_t json_len,
+ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size_t json_len,
 			 bool raw)
 {
 	StringInfo	b = &s->wbuf;
 	uint32		nfields = raw ? 0 : (uint32) m->nvalue;
-	size_t		need = 16 + m->key_len + 1 + (raw ? json_len + 5 : 0);
+	size_t		need = 32 + m->key_len + 1 + (raw ? json_len + 5 : 0);
 	int			start;
 	char	   *p;
-	uint32		total;
+	uint32		u;
+	uint8		flags = 0;
 
 	if (!raw)
 		for (int i = 0; i < m->nvalue; i++)
@@ -116,23 +167,37 @@ ps_spool_add(PsSpool *s, const ps_message *m, const char *json, size_t json_len,
 		flush(s);
 	enlargeStringInfo(b, (int) need);
 	start = b->len;
+	if (raw)
+		flags |= PS_REC_RAW;
+	if (m->lsn)
+		flags |= PS_REC_HAS_LSN;
+	if (m->last)
+		flags |= PS_REC_LAST;
+	if (m->is_move_in)
+		flags |= PS_REC_MOVE_IN;
+
 	p = b->data + start + sizeof(uint32);	/* length, patched below */
 	*p++ = (char) m->op;
-	*p++ = raw ? 1 : 0;
+	*p++ = (char) flags;
+	memcpy(p, &lsn, sizeof(lsn));
+	p += sizeof(lsn);
+	u = m->has_op_position ? (uint32) m->op_position : 0;
+	memcpy(p, &u, sizeof(u));
+	p += sizeof(u);
 	memcpy(p, &nfields, sizeof(nfields));
 	p += sizeof(nfields);
-	total = (uint32) m->key_len;
-	memcpy(p, &total, sizeof(total));
-	p += sizeof(total);
+	u = (uint32) m->key_len;
+	memcpy(p, &u, sizeof(u));
+	p += sizeof(u);
 	if (m->key_len)
 		memcpy(p, m->key, m->key_len);
 	p += m->key_len;
 	*p++ = '\0';
 	if (raw)
 	{
-		total = (uint32) json_len;
-		memcpy(p, &total, sizeof(total));
-		p += sizeof(total);
+		u = (uint32) json_len;
+		memcpy(p, &u, sizeof(u));
+		p += sizeof(u);
 		memcpy(p, json, json_len);
 		p += json_len;
 		*p++ = '\0';
@@ -161,8 +226,8 @@ ps_spool_add(PsSpool *s, const ps_message *m, const char *json, size_t json_len,
 	}
 	b->len = p - b->data;
 	b->data[b->len] = '\0';
-	total = (uint32) (b->len - start - sizeof(uint32));
-	memcpy(b->data + start, &total, sizeof(total));
+	u = (uint32) (b->len - start - sizeof(uint32));
+	memcpy(b->data + start, &u, sizeof(u));
 	s->pending++;
 }
 
@@ -171,6 +236,9 @@ ps_spool_response_done(PsSpool *s)
 {
 	s->committed += s->pending;
 	s->pending = 0;
+	/* a table-backed spool keeps nothing in memory between calls */
+	if (s->in_table)
+		flush(s);
 	s->mark = s->file_end + s->wbuf.len;
 }
 
@@ -184,6 +252,8 @@ ps_spool_response_failed(PsSpool *s)
 	else
 	{
 		/* flushed past the mark: later writes overwrite from there */
+		if (s->in_table)
+			ps_catalog_spool_truncate(s->subid, s->shape, s->mark);
 		s->file_end = s->mark;
 		resetStringInfo(&s->wbuf);
 	}
@@ -200,6 +270,10 @@ ps_spool_clear(PsSpool *s)
 	s->rbuf_off = 0;
 	s->file_end = 0;
 	s->mark = 0;
+	s->base = 0;
+	s->consumed_end = 0;
+	if (s->in_table)
+		ps_catalog_spool_truncate(s->subid, s->shape, 0);
 	if (s->file >= 0 && s->high_water > SPOOL_KEEP_BYTES)
 	{
 		FileClose(s->file);
@@ -220,9 +294,10 @@ ps_spool_rewind(PsSpool *s)
 	s->read_count = 0;
 	s->have_peeked = false;
 	/* everything committed goes to the file, unless it all fits in memory */
-	if (s->file >= 0 && s->file_end > 0)
+	if ((s->file >= 0 || s->in_table) && s->file_end > 0)
 		flush(s);
-	s->read_pos = 0;
+	s->read_pos = s->base;
+	s->consumed_end = s->base;
 	resetStringInfo(&s->rbuf);
 	s->rbuf_off = 0;
 }
@@ -231,7 +306,7 @@ ps_spool_rewind(PsSpool *s)
 static const char *
 read_bytes(PsSpool *s, size_t len)
 {
-	if (s->file < 0 || s->file_end == 0)
+	if ((s->file < 0 && !s->in_table) || s->file_end == 0)
 	{
 		/* never flushed: read straight from the write buffer */
 		const char *p = s->wbuf.data + s->read_pos;
@@ -256,8 +331,12 @@ read_bytes(PsSpool *s, size_t len)
 		enlargeStringInfo(&s->rbuf, want);
 		if (file_pos + want > s->file_end)
 			want = (int) (s->file_end - file_pos);
-		got = want > 0 ? FileRead(s->file, s->rbuf.data + tail, want, file_pos,
-								  ps_wait_event(PS_WAIT_APPLY)) : 0;
+		if (s->in_table)
+			got = want > 0 ? ps_catalog_spool_read(s->subid, s->shape, file_pos,
+												   s->rbuf.data + tail, want) : 0;
+		else
+			got = want > 0 ? FileRead(s->file, s->rbuf.data + tail, want, file_pos,
+									  ps_wait_event(PS_WAIT_APPLY)) : 0;
 		if (got < 0 || (size_t) (tail + got) < len)
 			ereport(ERROR, (errcode_for_file_access(),
 							errmsg("pglite_sync: could not read spool file: %m")));
@@ -284,9 +363,13 @@ decode(PsSpool *s, const char *p)
 	uint32		nfields;
 
 	r->op = p[0];
-	r->raw = p[1] != 0;
-	memcpy(&nfields, p + 2, sizeof(nfields));
-	p += 2 + sizeof(nfields);
+	r->flags = (uint8) p[1];
+	r->raw = (r->flags & PS_REC_RAW) != 0;
+	p += 2;
+	memcpy(&r->lsn, p, sizeof(r->lsn));
+	p += sizeof(r->lsn);
+	r->op_position = get_u32(&p);
+	nfields = get_u32(&p);
 	r->key_len = get_u32(&p);
 	r->key = p;
 	p += r->key_len + 1;
@@ -353,4 +436,47 @@ ps_spool_consume(PsSpool *s)
 	Assert(s->have_peeked);
 	s->have_peeked = false;
 	s->read_count++;
+	s->consumed_end = s->read_pos + s->rbuf_off;
+}
+
+void
+ps_spool_drop_consumed(PsSpool *s)
+{
+	if (s->read_count == 0)
+		return;
+	if (s->read_count >= s->committed && s->pending == 0)
+	{
+		ps_spool_clear(s);
+		return;
+	}
+	s->committed -= s->read_count;
+	s->base = s->consumed_end;
+	s->read_count = 0;
+	s->have_peeked = false;
+	if (s->in_table)
+		ps_catalog_spool_drop_before(s->subid, s->shape, s->base);
+}
+
+int64
+ps_spool_remaining(PsSpool *s)
+{
+	return s->committed - s->read_count;
+}
+
+int64
+ps_spool_bytes(PsSpool *s)
+{
+	return (int64) (s->file_end + s->wbuf.len - s->base);
+}
+
+bool
+ps_spool_has_upto(PsSpool *s, uint64 lsn)
+{
+	PsSpoolRecord *rec;
+
+	if (s->committed == 0)
+		return false;
+	/* records are in log order: the first one is the lowest */
+	ps_spool_rewind(s);
+	return ps_spool_peek(s, &rec) && rec->lsn <= lsn;
 }

@@ -20,10 +20,19 @@ typedef struct PsSpoolField
 	uint32		len;
 } PsSpoolField;
 
+/* record flags */
+#define PS_REC_RAW			0x01	/* whole message JSON instead of fields */
+#define PS_REC_HAS_LSN		0x02	/* a live change (snapshot rows have none) */
+#define PS_REC_LAST			0x04	/* last op of its transaction for this shape */
+#define PS_REC_MOVE_IN		0x08	/* a row moving into the shape: an upsert */
+
 typedef struct PsSpoolRecord
 {
 	char		op;				/* 'I', 'U' or 'D' */
 	bool		raw;			/* whole message JSON instead of fields */
+	uint8		flags;
+	uint64		lsn;			/* 0 for snapshot rows */
+	uint32		op_position;
 	const char *key;
 	uint32		key_len;
 	int			nfields;
@@ -35,8 +44,20 @@ typedef struct PsSpoolRecord
 typedef struct PsSpool PsSpool;
 
 extern PsSpool *ps_spool_create(MemoryContext cxt);
+
+/* Where a table-backed spool stands between two calls. */
+typedef struct PsSpoolState
+{
+	int64		end;			/* logical end */
+	int64		base;			/* logical start */
+	int64		records;
+} PsSpoolState;
+
+extern PsSpool *ps_spool_create_in_table(MemoryContext cxt, int32 subid, const char *shape,
+										 const PsSpoolState *state);
+extern void ps_spool_get_state(PsSpool *s, PsSpoolState *state);
 extern void ps_spool_destroy(PsSpool *s);
-extern void ps_spool_add(PsSpool *s, const ps_message *m, const char *json,
+extern void ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json,
 						 size_t json_len, bool raw);
 
 /* A response's records count only once the whole response was good. */
@@ -49,5 +70,16 @@ extern int64 ps_spool_count(PsSpool *s);
 extern void ps_spool_rewind(PsSpool *s);
 extern bool ps_spool_peek(PsSpool *s, PsSpoolRecord **rec);
 extern void ps_spool_consume(PsSpool *s);
+
+/* After a commit: forget the records consumed since the rewind, keep the rest
+ * (changes past a group's commit target wait for the next commit). */
+extern void ps_spool_drop_consumed(PsSpool *s);
+extern int64 ps_spool_bytes(PsSpool *s);
+
+/* Committed records not consumed since the rewind. */
+extern int64 ps_spool_remaining(PsSpool *s);
+
+/* Does the spool hold a committed record at or below lsn? */
+extern bool ps_spool_has_upto(PsSpool *s, uint64 lsn);
 
 #endif

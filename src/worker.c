@@ -1,146 +1,432 @@
 /*
  * worker.c
- *	  The background worker of one subscription: attach to its slot, connect,
- *	  and run the stream (stream.c) until stopped, recording every error and
- *	  backing off instead of exiting.
+ *	  The background worker of one subscription: attach to its slot,
+ *	  connect as its owner, and drive its run (run.c): every shape's
+ *	  requests in one pool of transfers, waited on together with the latch,
+ *	  commits when the group's alignment allows.  Errors are recorded and
+ *	  retried, never a reason to exit; a stop, a dropped extension or a
+ *	  deleted subscription is.
+ *
+ *	  The same loop runs in a backend for electric.sync_now() (foreground.c),
+ *	  where errors are raised instead and it ends at the first up-to-date.
  */
 #include "pglite_sync.h"
 
 #include "access/xact.h"
-#include "access/htup_details.h"
-#include "catalog/pg_database.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
+#include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
-#include "catalog.h"
-#include "stream.h"
+#include "driver.h"
+#include "http.h"
+#include "run.h"
+
+/* a shape the group waits for is asked again after this long in a long-poll */
+#define LAGGARD_NUDGE_MS 100
+
+struct PsDriver
+{
+	PsRun	   *run;
+	PsHttpPool *pool;
+	PsHttpXfer **xfers;			/* by member */
+	PsResponse *resps;			/* by member */
+	bool		commit_pending;
+	bool		in_commit;
+	PsMember   *current;		/* the member whose request a step is handling */
+};
+
+/* ---- set-up ------------------------------------------------------------------ */
+
+static bool
+body_cb(void *arg, const char *data, size_t len, const PsResponse *resp)
+{
+	PsMember   *m = arg;
+
+	if (m->run->slot)
+		ps_slot_count_bytes(m->run->slot, len, 0);
+	return ps_member_response_body(m, data, len, resp);
+}
+
+PsDriver *
+ps_driver_create(PsRun *run)
+{
+	PsDriver   *d = MemoryContextAllocZero(run->cxt, sizeof(PsDriver));
+
+	d->run = run;
+	d->pool = ps_http_pool_create();
+	d->xfers = MemoryContextAllocZero(run->cxt, sizeof(PsHttpXfer *) * Max(run->nmembers, 1));
+	d->resps = MemoryContextAllocZero(run->cxt, sizeof(PsResponse) * Max(run->nmembers, 1));
+	for (int i = 0; i < run->nmembers; i++)
+		d->xfers[i] = ps_http_xfer_create(d->pool, &run->members[i]);
+	return d;
+}
+
+void
+ps_driver_destroy(PsDriver *d)
+{
+	if (d == NULL)
+		return;
+	ps_http_pool_destroy(d->pool);
+	d->pool = NULL;
+	ps_run_close(d->run);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static void
+start_request(PsDriver *d, PsMember *m)
+{
+	PsRun	   *run = d->run;
+	uint64		ticket;
+	bool		live = ps_run_request_live(run, m, &ticket);
+	List	   *names;
+	List	   *values;
+	char	   *url;
+
+	d->current = m;
+	ps_run_headers(run, m, run->mode != PS_RUN_WORKER, &names, &values);
+	url = ps_member_request_url(m, live);
+	pgstat_report_activity(STATE_RUNNING, psprintf("%s %s", live ? "long-polling" : "fetching", url));
+	PS_DEBUG_LOG(run, "GET %s", url);
+	ps_member_response_begin(m, live, ticket);
+	ps_http_start(d->xfers[m->index], url, names, values, live, body_cb, m,
+				  &d->resps[m->index]);
+	d->current = NULL;
+}
+
+/*
+ * wait_for_sync asked for a fresh request, or the group waits for a shape
+ * stuck in a long-poll: abandon those long-polls (they restart non-live).
+ */
+static void
+interrupt_stale_long_polls(PsDriver *d)
+{
+	PsRun	   *run = d->run;
+	uint64		requested = 0;
+	bool		sync_wanted = run->slot && ps_slot_sync_wanted(run->slot, &requested);
+
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		PsMember   *m = &run->members[i];
+
+		if (m->in_flight && m->request_live && sync_wanted && requested > m->request_ticket)
+			ps_http_abort(d->xfers[i]);
+	}
+}
+
+static void
+nudge_laggards(PsDriver *d)
+{
+	PsRun	   *run = d->run;
+	uint64		target;
+	bool	   *lagging;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (run->nmembers < 2 || ps_run_commit_due(run, &target) == PS_COMMIT_NOT_READY)
+		return;
+	lagging = palloc(sizeof(bool) * run->nmembers);
+	if (ps_run_laggards(run, target, lagging) == 0)
+		return;
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		PsMember   *m = &run->members[i];
+
+		if (!lagging[i])
+			continue;
+		m->catch_up = true;
+		if (m->in_flight && m->request_live &&
+			TimestampDifferenceExceeds(m->request_started, now, LAGGARD_NUDGE_MS))
+		{
+			PS_DEBUG_LOG(run, "shape \"%s\" lags the group: asking it again", m->def->name);
+			ps_http_abort(d->xfers[i]);
+		}
+	}
+}
+
+/* ---- one step -------------------------------------------------------------------- */
+
+static void
+handle_done(PsDriver *d, PsHttpXfer *x)
+{
+	PsRun	   *run = d->run;
+	PsMember   *m = ps_http_xfer_owner(x);
+	PsResponse *resp = &d->resps[m->index];
+	PsOutcome	o;
+
+	d->current = m;
+	o = ps_member_response_end(m, resp);
+	PS_DEBUG_LOG(run, "response: outcome %d, status %ld, %zu bytes in %.3f s, %lld changes%s, handle %s, offset %s",
+				 (int) resp->outcome, resp->status, resp->body_bytes, resp->seconds,
+				 (long long) m->resp_changes, m->resp_up_to_date ? ", up-to-date" : "",
+				 resp->has_handle ? resp->handle : "-", resp->has_offset ? resp->offset : "-");
+	/* a rejected token: ask the headers function again at once, then back off */
+	if (o.kind == PS_OUT_FATAL && o.status == 401 && OidIsValid(run->sub->headers_function) &&
+		!m->auth_retried && run->mode != PS_RUN_FOREGROUND)
+	{
+		m->auth_retried = true;
+		PS_DEBUG_LOG(run, "401: calling the headers function again");
+	}
+	else if (ps_run_outcome(run, m, o))
+		d->commit_pending = true;
+	d->current = NULL;
+}
+
+/*
+ * One step of the run: commit a complete batch, start due requests, then
+ * wait for transfers, the latch or the next retry.  Returns when something
+ * happened; the caller loops (and checks for stops between steps).
+ */
+void
+ps_driver_step(PsDriver *d)
+{
+	PsRun	   *run = d->run;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz wake;
+	PsHttpXfer *done[64];
+	int			n;
+	bool		latch_set;
+	bool		any_live = false;
+	bool		any_flight = false;
+	long		timeout = -1;
+	uint64		target;
+
+	if (d->commit_pending && run->retry_at <= now)
+	{
+		d->in_commit = true;
+		if (ps_run_commit_due(run, &target) == PS_COMMIT_DUE)
+			ps_run_commit(run, target);
+		d->in_commit = false;
+		d->commit_pending = ps_run_commit_due(run, &target) == PS_COMMIT_DUE;
+		return;
+	}
+
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		PsMember   *m = &run->members[i];
+
+		if (ps_run_member_due(run, m, now))
+			start_request(d, m);
+		any_flight |= m->in_flight;
+		any_live |= m->in_flight && m->request_live;
+	}
+	nudge_laggards(d);
+
+	wake = ps_run_next_wakeup(run);
+	if (d->commit_pending && run->retry_at > now && (wake == 0 || run->retry_at < wake))
+		wake = run->retry_at;
+	if (wake != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(now, wake, &secs, &usecs);
+		timeout = secs * 1000 + usecs / 1000 + 1;
+	}
+	n = ps_http_wait(d->pool, timeout,
+					 ps_wait_event(any_live ? PS_WAIT_LONG_POLL :
+								   any_flight ? PS_WAIT_FETCH : PS_WAIT_BACKOFF),
+					 done, lengthof(done), &latch_set);
+	for (int i = 0; i < n; i++)
+		handle_done(d, done[i]);
+	if (latch_set)
+		interrupt_stale_long_polls(d);
+}
+
+/* Abandon every transfer (a reload of the definition, a stop). */
+void
+ps_driver_abort_all(PsDriver *d)
+{
+	for (int i = 0; i < d->run->nmembers; i++)
+		if (d->run->members[i].in_flight)
+		{
+			ps_http_abort(d->xfers[i]);
+			d->run->members[i].in_flight = false;
+		}
+}
+
+/* An ERROR escaped a step: where was it? */
+void
+ps_driver_failed(PsDriver *d, ErrorData *e)
+{
+	PsMember   *m = d->current;
+	bool		in_commit = d->in_commit;
+
+	d->current = NULL;
+	d->in_commit = false;
+	if (m && m->in_flight)
+	{
+		ps_http_abort(d->xfers[m->index]);
+		m->in_flight = false;
+	}
+	if (in_commit)
+		d->commit_pending = true;
+	ps_run_failed(d->run, m, e, in_commit);
+}
+
+/* ---- the background worker -------------------------------------------------------- */
+
+static PsSlot *my_slot = NULL;
 
 static void
 worker_detach(int code, Datum arg)
 {
-	ps_slot_detach(&ps_shared->slots[DatumGetInt32(arg)], code != 0);
+	if (my_slot)
+		ps_slot_detach(my_slot, code != 0);
+	my_slot = NULL;
 }
 
-/* Take our slot if it is still ours to take; otherwise leave quietly. */
-static void
-attach(PsStream *w)
-{
-	PsSlot	   *slot = &ps_shared->slots[w->slotno];
-	bool		ok;
-
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	ok = slot->in_use && slot->dbid == w->args.dbid && slot->subid == w->args.subid &&
-		slot->generation == w->args.generation;
-	if (ok)
-		slot->launching = false;
-	ok = ok && slot->wanted && slot->pid == 0 && !ps_database_blocked(w->args.dbid);
-	if (ok)
-	{
-		ps_slot_attach(slot, false);
-		w->start_seq = slot->start_seq;
-	}
-	else if (slot->in_use && !slot->wanted && slot->pid == 0 &&
-			 slot->generation == w->args.generation)
-		ps_slot_free(slot);
-	LWLockRelease(ps_shared->lock);
-	if (!ok)
-	{
-		ConditionVariableBroadcast(&ps_shared->cv);
-		proc_exit(0);
-	}
-	w->slot = slot;
-	before_shmem_exit(worker_detach, Int32GetDatum(w->slotno));
-}
-
-static bool
-load(PsStream *w)
+static PsSubscription *
+load_subscription(int32 subid, MemoryContext cxt)
 {
 	PsSubscription *sub = NULL;
 
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!RecoveryInProgress() && !ps_database_is_template() && ps_extension_ready())
 	{
 		SPI_connect();
-		sub = ps_catalog_load(w->args.subid, w->worker_cxt);
+		sub = ps_catalog_load(subid, cxt);
 		SPI_finish();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(w->iter_cxt);
-	return ps_stream_load(w, sub);
+	return sub;
+}
+
+/* Does the extension still exist?  If not, this worker has nothing to do. */
+static bool
+extension_gone(void)
+{
+	bool		ready;
+
+	StartTransactionCommand();
+	ready = ps_extension_ready();
+	CommitTransactionCommand();
+	return !ready;
+}
+
+static void
+leave(PsDriver *d, const char *why, bool release, uint64 start_seq)
+{
+	PS_DEBUG_LOG(d->run, "worker exiting: %s", why);
+	if (release && my_slot)
+		ps_slot_release(my_slot, start_seq);
+	ps_driver_destroy(d);
+	proc_exit(0);
 }
 
 void
 ps_worker_main(Datum main_arg)
 {
-	PsStream   *w;
+	PsWorkerArgs args;
+	PsSlot	   *slot;
+	uint64		start_seq = 0;
+	PsSubscription *sub;
+	PsRun	   *run;
+	PsDriver   *d;
+	MemoryContext worker_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	w = MemoryContextAllocZero(TopMemoryContext, sizeof(PsStream));
-	w->slotno = DatumGetInt32(main_arg);
-	memcpy(&w->args, MyBgworkerEntry->bgw_extra, sizeof(PsWorkerArgs));
-	w->worker_cxt = AllocSetContextCreate(TopMemoryContext, "pglite_sync worker",
-										  ALLOCSET_DEFAULT_SIZES);
-	w->iter_cxt = AllocSetContextCreate(TopMemoryContext, "pglite_sync iteration",
-										ALLOCSET_DEFAULT_SIZES);
-	attach(w);
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(PsWorkerArgs));
+	slot = ps_slot_attach_worker(DatumGetInt32(main_arg), args.dbid, args.subid,
+								 args.generation, &start_seq);
+	if (slot == NULL)
+		proc_exit(0);			/* unwanted or superseded meanwhile */
+	my_slot = slot;
+	before_shmem_exit(worker_detach, (Datum) 0);
 
-	BackgroundWorkerInitializeConnectionByOid(w->args.dbid, InvalidOid, 0);
-	if (!load(w))
+	/* as the owner where PostgreSQL allows it (see pg_compat.h) */
+	BackgroundWorkerInitializeConnectionByOid(args.dbid, args.userid, PS_BGW_CONNECT_FLAGS);
+
+	worker_cxt = AllocSetContextCreate(TopMemoryContext, "pglite_sync worker",
+									   ALLOCSET_DEFAULT_SIZES);
+	sub = load_subscription(args.subid, worker_cxt);
+	if (sub == NULL || !sub->enabled || !sub->worker)
 	{
 		/* gone or stopped: free the slot unless a newer subscribe wants it */
-		ps_slot_release(w->slotno, w->start_seq);
+		ps_slot_release(slot, start_seq);
 		proc_exit(0);
 	}
-	pgstat_report_appname(psprintf("pglite_sync %s", w->sub->name));
+	run = ps_run_create(PS_RUN_WORKER, sub, worker_cxt);
+	run->slot = slot;
+	run->generation = args.generation;
+	run->start_seq = start_seq;
+	run->reload_seq = ps_slot_reload_seq(slot);
+	ps_run_set_state(run, PS_STATE_STARTING);
+	pgstat_report_appname(psprintf("pglite_sync %s", sub->name));
 	ereport(LOG,
-			(errmsg("pglite_sync: subscription \"%s\" started%s", w->sub->name,
-					w->replace ? " from offset -1" : psprintf(" at offset %s", w->offset))));
-	ps_stream_open(w);
+			(errmsg("pglite_sync: subscription \"%s\" started (%d shape%s)", sub->name,
+					sub->nshapes, sub->nshapes == 1 ? "" : "s")));
+	d = ps_driver_create(run);
 
 	for (;;)
 	{
-		MemoryContextReset(w->iter_cxt);
-		MemoryContextSwitchTo(w->iter_cxt);
+		uint64		reload;
 
-		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(run->step_cxt);
+		MemoryContextSwitchTo(run->step_cxt);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			PS_DEBUG_LOG(run, "configuration reloaded");
 		}
-		if (ps_stream_stop_requested(w))
+		if (ps_run_stop_requested(run))
+			leave(d, "stop requested", false, start_seq);
+		reload = ps_slot_reload_seq(slot);
+		if (reload != run->reload_seq)
 		{
-			ps_stream_close(w);
-			proc_exit(0);
+			PsSubscription *fresh = load_subscription(args.subid, worker_cxt);
+
+			run->reload_seq = reload;
+			if (fresh == NULL || !fresh->enabled || fresh->version != sub->version)
+				leave(d, "the subscription was stopped or changed", true, start_seq);
+			ps_run_reload(run, fresh);
+			ps_driver_abort_all(d);
+			PS_DEBUG_LOG(run, "definition reread (alter_subscription)");
 		}
 
 		PG_TRY();
 		{
-			ps_stream_step(w);
+			/* a cancel is an error like any other: recorded, then retried */
+			CHECK_FOR_INTERRUPTS();
+			ps_driver_step(d);
 		}
 		PG_CATCH();
 		{
 			ErrorData  *e;
 
-			MemoryContextSwitchTo(w->iter_cxt);
+			/* as long-lived core processes do after an error */
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(run->cxt);
 			e = CopyErrorData();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
-			ps_stream_failed(w, e);
+			LWLockReleaseAll();
+			ConditionVariableCancelSleep();
+			pgstat_report_wait_end();
+			RESUME_INTERRUPTS();
+			if (extension_gone())
+				leave(d, "the extension was dropped", true, start_seq);
+			if (e->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE &&
+				ps_run_stop_requested(run))
+				leave(d, "stopped while a batch was applied", false, start_seq);
+			MemoryContextSwitchTo(run->step_cxt);
+			ps_driver_failed(d, e);
 		}
 		PG_END_TRY();
 	}

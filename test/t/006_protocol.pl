@@ -29,7 +29,7 @@ $server->create_table(
 # a NOLOGIN owner: the worker connects as the bootstrap superuser and applies as the owner
 sql($node, q{
 	CREATE ROLE syncer NOLOGIN;
-	GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure),
+	GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure, regprocedure, boolean),
 		electric.unsubscribe(text) TO syncer;
 	CREATE TABLE odd (id int PRIMARY KEY, title text, n int);
 	ALTER TABLE odd OWNER TO syncer;

@@ -72,9 +72,13 @@ sql($node, "UPDATE tasks SET title = 'fine' WHERE id = 100");
 ok(wait_until($node, "SELECT state = 'live' FROM electric.subscriptions WHERE name = 'green'", 20), 'recovers once the cause is fixed');
 is(sql($node, "SELECT count(*) FROM tasks WHERE team = 'green'"), '3', 'green rows reloaded');
 
-# without on_must_refetch a second subscription on the table is refused
-my ($ret, $out, $err) = $node->psql('postgres', "SELECT electric.sync_shape_to_table('" . $server->shape('notes') . "', 'tasks', '{id}', shape_key => 'plain')");
-like($err, qr/table public\.tasks is already synced by subscription/, 'a subscription without on_must_refetch cannot join');
+# since 0.2 a subscription without on_must_refetch may join too: its start
+# from -1 replaces only the rows no other shape holds
+my $before = sql($node, "SELECT string_agg(team || ':' || n, ',' ORDER BY team) FROM (SELECT team, count(*) n FROM tasks WHERE team <> 'local' GROUP BY team) x");
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('notes', where => "team = 'red'") . "', 'tasks', '{id}', shape_key => 'plain')");
+ok(wait_sync($node, 'plain'), 'a subscription without on_must_refetch joins the shared table');
+is(sql($node, "SELECT string_agg(team || ':' || n, ',' ORDER BY team) FROM (SELECT team, count(*) n FROM tasks GROUP BY team) x"),
+	$before, 'the other shapes\' rows stay; the local row, held by no shape, was replaced');
 
 $node->stop;
 $server->stop;

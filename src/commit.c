@@ -1,0 +1,290 @@
+/*
+ * commit.c
+ *	  The apply transaction of a run: every shape's changes up to the
+ *	  group's commit target, in source order (LSN, then op position; the
+ *	  snapshot rows of all shapes first, in declaration order), with every
+ *	  shape's new position, in one transaction.  A crash at any instant
+ *	  loses or duplicates nothing; a reader never sees a source transaction
+ *	  half applied, nor a snapshot half loaded.
+ */
+#include "run.h"
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "apply.h"
+
+typedef struct CommitShape
+{
+	PsMember   *m;
+	PsApply    *apply;			/* NULL: nothing of this shape to apply */
+	PsApplyResult res;
+	bool		more;			/* changes past the target stay spooled */
+} CommitShape;
+
+static bool
+stop_check(void *arg)
+{
+	return ps_run_stop_requested((PsRun *) arg);
+}
+
+/*
+ * Leave the run: the subscription was stopped, deleted or changed while the
+ * batch was prepared.  The transaction is rolled back by the caller's ERROR
+ * handling; a worker exits, the others report it.
+ */
+static void
+gone(PsRun *run)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("subscription \"%s\" was stopped or changed", run->sub->name)));
+}
+
+/* The apply runs as the owner; a switch from another role is restricted. */
+typedef struct ApplyUser
+{
+	Oid			saved_user;
+	int			saved_sec;
+	bool		switched;
+} ApplyUser;
+
+static void
+become_owner(PsRun *run, ApplyUser *u)
+{
+	GetUserIdAndSecContext(&u->saved_user, &u->saved_sec);
+	u->switched = u->saved_user != run->sub->owner;
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run->sub->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner of subscription \"%s\" (role %u) no longer exists",
+						run->sub->name, run->sub->owner)));
+	/*
+	 * A worker connects as the owner.  Where it cannot (a role without
+	 * LOGIN on PostgreSQL 15 and 16), and for sync_now or a host driving the
+	 * subscription as another role, the owner's code runs restricted, as
+	 * core's logical replication does: it cannot act for the calling role.
+	 */
+	if (u->switched)
+		SetUserIdAndSecContext(run->sub->owner,
+							   u->saved_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+}
+
+static void
+restore_user(ApplyUser *u)
+{
+	SetUserIdAndSecContext(u->saved_user, u->saved_sec);
+}
+
+/* Pick the shape whose next record comes first in source order. */
+static CommitShape *
+next_in_order(CommitShape *shapes, int n)
+{
+	CommitShape *best = NULL;
+	uint64		best_lsn = 0;
+	uint32		best_pos = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		uint64		lsn;
+		uint32		pos;
+
+		if (shapes[i].apply == NULL || !ps_apply_peek(shapes[i].apply, &lsn, &pos))
+			continue;
+		if (best == NULL || lsn < best_lsn || (lsn == best_lsn && pos < best_pos))
+		{
+			best = &shapes[i];
+			best_lsn = lsn;
+			best_pos = pos;
+		}
+	}
+	return best;
+}
+
+static int64
+apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
+{
+	int			n = run->nmembers;
+	CommitShape *prev = NULL;
+	CommitShape *cs;
+	int64		applied = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		PsMember   *m = &run->members[i];
+		PsApplyOptions opts;
+
+		shapes[i].m = m;
+		if (!m->replace && !ps_spool_has_upto(m->spool, target))
+			continue;
+		memset(&opts, 0, sizeof(opts));
+		opts.bulk = m->from_start;
+		opts.method = run->sub->initial_insert_method;
+		opts.row_by_row = run->row_by_row;
+		opts.shared = ps_catalog_shapes_on_table(m->def->relid) > 1;
+		opts.limit_lsn = target;
+		shapes[i].apply = ps_apply_open(run->sub, m->def, m->spool, &opts);
+		if (run->slot)
+			ps_apply_set_stop_check(shapes[i].apply, stop_check, run);
+	}
+
+	/* children before parents: clear in reverse declaration order */
+	for (int i = n - 1; i >= 0; i--)
+		if (shapes[i].apply && shapes[i].m->replace)
+			ps_apply_replace(shapes[i].apply);
+
+	while ((cs = next_in_order(shapes, n)) != NULL)
+	{
+		/* a multi-row insert of one shape goes out before another's change */
+		if (prev && prev != cs)
+			ps_apply_flush(prev->apply);
+		ps_apply_step(cs->apply);
+		prev = cs;
+	}
+
+	for (int i = 0; i < n; i++)
+	{
+		if (shapes[i].apply == NULL)
+			continue;
+		ps_apply_close(shapes[i].apply, &shapes[i].res);
+		applied += shapes[i].res.rows;
+	}
+	return applied;
+}
+
+void
+ps_run_commit(PsRun *run, uint64 target)
+{
+	PsSubscription *sub = run->sub;
+	int			n = run->nmembers;
+	CommitShape *shapes = palloc0(sizeof(CommitShape) * Max(n, 1));
+	int64		count = 0;
+	int64		applied = 0;
+	bool		replaced = false;
+	bool		own_txn = run->mode == PS_RUN_WORKER;
+	ApplyUser	u;
+	int			guc_level;
+
+	for (int i = 0; i < n; i++)
+	{
+		count += ps_spool_count(run->members[i].spool);
+		replaced |= run->members[i].replace;
+	}
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("applying %lld changes of subscription %s",
+									(long long) count, sub->name));
+	if (own_txn)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/* still the running incarnation?  (a plain read: management never waits) */
+	if (!ps_catalog_is_current(sub->id, sub->version) || ps_run_stop_requested(run))
+		gone(run);
+
+	become_owner(run, &u);
+	guc_level = NewGUCNestLevel();
+	/* user triggers can tell synced writes from local ones */
+	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	applied = apply_shapes(run, shapes, target);
+	/*
+	 * Deferred constraints and constraint triggers are checked here, as the
+	 * owner and inside the batch: a violation rolls the batch back with the
+	 * constraint named.  (Not for a host's transaction: its own deferred
+	 * checks keep their timing, and run at its COMMIT.)
+	 */
+	if (run->mode != PS_RUN_HOST && !u.switched)
+	{
+		int			rc = SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0);
+
+		if (rc != SPI_OK_UTILITY)
+			elog(ERROR, "pglite_sync: SET CONSTRAINTS failed: %s", SPI_result_code_string(rc));
+	}
+	/* whatever the owner's code changed in settings ends with the batch */
+	AtEOXact_GUC(false, guc_level);
+	restore_user(&u);
+
+	for (int i = 0; i < n; i++)
+	{
+		PsMember   *m = &run->members[i];
+		const char *handle;
+		const char *offset;
+		char		buf[PS_OFFSET_MAX];
+
+		shapes[i].more = ps_spool_remaining(m->spool) > 0;
+		ps_member_commit_position(m, target, shapes[i].more, &handle, &offset, buf, sizeof(buf));
+		ps_catalog_save_shape(sub->id, m->def->name, handle, offset, m->def->target_fingerprint,
+							  shapes[i].res.rows, shapes[i].res.skipped, NULL);
+	}
+	ps_catalog_save_committed(sub->id);
+	/* applied data and up to date, or the first up-to-date of this run */
+	if (applied > 0 || replaced || !run->notified)
+		Async_Notify(PS_NOTIFY_CHANNEL, sub->name);
+
+	PopActiveSnapshot();
+	if (own_txn)
+	{
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+	else if (run->mode == PS_RUN_FOREGROUND)
+		SPI_commit();
+	pgstat_report_stat(false);
+
+	/* committed: now the spools may forget */
+	for (int i = 0; i < n; i++)
+		ps_member_committed(&run->members[i]);
+	if (ps_debug)
+	{
+		StringInfoData how;
+
+		/* per shape: rows bulk loaded and by which path, deletes skipped */
+		initStringInfo(&how);
+		for (int i = 0; i < n; i++)
+		{
+			PsApplyResult *r = &shapes[i].res;
+
+			if (shapes[i].apply == NULL)
+				continue;
+			appendStringInfo(&how, "%s%s%s%s%lld by %s, %lld deletes already applied",
+							 how.len ? "; " : "", n > 1 ? "shape " : "",
+							 n > 1 ? run->members[i].def->name : "", n > 1 ? ": " : "",
+							 (long long) r->bulk_rows, r->method ? r->method : "insert",
+							 (long long) r->skipped);
+		}
+		PS_DEBUG_LOG(run, "committed batch: %lld changes, %lld rows written (%s), up to lsn %llu%s",
+					 (long long) count, (long long) applied, how.len ? how.data : "nothing applied",
+					 (unsigned long long) target, replaced ? ", table rows replaced" : "");
+	}
+	{
+		uint64		ticket = PG_UINT64_MAX;
+
+		for (int i = 0; i < n; i++)
+			ticket = Min(ticket, run->members[i].sync_ticket);
+		run->notified = true;
+		run->row_by_row = false;
+		run->failures = 0;
+		run->retry_at = 0;
+		run->last_applied = applied;
+		run->state = PS_STATE_LIVE;
+		for (int i = 0; i < n && run->state == PS_STATE_LIVE; i++)
+			if (run->members[i].failures > 0)
+				run->state = PS_STATE_BACKOFF;
+		if (run->slot)
+			ps_slot_batch_done(run->slot, ticket);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+}

@@ -1,0 +1,518 @@
+/*
+ * member.c
+ *	  One shape's stream (see member.h).
+ *
+ *   offset -1 ─> paged catch-up ─> up-to-date ─> (commit) ─> live requests ─┐
+ *                  ^ 409 / must-refetch: back to -1, replace at next commit └─┘
+ *
+ * A response is split into messages as it arrives and its changes go to the
+ * shape's spool, where they count only once the whole response was good.
+ */
+#include "member.h"
+
+#include "common/pg_prng.h"
+#include "utils/memutils.h"
+
+#include "protocol.h"
+#include "run.h"
+
+#define REFETCH_LOOP_LIMIT	3
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static void
+parse_definition(PsMember *m, PsShapeDef *def, MemoryContext cxt)
+{
+	char		err[512];
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ps_strbuf	b;
+
+	if (m->base_url)
+		ps_shape_free(&m->shape);
+	if (ps_shape_parse(def->shape_json, strlen(def->shape_json), &m->shape, err, sizeof(err)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored shape \"%s\" of subscription \"%s\" is invalid: %s",
+						def->name, m->run->sub->name, err)));
+	ps_strbuf_init(&b);
+	ps_shape_base_url(&m->shape, &b);
+	m->base_url = b.data;
+	m->host = ps_url_host(m->shape.url);
+	m->nheaders = m->shape.nheaders;
+	m->header_names = palloc(sizeof(char *) * (m->nheaders + 1));
+	m->header_values = palloc(sizeof(char *) * (m->nheaders + 1));
+	for (int i = 0; i < m->nheaders; i++)
+	{
+		m->header_names[i] = m->shape.headers[i].name;
+		m->header_values[i] = m->shape.headers[i].value;
+	}
+	m->def = def;
+	MemoryContextSwitchTo(old);
+}
+
+void
+ps_member_init(PsMember *m, PsRun *run, int index, PsShapeDef *def, MemoryContext cxt)
+{
+	MemoryContext old;
+
+	memset(m, 0, sizeof(*m));
+	m->run = run;
+	m->index = index;
+	parse_definition(m, def, cxt);
+
+	/* resume only a keyed stream written for the same target and owner */
+	if (run->sub->shape_key && def->handle && def->offset && def->state_fingerprint &&
+		strcmp(def->state_fingerprint, def->target_fingerprint) == 0 &&
+		strlen(def->handle) < sizeof(m->handle) && strlen(def->offset) < sizeof(m->offset))
+	{
+		strlcpy(m->handle, def->handle, sizeof(m->handle));
+		strlcpy(m->offset, def->offset, sizeof(m->offset));
+		strlcpy(m->committed_handle, def->handle, sizeof(m->committed_handle));
+		strlcpy(m->committed_offset, def->offset, sizeof(m->committed_offset));
+	}
+	else
+	{
+		strcpy(m->offset, "-1");
+		m->replace = true;
+		m->from_start = true;
+	}
+	old = MemoryContextSwitchTo(cxt);
+	ps_message_init(&m->msg);
+	MemoryContextSwitchTo(old);
+}
+
+void
+ps_member_reload(PsMember *m, PsShapeDef *def, MemoryContext cxt)
+{
+	parse_definition(m, def, cxt);
+}
+
+/* ---- the request ------------------------------------------------------------ */
+
+char *
+ps_member_request_url(PsMember *m, bool live)
+{
+	ps_strbuf	url;
+
+	ps_strbuf_init(&url);
+	ps_request_url(&url, m->base_url, m->offset, m->handle, live, m->cursor,
+				   m->buster[0] ? m->buster : NULL);
+	return url.data;
+}
+
+/* ---- reading a response ------------------------------------------------------- */
+
+void
+ps_member_response_begin(PsMember *m, bool live, uint64 ticket)
+{
+	PsSlot	   *slot = m->run->slot;
+
+	ps_spool_response_failed(m->spool); /* whatever an ERROR left half-read */
+	ps_bodysplit_free(&m->split);	/* in the run's memory */
+	ps_bodysplit_init(&m->split, ps_max_response_size > 0 ?
+					  (size_t) ps_max_response_size * 1024 : 0);
+	m->in_flight = true;
+	m->request_live = live;
+	m->request_ticket = ticket;
+	m->request_started = GetCurrentTimestamp();
+	m->resp_checked = false;
+	m->resp_up_to_date = false;
+	m->resp_must_refetch = false;
+	m->resp_has_global_lsn = false;
+	m->resp_global_lsn = 0;
+	m->resp_changes = 0;
+	m->resp_max_lsn = m->align.max_lsn;
+	m->resp_open_lsn = m->align.open_lsn;
+	m->resp_error[0] = '\0';
+	m->cb_error = NULL;
+	if (slot)
+		ps_slot_count_request(slot);
+}
+
+static bool
+parse_lsn(const char *s, size_t len, uint64 *out)
+{
+	uint64		v = 0;
+
+	if (s == NULL || len == 0 || len > 20)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9' || v > (PG_UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static int
+fail_message(PsMember *m, PsOutcomeKind kind, const char *fmt,...)
+	pg_attribute_printf(3, 4);
+
+static int
+fail_message(PsMember *m, PsOutcomeKind kind, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->resp_error, sizeof(m->resp_error), fmt, ap);
+	va_end(ap);
+	m->resp_fail_kind = kind;
+	return 1;
+}
+
+/* One message of the body: changes to the spool, control messages noted. */
+static int
+on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
+{
+	PsMember   *m = arg;
+	ps_message *msg = &m->msg;
+	MemoryContext old = MemoryContextSwitchTo(m->run->cxt);
+	int			rc = exact ? ps_message_parse(msg, json, len) :
+		ps_message_parse_prefix(msg, json, len, used);
+	uint64		lsn = 0;
+
+	/* the parser keeps its arena across messages: the run's context */
+	MemoryContextSwitchTo(old);
+	if (rc < 0 && !exact)
+		return PS_SPLIT_UNSURE; /* incomplete here, or malformed: the splitter decides */
+	if (rc < 0)
+		return fail_message(m, PS_OUT_RETRY, "malformed message in response: %s", msg->error);
+	if (!exact)
+		len = *used;
+	switch (msg->kind)
+	{
+		case PS_MSG_CHANGE:
+			if (msg->key == NULL)
+				return fail_message(m, PS_OUT_FATAL, "the server sent a change message without a key");
+			if (msg->op == PS_OP_NONE)
+				return fail_message(m, PS_OUT_FATAL,
+									"the server sent a change of key %.*s with unknown operation \"%.*s\"",
+									(int) Min(msg->key_len, 200), msg->key,
+									(int) Min(msg->operation_len, 40), msg->operation ? msg->operation : "");
+			if (!msg->has_value)
+				return fail_message(m, PS_OUT_FATAL, "the server sent a change of key %.*s without a value",
+									(int) Min(msg->key_len, 200), msg->key);
+			if (msg->lsn && !parse_lsn(msg->lsn, msg->lsn_len, &lsn))
+				return fail_message(m, PS_OUT_RETRY, "the server sent a change of key %.*s with an invalid lsn \"%.*s\"",
+									(int) Min(msg->key_len, 200), msg->key,
+									(int) Min(msg->lsn_len, 40), msg->lsn);
+			ps_spool_add(m->spool, msg, lsn, json, len, OidIsValid(m->def->map_function));
+			m->resp_changes++;
+			if (lsn > m->resp_max_lsn)
+				m->resp_max_lsn = lsn;
+			/* a transaction without its last op so far holds the group back */
+			if (lsn != 0 && !msg->last)
+				m->resp_open_lsn = lsn;
+			else if (lsn != 0 && lsn == m->resp_open_lsn)
+				m->resp_open_lsn = 0;
+			break;
+		case PS_MSG_CONTROL:
+			if (msg->control == PS_CTL_UP_TO_DATE)
+			{
+				m->resp_up_to_date = true;
+				if (msg->global_lsn && parse_lsn(msg->global_lsn, msg->global_lsn_len, &lsn))
+				{
+					m->resp_global_lsn = lsn;
+					m->resp_has_global_lsn = true;
+				}
+			}
+			else if (msg->control == PS_CTL_MUST_REFETCH)
+			{
+				m->resp_must_refetch = true;
+				return 1;		/* nothing after it matters */
+			}
+			break;
+		case PS_MSG_EVENT:
+			/* move-in/move-out of subquery shapes: not applied silently */
+			return fail_message(m, PS_OUT_FATAL,
+								"the server sent a move event (a shape with a subquery in its where clause), which this version does not apply");
+		default:
+			/* unknown messages: skipped, as the protocol says */
+			break;
+	}
+	return 0;
+}
+
+bool
+ps_member_response_body(PsMember *m, const char *data, size_t len, const PsResponse *resp)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = 0;
+
+	if (!m->resp_checked)
+	{
+		m->resp_checked = true;
+		if (resp->has_content_type &&
+			!ps_content_type_ok(resp->content_type, strlen(resp->content_type)))
+		{
+			fail_message(m, PS_OUT_RETRY, "unexpected content type \"%s\" in a shape response",
+						 resp->content_type);
+			return false;
+		}
+	}
+
+	/*
+	 * A transport may call us from inside a library: no ERROR unwinds from
+	 * here.  The splitter keeps a message split across pieces in the run's
+	 * memory: a response outlives the driver's steps.
+	 */
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(m->run->cxt);
+		rc = ps_bodysplit_feed_parsing(&m->split, data, len, on_message, m);
+		MemoryContextSwitchTo(cxt);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		m->cb_error = CopyErrorData();
+		FlushErrorState();
+		rc = 1;
+	}
+	PG_END_TRY();
+
+	if (rc == -1)
+		fail_message(m, PS_OUT_RETRY, "malformed response body: %s", m->split.error);
+	/* a must-refetch ends reading without being a failure */
+	return rc == 0 || (rc == 1 && m->resp_must_refetch && m->resp_error[0] == '\0' && !m->cb_error);
+}
+
+static PsOutcome
+outcome(PsOutcomeKind kind, int64 retry_after_ms, const char *message, const char *detail)
+{
+	PsOutcome	o;
+
+	o.kind = kind;
+	o.retry_after_ms = retry_after_ms;
+	o.message = message;
+	o.detail = detail;
+	o.status = 0;
+	return o;
+}
+
+/* For the owner only: the start of the server's answer, which may say more. */
+static const char *
+error_body(const PsResponse *r)
+{
+	return r->error_body_len ? psprintf("the server answered %ld: %.*s", r->status,
+										(int) Min(r->error_body_len, 300), r->error_body) : NULL;
+}
+
+static const char *
+status_text(long status)
+{
+	switch (status)
+	{
+		case 400:
+			return " Bad Request";
+		case 401:
+			return " Unauthorized";
+		case 403:
+			return " Forbidden";
+		case 404:
+			return " Not Found";
+		case 413:
+			return " Payload Too Large";
+		case 429:
+			return " Too Many Requests";
+		case 500:
+			return " Internal Server Error";
+		case 502:
+			return " Bad Gateway";
+		case 503:
+			return " Service Unavailable";
+		case 504:
+			return " Gateway Timeout";
+	}
+	return "";
+}
+
+static PsOutcome read_response(PsMember *m, PsResponse *resp);
+
+PsOutcome
+ps_member_response_end(PsMember *m, PsResponse *resp)
+{
+	PsOutcome	out = read_response(m, resp);
+
+	out.status = resp->status;
+	return out;
+}
+
+static PsOutcome
+read_response(PsMember *m, PsResponse *resp)
+{
+	bool		ok_status = resp->status >= 200 && resp->status < 300;
+	ps_offset	o;
+
+	m->in_flight = false;
+	if (resp->outcome == PS_XFER_DONE && ok_status && !m->resp_must_refetch &&
+		ps_bodysplit_finish(&m->split) != 0)
+	{
+		resp->outcome = PS_XFER_BODY_REJECTED;
+		fail_message(m, PS_OUT_RETRY, "truncated response body: %s", m->split.error);
+	}
+	/* only a complete 200 keeps what it spooled */
+	if (resp->outcome != PS_XFER_DONE || m->resp_must_refetch || resp->status != 200)
+		ps_spool_response_failed(m->spool);
+	if (m->run->slot && m->resp_changes > 0 && resp->outcome == PS_XFER_DONE && resp->status == 200)
+		ps_slot_count_bytes(m->run->slot, 0, m->resp_changes);
+
+	if (m->cb_error)
+	{
+		ErrorData  *e = m->cb_error;
+
+		m->cb_error = NULL;
+		ReThrowError(e);
+	}
+
+	switch (resp->outcome)
+	{
+		case PS_XFER_INTERRUPTED:
+			return outcome(PS_OUT_INTERRUPTED, -1, NULL, NULL);
+		case PS_XFER_FAILED:
+			return outcome(PS_OUT_RETRY, -1, psprintf("request failed: %s", resp->error), NULL);
+		case PS_XFER_REFUSED:
+			return outcome(PS_OUT_FATAL, -1, pstrdup(resp->error), NULL);
+		case PS_XFER_TOO_LARGE:
+			return outcome(PS_OUT_FATAL, -1, pstrdup(resp->error), NULL);
+		case PS_XFER_BODY_REJECTED:
+			if (m->resp_must_refetch)
+				break;
+			return outcome(m->resp_fail_kind, -1, pstrdup(m->resp_error), NULL);
+		case PS_XFER_DONE:
+			break;
+	}
+
+	switch (ps_classify_status(resp->status))
+	{
+		case PS_STATUS_REFETCH:
+			ps_member_refetch(m, resp->has_handle && !resp->too_long ? resp->handle : NULL);
+			return outcome(PS_OUT_REFETCH, -1, NULL, NULL);
+		case PS_STATUS_RETRY:
+			return outcome(PS_OUT_RETRY, resp->retry_after_ms,
+						   psprintf("the server answered %ld%s", resp->status, status_text(resp->status)),
+						   error_body(resp));
+		case PS_STATUS_FATAL:
+			return outcome(PS_OUT_FATAL, resp->retry_after_ms,
+						   psprintf("the server answered %ld%s", resp->status, status_text(resp->status)),
+						   error_body(resp));
+		case PS_STATUS_EMPTY:
+			/* legacy live timeout: up to date, nothing new */
+			if (resp->has_offset && !resp->too_long && strcmp(m->offset, resp->offset) != 0)
+			{
+				strlcpy(m->offset, resp->offset, sizeof(m->offset));
+				m->position_dirty = true;
+			}
+			if (resp->has_cursor && !resp->too_long)
+				strlcpy(m->cursor, resp->cursor, sizeof(m->cursor));
+			m->resp_up_to_date = true;
+			break;
+		case PS_STATUS_OK:
+			if (m->resp_must_refetch)
+			{
+				ps_member_refetch(m, NULL);
+				return outcome(PS_OUT_REFETCH, -1, NULL, NULL);
+			}
+			if (resp->too_long)
+			{
+				ps_spool_response_failed(m->spool);
+				return outcome(PS_OUT_FATAL, -1,
+							   psprintf("the response's %s header is longer than this version accepts",
+										resp->too_long_name), NULL);
+			}
+			if (!resp->has_handle || !resp->has_offset || (m->request_live && !resp->has_cursor))
+			{
+				ps_spool_response_failed(m->spool);
+				return outcome(PS_OUT_RETRY, -1,
+							   psprintf("response lacks the %s header (a proxy may be hiding electric-* headers)",
+										!resp->has_handle ? "electric-handle" :
+										!resp->has_offset ? "electric-offset" : "electric-cursor"),
+							   NULL);
+			}
+			if (!ps_offset_parse(resp->offset, strlen(resp->offset), &o) || o.kind != PS_OFFSET_LOG)
+			{
+				ps_spool_response_failed(m->spool);
+				return outcome(PS_OUT_RETRY, -1,
+							   psprintf("response has an invalid electric-offset \"%s\"", resp->offset),
+							   NULL);
+			}
+			ps_spool_response_done(m->spool);
+			m->align.max_lsn = m->resp_max_lsn;
+			m->align.open_lsn = m->resp_open_lsn;
+			if (strcmp(m->handle, resp->handle) != 0 || strcmp(m->offset, resp->offset) != 0)
+				m->position_dirty = true;
+			strlcpy(m->handle, resp->handle, sizeof(m->handle));
+			strlcpy(m->offset, resp->offset, sizeof(m->offset));
+			if (resp->has_cursor)
+				strlcpy(m->cursor, resp->cursor, sizeof(m->cursor));
+			break;
+	}
+
+	/* a good response */
+	m->buster[0] = '\0';
+	m->failures = 0;
+	m->auth_retried = false;
+	if (!m->resp_up_to_date)
+		return outcome(PS_OUT_PAGE, -1, NULL, NULL);
+	/* caught up: long-poll from now on, unless the group needs a fresh answer */
+	m->live = true;
+	m->catch_up = false;
+	m->align.reported = true;
+	m->align.ready_lsn = m->resp_has_global_lsn ? m->resp_global_lsn : PS_LSN_UNKNOWN;
+	m->sync_ticket = m->request_ticket;
+	return outcome(PS_OUT_BATCH, -1, NULL, NULL);
+}
+
+/* ---- 409 and must-refetch ------------------------------------------------------ */
+
+void
+ps_member_refetch(PsMember *m, const char *new_handle)
+{
+	ps_spool_clear(m->spool);
+	strlcpy(m->handle, new_handle ? new_handle : "", sizeof(m->handle));
+	strcpy(m->offset, "-1");
+	m->cursor[0] = '\0';
+	m->live = false;
+	m->replace = true;
+	m->from_start = true;
+	memset(&m->align, 0, sizeof(m->align));
+	snprintf(m->buster, sizeof(m->buster), "%016llx",
+			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+	m->refetches++;
+}
+
+/* ---- after a commit ------------------------------------------------------------- */
+
+void
+ps_member_commit_position(PsMember *m, uint64 target, bool more, const char **handle,
+						  const char **offset, char *offset_buf, size_t buflen)
+{
+	if (more)
+	{
+		/* changes past the target wait in the spool: resume right after it */
+		ps_align_offset_after(target, offset_buf, buflen);
+		*offset = offset_buf;
+	}
+	else
+		*offset = m->offset;
+	*handle = m->handle[0] ? m->handle : NULL;
+	strlcpy(m->saved_offset, *offset, sizeof(m->saved_offset));
+}
+
+void
+ps_member_committed(PsMember *m)
+{
+	strlcpy(m->committed_handle, m->handle, sizeof(m->committed_handle));
+	strlcpy(m->committed_offset, m->saved_offset, sizeof(m->committed_offset));
+	ps_spool_drop_consumed(m->spool);
+	/* with changes still waiting, the position stored is the target's */
+	m->position_dirty = ps_spool_count(m->spool) > 0;
+	m->replace = false;
+	m->from_start = false;
+	m->refetches = 0;
+	m->live = true;
+	if (ps_spool_count(m->spool) == 0)
+		m->align.max_lsn = 0;
+}

@@ -1,0 +1,125 @@
+/*
+ * member.h
+ *	  One shape's stream within a subscription: where it stands in the
+ *	  shape's log, the request that comes next, and reading a response into
+ *	  its spool.  It knows nothing of transports or transactions: a response
+ *	  is fed in and an outcome comes out, which the run (run.c) acts on.
+ */
+#ifndef PS_MEMBER_H
+#define PS_MEMBER_H
+
+#include "pglite_sync.h"
+
+#include "align.h"
+#include "bodysplit.h"
+#include "catalog.h"
+#include "message.h"
+#include "response.h"
+#include "shapeopts.h"
+#include "spool.h"
+
+typedef enum PsOutcomeKind
+{
+	PS_OUT_PAGE,				/* a good response; the batch goes on */
+	PS_OUT_BATCH,				/* a good response ending with up-to-date */
+	PS_OUT_REFETCH,				/* 409 / must-refetch: restarted from -1 */
+	PS_OUT_RETRY,				/* backoff: retrying alone may fix it */
+	PS_OUT_FATAL,				/* error: needs a fix elsewhere, retried at the cap */
+	PS_OUT_INTERRUPTED			/* the transfer was abandoned on purpose */
+} PsOutcomeKind;
+
+typedef struct PsOutcome
+{
+	PsOutcomeKind kind;
+	int64		retry_after_ms; /* -1: none */
+	const char *message;		/* RETRY, FATAL: what everyone may see */
+	const char *detail;			/* the whole story, for the owner only (or NULL) */
+	long		status;			/* HTTP status, 0 when none */
+} PsOutcome;
+
+struct PsRun;
+
+typedef struct PsMember
+{
+	struct PsRun *run;
+	int			index;
+	PsShapeDef *def;
+	ps_shape	shape;
+	char	   *base_url;		/* shape URL + the shape's query parameters */
+	char	   *host;
+	char	  **header_names;	/* static headers of the shape */
+	char	  **header_values;
+	int			nheaders;
+
+	/* position in memory; the catalog has the committed one */
+	char		handle[PS_HANDLE_MAX];
+	char		offset[PS_OFFSET_MAX];
+	char		cursor[PS_CURSOR_MAX];
+	char		committed_handle[PS_HANDLE_MAX];
+	char		committed_offset[PS_OFFSET_MAX];
+	char		saved_offset[PS_OFFSET_MAX];	/* stored by the commit under way */
+	bool		live;			/* caught up once: long-poll next */
+	bool		position_dirty; /* the position moved since it was stored */
+	bool		replace;		/* the next commit replaces this shape's rows */
+	bool		from_start;		/* its spooled batch began at -1 (bulk load ok) */
+	char		buster[32];
+	int			refetches;		/* 409s without an up-to-date in between */
+	int			failures;		/* consecutive failed requests */
+	TimestampTz retry_at;		/* no request before this */
+
+	/* alignment (see align.h) */
+	ps_align_member align;
+	uint64		sync_ticket;	/* wait_for_sync ticket of its latest up-to-date */
+
+	PsSpool    *spool;
+
+	/* the request in flight */
+	bool		in_flight;
+	bool		catch_up;		/* ask non-live next: the group waits for this shape */
+	bool		auth_retried;	/* a 401 got one immediate retry with fresh headers */
+	bool		request_live;
+	uint64		request_ticket;
+	TimestampTz request_started;
+
+	/* the response being read */
+	ps_bodysplit split;
+	ps_message	msg;
+	bool		resp_checked;
+	bool		resp_up_to_date;
+	bool		resp_must_refetch;
+	uint64		resp_global_lsn;
+	bool		resp_has_global_lsn;
+	int64		resp_changes;
+	uint64		resp_max_lsn;	/* alignment as it stands after this response */
+	uint64		resp_open_lsn;
+	PsOutcomeKind resp_fail_kind;
+	char		resp_error[600];
+	ErrorData  *cb_error;		/* an ERROR raised while reading the body */
+} PsMember;
+
+/* Set up from the catalog's definition (parsing the stored shape). */
+extern void ps_member_init(PsMember *m, struct PsRun *run, int index, PsShapeDef *def,
+						   MemoryContext cxt);
+/* Take over where and how to ask from a reread definition (alter_subscription). */
+extern void ps_member_reload(PsMember *m, PsShapeDef *def, MemoryContext cxt);
+
+/* The next request: its URL, and whether it is a live one. */
+extern char *ps_member_request_url(PsMember *m, bool live);
+
+/* Reading a response: begin, the body in pieces, then the outcome. */
+extern void ps_member_response_begin(PsMember *m, bool live, uint64 ticket);
+extern bool ps_member_response_body(PsMember *m, const char *data, size_t len,
+									const PsResponse *resp);
+extern PsOutcome ps_member_response_end(PsMember *m, PsResponse *resp);
+
+/* 409 or must-refetch: drop what was spooled and restart at -1. */
+extern void ps_member_refetch(PsMember *m, const char *new_handle);
+
+/* A commit up to target: the position to store (more: changes past the
+ * target stay spooled), then the bookkeeping once it committed. */
+extern void ps_member_commit_position(PsMember *m, uint64 target, bool more,
+									  const char **handle, const char **offset,
+									  char *offset_buf, size_t buflen);
+extern void ps_member_committed(PsMember *m);
+
+#endif
