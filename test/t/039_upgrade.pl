@@ -1,0 +1,129 @@
+# Upgrades in place.  CREATE EXTENSION pglite_sync VERSION '0.1.0' with
+# subscriptions stored the way 0.1.0 stored them (rows in its catalog
+# layout, with its target fingerprint): after a restart on the new library
+# they sync; the 0.1.0 SQL API refuses to manage them until the update;
+# ALTER EXTENSION pglite_sync UPDATE while they are live keeps them running
+# with their data and positions (no request at offset -1 again), later
+# changes still arrive, and the 0.2.0 view and API take over.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use ElectricServer;
+use PostgreSQL::Test::Utils;
+use SyncTest;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $server = ElectricServer->new(long_poll_ms => 1000);
+my $node = sync_node('upgrade', no_extension => 1);
+my $T = JSON::PP::true;
+my @cols = qw(id title);
+
+for my $t (qw(items labels))
+{
+	$server->create_table(
+		name => $t,
+		columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+		primary_key => ['id'],
+		page_rows => 4,
+		rows => [ map { { id => "$_", title => "$t $_" } } 1 .. 10 ]);
+}
+sql($node, "CREATE EXTENSION pglite_sync VERSION '0.1.0'");
+is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.1.0', 'version 0.1.0 installed');
+sql($node, "CREATE TABLE items (id int PRIMARY KEY, title text); CREATE TABLE labels (id int PRIMARY KEY, label text)");
+
+# the new library and the old SQL: the 0.1.0 API refuses, with a hint
+my ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.sync_shape_to_table('" . $server->shape('items') . "', 'items', '{id}', shape_key => 'items')");
+like($err, qr/extension "pglite_sync" must be updated to version 0\.2\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
+like($err, qr/HINT:  Run ALTER EXTENSION pglite_sync UPDATE/, '... with the hint to update');
+
+# subscriptions as 0.1.0 stored them: the shape in the subscription row and
+# md5(relid|primary_key|map_columns|map_function|owner) as the fingerprint
+sub legacy_subscription
+{
+	my ($name, $table, $map) = @_;
+	my $url = $server->shape_url;
+	my $m = defined $map ? "'$map'::jsonb" : 'NULL::jsonb';
+	sql($node, qq{
+		INSERT INTO electric.subscription (name, shape_key, owner, relid, schema_name, table_name, primary_key,
+		    shape_url, shape_params, shape_headers, map_columns, initial_insert_method, target_fingerprint)
+		SELECT '$name', '$name', r.oid, '$table'::regclass, 'public', '$table', '{id}', '$url',
+		       jsonb_build_object('table', '$table'), '{"X-Legacy": "yes"}', $m, 'insert',
+		       md5(concat_ws('|', '$table'::regclass::oid::text, '{id}'::text[]::text, ($m)::text, NULL::text, r.oid::text))
+		  FROM pg_roles r WHERE r.rolname = current_user});
+}
+legacy_subscription('items', 'items');
+legacy_subscription('labels', 'labels', '{"id": "id", "label": "title"}');
+$node->restart;
+ok(wait_sync($node, 'items') && wait_sync($node, 'labels'), 'after a restart the new library runs the 0.1.0 subscriptions');
+is_table_synced($node, $server, 'items', \@cols, 'items synced');
+is(sql($node, "SELECT string_agg(id || '=' || label, ',' ORDER BY id) FROM labels"), join(',', map { "$_=labels $_" } 1 .. 10), 'labels synced through map_columns');
+is(sql($node, "SELECT string_agg(name || ' ' || state || ' ' || rows_applied, ',' ORDER BY name) FROM electric.subscriptions"),
+	'items live 10,labels live 10', 'the 0.1.0 view shows them live');
+my ($req0) = grep { $_->{query}{offset} eq '-1' } @{ $server->requests('items') };
+is($req0->{headers}{'x-legacy'}, 'yes', 'with their stored headers');
+($rc, $out, $err) = $node->psql('postgres', "SELECT electric.unsubscribe('items')");
+like($err, qr/must be updated to version 0\.2\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
+is(sub_status($node, 'items', 'state'), 'live', 'and changed nothing');
+
+# a change while on 0.1.0: positions are stored in the 0.1.0 layout
+$server->txn('items', { op => 'update', row => { id => '1', title => 'on 0.1.0' } });
+ok(wait_sync($node, 'items'), 'a live change on the 0.1.0 layout');
+is(sql($node, "SELECT title FROM items WHERE id = 1"), 'on 0.1.0', 'applied');
+my %before;
+for my $s (qw(items labels))
+{
+	$before{$s} = sql($node, "SELECT handle || ' ' || \"offset\" || ' ' || rows_applied FROM electric.subscriptions WHERE name = '$s'");
+	like($before{$s}, qr/^\d+-\d+ \d+_\d+ \d+$/, "$s: position stored ($before{$s})");
+}
+my %pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items labels);
+
+# ---- ALTER EXTENSION UPDATE while they are live ----
+$server->clear_requests;
+sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.2.0', 'updated to 0.2.0');
+is(sql($node, "SELECT string_agg(name || ' ' || shape_count || ' ' || handle || ' ' || \"offset\" || ' ' || rows_applied, ',' ORDER BY name) FROM electric.subscriptions"),
+	"items 1 $before{items},labels 1 $before{labels}", 'the 0.2.0 view shows both, with their positions and counts');
+is(sql($node, "SELECT string_agg(owner, ',') FROM electric.subscriptions"), join(',', (sql($node, 'SELECT current_user')) x 2), 'owners by name');
+is(sql($node, "SELECT map_columns::text FROM electric.subscriptions WHERE name = 'labels'"), '{"id": "id", "label": "title"}', 'map_columns kept');
+
+$server->txn('items', { op => 'update', row => { id => '2', title => 'on 0.2.0' } });
+$server->txn('labels', { op => 'insert', row => { id => '11', title => 'labels 11' } });
+ok(wait_sync($node, 'items') && wait_sync($node, 'labels'), 'both sync after the update');
+is(sql($node, "SELECT title FROM items WHERE id = 2"), 'on 0.2.0', 'later changes arrive');
+is(sql($node, "SELECT label FROM labels WHERE id = 11"), 'labels 11', 'on both');
+is_table_synced($node, $server, 'items', \@cols, 'items equals the server');
+for my $s (qw(items labels))
+{
+	my @resync = grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests($s) };
+	is(scalar(@resync), 0, "$s: no request at offset -1 since the update: no resync");
+	my $now = sub_status($node, $s, 'worker_pid');
+	ok($now == $pids{$s} || $now > 0, "$s: running (worker $pids{$s} -> $now)");
+	like(sub_status($node, $s, 'state'), qr/^live$/, "$s: live");
+}
+is(sub_status($node, 'items', 'rows_applied'), (split / /, $before{items})[2] + 1, 'rows_applied went on from where it was');
+is(sql($node, "SELECT count(*) FROM electric.subscription_shapes"), '2', 'subscription_shapes has one shape each');
+unlike(slurp_file($node->logfile), qr/catalog statement failed|terminated by signal|PANIC/, 'no catalog error in the workers during the update');
+
+# the 0.2.0 API manages them now
+sql($node, q{SELECT electric.alter_subscription('items', headers => '{"X-Legacy": "updated"}')});
+$server->txn('items', { op => 'update', row => { id => '3', title => 'after alter' } });
+ok(wait_sync($node, 'items'), 'alter_subscription works on an upgraded subscription');
+my ($last) = grep { $_->{headers}{'x-legacy'} } reverse @{ $server->requests('items') };
+is($last->{headers}{'x-legacy'}, 'updated', 'with the new header');
+sql($node, "SELECT electric.unsubscribe('labels')");
+ok(wait_until($node, "SELECT state = 'stopped' AND worker_pid IS NULL FROM electric.subscriptions WHERE name = 'labels'"), 'unsubscribe works');
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('labels') . "', 'labels', '{id}', map_columns => '{\"id\": \"id\", \"label\": \"title\"}', shape_key => 'labels')");
+ok(wait_sync($node, 'labels'), 'resubscribed with the same key and definition');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('labels') }), 0, 'it resumed from its stored offset (same fingerprint)');
+
+# and it all survives another restart
+$node->restart;
+ok(wait_sync($node, 'items') && wait_sync($node, 'labels'), 'after a restart both sync');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }, @{ $server->requests('labels') }), 0, 'still without a resync');
+
+$node->stop;
+$server->stop;
+done_testing();
