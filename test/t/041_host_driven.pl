@@ -108,6 +108,27 @@ $server->txns('items', map { { ops => [ { op => 'insert', row => { id => "$_", t
 is(sql($node, "SELECT electric.wait_for_sync('h', '20 s')"), 't', 'wait_for_sync again');
 is_table_synced($node, $server, 'items', \@cols, 'every transaction applied');
 
+# alter_subscription and headers_function reach the host through next_request
+$bg->{handle}->signal('TERM') if $bg->{handle}->pumpable;
+finish_feed($bg);
+sql($node, q{
+	CREATE SEQUENCE hseq;
+	CREATE FUNCTION hf(sub text) RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('X-Seq', nextval('public.hseq')::text, 'X-Sub', sub) $$;
+});
+sql($node, q{SELECT electric.alter_subscription('h', headers => '{"X-Static": "s"}', headers_function => 'hf(text)')});
+my @hreq = map { JSON::PP->new->decode(sql($node, "SELECT electric.next_request('h')")) } 1 .. 2;
+is($hreq[0]{headers}{'X-Static'}, 's', 'next_request hands out the altered headers');
+is($hreq[0]{headers}{'X-Sub'}, 'h', 'and calls the headers function with the subscription name');
+is($hreq[1]{headers}{'X-Seq'}, $hreq[0]{headers}{'X-Seq'} + 1, 'once per request');
+$server->clear_requests;
+$server->txn('items', { op => 'update', row => { id => '4', title => 'with headers' } });
+$steps = feed($node, 'h', until_up_to_date => 1);
+my ($hr) = grep { ($_->{headers}{'x-static'} // '') eq 's' } @{ $server->requests('items') };
+ok($hr && $hr->{headers}{'x-seq'}, 'the feeder sent them to the server');
+is(sql($node, "SELECT title FROM items WHERE id = 4"), 'with headers', 'and the change arrived');
+$bg = start_feed($node, 'h', seconds => 25);
+ok(wait_until($node, "SELECT state = 'live' FROM electric.subscriptions WHERE name = 'h'"), 'a feeder runs again');
+
 # unsubscribe: next_request says NULL, the feeder stops on its own
 sql($node, "SELECT electric.unsubscribe('h')");
 my $fed = finish_feed_when_done($bg);
