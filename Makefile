@@ -10,13 +10,17 @@ MODULE_big = pglite_sync
 DATA = $(wildcard src/sql/pglite_sync--*.sql)
 
 # pure C: compile and unit-test without PostgreSQL
-PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeopts.o src/align.o
-# the engine: everything but the workers, the launcher and libcurl (PGlite has those)
-ENGINE_OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o src/pglite_sync.o src/atcommit.o \
-	src/slots.o src/catalog.o src/response.o src/member.o src/run.o src/commit.o src/spool.o \
+PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeopts.o src/align.o \
+	src/sse.o src/visibility.o src/tags.o
+# the engine: everything PGlite has too (no workers, no libcurl there)
+ENGINE_OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o src/pglite_sync.o src/extension.o \
+	src/catalog.o src/response.o src/member.o src/run.o src/commit.o src/spool.o \
 	src/target.o src/rowbuild.o src/apply_spi.o src/apply_bulk.o src/apply.o \
-	src/api_subscribe.o src/api_manage.o src/hostdrive.o src/status.o
-OBJS = $(ENGINE_OBJS) src/launcher.o src/worker.o src/foreground.o src/http.o
+	src/api_subscribe.o src/api_manage.o src/hostdrive.o src/status.o src/jsonutil.o \
+	src/foreground.o
+# the workers: slots in shared memory, the launcher, libcurl
+WORKER_OBJS = src/slots.o src/atcommit.o src/launcher.o src/worker.o src/http.o src/dbhook.o
+OBJS = $(ENGINE_OBJS) $(WORKER_OBJS)
 
 REGRESS = api
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \
@@ -35,7 +39,7 @@ SHLIB_LINK = $(shell pkg-config --libs libcurl jansson)
 # PGlite (PostgreSQL 18 in WASM): `make pglite` (pglite/build) runs this
 # Makefile with PGLITE=1 and an emscripten PGXS, linking PGLITE_OBJS into a
 # side module: no libcurl, no background workers, jansson linked statically.
-PGLITE_OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o
+PGLITE_OBJS = $(ENGINE_OBJS)
 ifdef PGLITE
 OBJS = $(PGLITE_OBJS)
 PG_CPPFLAGS = -Isrc -D__PGLITE__ $(shell pkg-config --cflags jansson)

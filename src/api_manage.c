@@ -25,6 +25,7 @@
 
 #include "catalog.h"
 #include "protocol.h"
+#include "jsonutil.h"
 #include "shapeopts.h"
 
 PG_FUNCTION_INFO_V1(ps_unsubscribe);
@@ -170,16 +171,16 @@ ps_alter_subscription(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("headers of subscription \"%s\" must be a JSON object of header names and string values",
 							name)));
-		headers = ps_text_to_utf8(OidOutputFunctionCall(F_JSONB_OUT, JsonbPGetDatum(j)));
+		headers = ps_jsonb_text(j);
 	}
 	if (url == NULL && headers == NULL && !set_function)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("alter_subscription of \"%s\" changes nothing", name),
 				 errhint("Give shape_url, headers or headers_function.")));
-	if (url)
-		url = ps_text_to_utf8(url);
-	check_url_and_headers(name, url, headers);
+	/* checked as the worker will read them (UTF-8), stored as given */
+	check_url_and_headers(name, url ? ps_text_to_utf8(url) : NULL,
+						  headers ? ps_text_to_utf8(headers) : NULL);
 	if (set_function)
 		ps_check_function(function, "headers_function", TEXTOID, JSONBOID,
 						  "(subscription text) RETURNS jsonb");
@@ -229,18 +230,16 @@ lookup_for_wait(const char *name, int32 *subid, bool *worker, char **run_state)
 static TimestampTz
 host_up_to_date_since(const char *run_state)
 {
-	Jsonb	   *j;
-	JsonbValue *v;
+	json_error_t err;
+	json_t	   *j = run_state ? json_loads(run_state, 0, &err) : NULL;
+	json_t	   *v = j ? json_object_get(j, "up_to_date_since") : NULL;
+	TimestampTz t = 0;
 
-	if (run_state == NULL)
-		return 0;
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(run_state)));
-	v = getKeyJsonValueFromContainer(&j->root, "up_to_date_since", strlen("up_to_date_since"), NULL);
-	if (v == NULL || v->type != jbvString)
-		return 0;
-	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-												   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
-												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	if (json_is_string(v))
+		t = DatumGetTimestampTz(OidInputFunctionCall(F_TIMESTAMPTZ_IN,
+													 (char *) json_string_value(v), InvalidOid, -1));
+	json_decref(j);
+	return t;
 }
 
 /*
@@ -260,8 +259,8 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 	TimestampTz deadline = 0;
 	TimestampTz called = GetCurrentTimestamp();
 	bool		forever = PG_ARGISNULL(1);
-	uint64		ticket = 0;
-	uint32		ticket_generation = 0;
+	uint64		ticket pg_attribute_unused() = 0;	/* a worker's barrier */
+	uint32		ticket_generation pg_attribute_unused() = 0;
 	bool		result = false;
 	TimestampTz next_lookup;
 
@@ -288,6 +287,13 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 	}
 	if (worker)
 		ps_require_preload();
+#ifdef __PGLITE__
+	/* the host drives the sync in this very process: nothing can arrive */
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("wait_for_sync cannot wait in PGlite, where the host drives subscription \"%s\"", name),
+			 errhint("Watch is_up_to_date in electric.subscriptions, or the isUpToDate of the JavaScript API.")));
+#endif
 	next_lookup = TimestampTzPlusMilliseconds(called, worker ? 1000 : 100);
 
 	for (;;)
@@ -295,6 +301,7 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 		long		sleep_ms = worker ? 1000 : 100;
 		TimestampTz now;
 
+#ifndef __PGLITE__
 		if (worker)
 		{
 			PsSlot	   *slot;
@@ -316,7 +323,9 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 			}
 			LWLockRelease(ps_shared->lock);
 		}
-		else if (host_up_to_date_since(run_state) >= called)
+		else
+#endif
+		if (host_up_to_date_since(run_state) >= called)
 			result = true;
 		if (result)
 			break;
@@ -335,10 +344,12 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 				break;
 			next_lookup = TimestampTzPlusMilliseconds(now, worker ? 1000 : 100);
 		}
+#ifndef __PGLITE__
 		if (worker)
 			ConditionVariableTimedSleep(&ps_shared->cv, Max(sleep_ms, 1),
 										ps_wait_event(PS_WAIT_FOR_SYNC));
 		else
+#endif
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 Max(sleep_ms, 1), ps_wait_event(PS_WAIT_FOR_SYNC));
@@ -346,7 +357,9 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
+#ifndef __PGLITE__
 	if (worker)
 		ConditionVariableCancelSleep();
+#endif
 	PG_RETURN_BOOL(result);
 }

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/json.h"
+#include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
@@ -32,6 +33,8 @@
 #include "catalog.h"
 #include "protocol.h"
 #include "shapeopts.h"
+#include "jsonutil.h"
+#include "ps_alloc.h"
 
 PG_FUNCTION_INFO_V1(ps_sync_shape_to_table);
 PG_FUNCTION_INFO_V1(ps_sync_shapes_to_tables);
@@ -54,23 +57,21 @@ require_arg(FunctionCallInfo fcinfo, int n, const char *name)
 				 errmsg("%s must not be null", name)));
 }
 
-/* The shape's JSON text, as UTF-8 (what jansson and URLs need). */
-static char *
-shape_text(Jsonb *shape)
-{
-	char	   *text = OidOutputFunctionCall(F_JSONB_OUT, JsonbPGetDatum(shape));
-
-	return ps_text_to_utf8(text);
-}
-
+/* The shape option, checked as the worker will read it (UTF-8 JSON text). */
 static void
-check_shape(const char *text, const char *target)
+check_shape(json_t *shape, const char *target)
 {
+	char	   *text = json_dumps(shape, JSON_ENCODE_ANY | JSON_COMPACT);
 	ps_shape	s;
 	char		err[512];
 	char	   *host;
+	int			rc;
 
-	if (ps_shape_parse(text, strlen(text), &s, err, sizeof(err)) < 0)
+	if (text == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	rc = ps_shape_parse(text, strlen(text), &s, err, sizeof(err));
+	ps_free(text);
+	if (rc < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid shape for table %s: %s", target, err)));
@@ -175,8 +176,8 @@ check_primary_key(Relation rel, List *pk, const char *target)
 			continue;
 		idx = (Form_pg_index) GETSTRUCT(tup);
 		usable = idx->indisunique && idx->indisvalid && idx->indislive &&
-			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+			ps_attr_is_null(tup, Anum_pg_index_indexprs) &&
+			ps_attr_is_null(tup, Anum_pg_index_indpred);
 		for (int i = 0; i < idx->indnkeyatts; i++)
 		{
 			AttrNumber	a = idx->indkey.values[i];
@@ -239,37 +240,33 @@ check_table_privileges(Oid relid, const char *target)
 }
 
 static void
-check_map_columns(Jsonb *map, Oid relid, List *pk, const char *target)
+check_map_columns(json_t *map, Relation rel, List *pk, const char *target)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	Oid			relid = RelationGetRelid(rel);
+	const char *k;
+	json_t	   *v;
 	List	   *mapped = NIL;
 	ListCell   *lc;
 
-	if (!JB_ROOT_IS_OBJECT(map))
+	if (!json_is_object(map))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("map_columns must be a JSON object of {\"local_column\": \"shape_column\"}")));
-	it = JsonbIteratorInit(&map->root);
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	json_object_foreach(map, k, v)
 	{
-		if (tok == WJB_KEY)
-		{
-			char	   *local = pnstrdup(v.val.string.val, v.val.string.len);
-			AttrNumber	att = require_column(relid, local, target);
+		char	   *local = pg_any_to_server(k, strlen(k), PG_UTF8);
+		AttrNumber	att = require_column(relid, local, target);
 
-			if (get_attgenerated(relid, att))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("map_columns maps generated column \"%s\" of %s, which cannot be written",
-								local, target)));
-			mapped = lappend(mapped, local);
-		}
-		else if (tok == WJB_VALUE && (v.type != jbvString || v.val.string.len == 0))
+		if (TupleDescAttr(RelationGetDescr(rel), att - 1)->attgenerated)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("map_columns maps generated column \"%s\" of %s, which cannot be written",
+							local, target)));
+		if (!json_is_string(v) || json_string_length(v) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("map_columns values must be shape column names (non-empty strings)")));
+		mapped = lappend(mapped, local);
 	}
 	foreach(lc, pk)
 	{
@@ -352,8 +349,8 @@ text_array(List *items)
 
 /* Check one shape and its target; fills spec. */
 static void
-check_spec(ShapeSpec *spec, const char *member, int position, Jsonb *shape,
-		   const char *table_name, const char *schema_name, List *pk, Jsonb *map_columns,
+check_spec(ShapeSpec *spec, const char *member, int position, json_t *shape,
+		   const char *table_name, const char *schema_name, List *pk, json_t *map_columns,
 		   Oid map_function, Oid on_must_refetch)
 {
 	PsShapeDef *def = &spec->def;
@@ -367,8 +364,8 @@ check_spec(ShapeSpec *spec, const char *member, int position, Jsonb *shape,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("map_columns and map_function cannot be used together")));
-	spec->shape_json = shape_text(shape);
-	check_shape(spec->shape_json, spec->target);
+	check_shape(shape, spec->target);
+	spec->shape_json = ps_json_text(shape);
 
 	/* the target table, by OID from now on */
 	nspoid = get_namespace_oid(schema_name, true);
@@ -387,7 +384,7 @@ check_spec(ShapeSpec *spec, const char *member, int position, Jsonb *shape,
 	check_table_privileges(relid, spec->target);
 	check_primary_key(rel, pk, spec->target);
 	if (map_columns)
-		check_map_columns(map_columns, relid, pk, spec->target);
+		check_map_columns(map_columns, rel, pk, spec->target);
 	if (OidIsValid(map_function))
 		ps_check_function(map_function, "map_function", JSONBOID, JSONBOID,
 					   "(message jsonb) RETURNS jsonb");
@@ -402,8 +399,7 @@ check_spec(ShapeSpec *spec, const char *member, int position, Jsonb *shape,
 	def->schema_name = pstrdup(schema_name);
 	def->table_name = pstrdup(table_name);
 	def->primary_key = pk;
-	def->map_columns = map_columns ?
-		OidOutputFunctionCall(F_JSONB_OUT, JsonbPGetDatum(map_columns)) : NULL;
+	def->map_columns = map_columns ? ps_json_text(map_columns) : NULL;
 	def->map_function = map_function;
 	def->on_must_refetch = on_must_refetch;
 	spec->pk_array = text_array(pk);
@@ -523,10 +519,10 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shape_key must not be empty"),
 				 errhint("Pass NULL for a subscription whose stream state is not persisted.")));
-	check_spec(&spec, NULL, 0, PG_GETARG_JSONB_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
-			   text_to_cstring(PG_GETARG_TEXT_PP(3)),
+	check_spec(&spec, NULL, 0, ps_jsonb_load(PG_GETARG_JSONB_P(0)),
+			   text_to_cstring(PG_GETARG_TEXT_PP(1)), text_to_cstring(PG_GETARG_TEXT_PP(3)),
 			   column_list(PG_GETARG_ARRAYTYPE_P(2), "primary_key"),
-			   PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4),
+			   PG_ARGISNULL(4) ? NULL : ps_jsonb_load(PG_GETARG_JSONB_P(4)),
 			   PG_ARGISNULL(5) ? InvalidOid : PG_GETARG_OID(5),
 			   PG_ARGISNULL(9) ? InvalidOid : PG_GETARG_OID(9));
 	spec.def.name = NULL;		/* the subscription's name, once known */
@@ -553,24 +549,18 @@ member_name_ok(const char *s)
 	return true;
 }
 
-static Jsonb *
-jsonb_of(JsonbValue *v)
-{
-	return JsonbValueToJsonb(v);
-}
-
 static char *
-string_of(JsonbValue *v, const char *member, const char *key)
+string_of(json_t *v, const char *member, const char *key)
 {
-	if (v->type != jbvString)
+	if (!json_is_string(v))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shape \"%s\": \"%s\" must be a string", member, key)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return ps_json_str(v);
 }
 
 static Oid
-function_of(JsonbValue *v, const char *member, const char *key)
+function_of(json_t *v, const char *member, const char *key)
 {
 	char	   *text = string_of(v, member, key);
 
@@ -579,32 +569,26 @@ function_of(JsonbValue *v, const char *member, const char *key)
 
 /* A JSON array of column names, as the text[] of sync_shape_to_table. */
 static List *
-columns_of(JsonbValue *v, const char *member)
+columns_of(json_t *v, const char *member)
 {
-	Jsonb	   *j;
-	JsonbIterator *it;
-	JsonbValue	e;
-	JsonbIteratorToken tok;
 	List	   *out = NIL;
 	ListCell   *lc;
+	size_t		i;
+	json_t	   *e;
 
-	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+	if (!json_is_array(v))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shape \"%s\": \"primary_key\" must be a JSON array of column names", member)));
-	j = jsonb_of(v);
-	it = JsonbIteratorInit(&j->root);
-	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	json_array_foreach(v, i, e)
 	{
 		char	   *c;
 
-		if (tok != WJB_ELEM)
-			continue;
-		if (e.type != jbvString || e.val.string.len == 0)
+		if (!json_is_string(e) || json_string_length(e) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("shape \"%s\": \"primary_key\" must hold non-empty column names", member)));
-		c = pnstrdup(e.val.string.val, e.val.string.len);
+		c = ps_json_str(e);
 		foreach(lc, out)
 			if (strcmp(lfirst(lc), c) == 0)
 				ereport(ERROR,
@@ -620,18 +604,15 @@ columns_of(JsonbValue *v, const char *member)
 }
 
 static void
-parse_member(ShapeSpec *spec, const char *member, int position, JsonbValue *obj)
+parse_member(ShapeSpec *spec, const char *member, int position, json_t *obj)
 {
-	Jsonb	   *j;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
-	Jsonb	   *shape = NULL;
+	const char *key;
+	json_t	   *v;
+	json_t	   *shape = NULL;
 	char	   *table = NULL;
 	char	   *schema = "public";
 	List	   *pk = NIL;
-	Jsonb	   *map_columns = NULL;
+	json_t	   *map_columns = NULL;
 	Oid			map_function = InvalidOid;
 	Oid			on_must_refetch = InvalidOid;
 
@@ -640,50 +621,32 @@ parse_member(ShapeSpec *spec, const char *member, int position, JsonbValue *obj)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid shape name \"%s\"", member),
 				 errdetail("Shape names are 1 to 63 characters of letters, digits and underscores.")));
-	if (obj->type != jbvBinary || !JsonContainerIsObject(obj->val.binary.data))
+	if (!json_is_object(obj))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shape \"%s\" must be a JSON object", member)));
-	j = jsonb_of(obj);
-	it = JsonbIteratorInit(&j->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	json_object_foreach(obj, key, v)
 	{
-		if (tok == WJB_KEY)
-		{
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			continue;
-		}
-		if (tok != WJB_VALUE)
-			continue;
 		if (strcmp(key, "shape") == 0)
 		{
-			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+			if (!json_is_object(v))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("shape \"%s\": \"shape\" must be a JSON object", member)));
-			shape = jsonb_of(&v);
+			shape = v;
 		}
 		else if (strcmp(key, "table_name") == 0)
-			table = string_of(&v, member, key);
+			table = string_of(v, member, key);
 		else if (strcmp(key, "schema_name") == 0)
-			schema = string_of(&v, member, key);
+			schema = string_of(v, member, key);
 		else if (strcmp(key, "primary_key") == 0)
-			pk = columns_of(&v, member);
+			pk = columns_of(v, member);
 		else if (strcmp(key, "map_columns") == 0)
-		{
-			if (v.type != jbvNull)
-				map_columns = jsonb_of(&v);
-		}
+			map_columns = json_is_null(v) ? NULL : v;
 		else if (strcmp(key, "map_function") == 0)
-		{
-			if (v.type != jbvNull)
-				map_function = function_of(&v, member, key);
-		}
+			map_function = json_is_null(v) ? InvalidOid : function_of(v, member, key);
 		else if (strcmp(key, "on_must_refetch") == 0)
-		{
-			if (v.type != jbvNull)
-				on_must_refetch = function_of(&v, member, key);
-		}
+			on_must_refetch = json_is_null(v) ? InvalidOid : function_of(v, member, key);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -703,15 +666,17 @@ parse_member(ShapeSpec *spec, const char *member, int position, JsonbValue *obj)
 static bool
 references(Oid child, Oid parent)
 {
-	Relation	rel = table_open(child, AccessShareLock);
-	List	   *fks = RelationGetFKeyList(rel);
-	ListCell   *lc;
-	bool		found = false;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		args[2] = {ObjectIdGetDatum(child), ObjectIdGetDatum(parent)};
+	bool		found;
 
-	foreach(lc, fks)
-		if (((ForeignKeyCacheInfo *) lfirst(lc))->confrelid == parent)
-			found = true;
-	table_close(rel, AccessShareLock);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_constraint "
+							  "WHERE contype = 'f' AND conrelid = $1 AND confrelid = $2",
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pglite_sync: could not read foreign keys");
+	found = SPI_processed > 0;
+	SPI_finish();
 	return found;
 }
 
@@ -757,11 +722,9 @@ ps_sync_shapes_to_tables(PG_FUNCTION_ARGS)
 	char	   *shape_key = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid			headers_function = PG_ARGISNULL(3) ? InvalidOid : PG_GETARG_OID(3);
 	bool		worker = PG_ARGISNULL(4) ? ps_default_worker() : PG_GETARG_BOOL(4);
-	Jsonb	   *shapes;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *member = NULL;
+	json_t	   *shapes;
+	const char *key;
+	json_t	   *v;
 	ShapeSpec  *specs;
 	int			n = 0;
 	int			cap;
@@ -778,30 +741,27 @@ ps_sync_shapes_to_tables(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shape_key must not be empty"),
 				 errhint("Pass NULL for a subscription whose stream state is not persisted.")));
-	shapes = PG_GETARG_JSONB_P(0);
-	if (!JB_ROOT_IS_OBJECT(shapes) || JB_ROOT_IS_SCALAR(shapes) || JB_ROOT_COUNT(shapes) == 0)
+	shapes = ps_jsonb_load(PG_GETARG_JSONB_P(0));
+	if (!json_is_object(shapes) || json_object_size(shapes) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shapes must be a JSON object of at least one {\"name\": {shape, table_name, primary_key, ...}}")));
-	cap = JB_ROOT_COUNT(shapes);
+	cap = (int) json_object_size(shapes);
 	specs = palloc0(sizeof(ShapeSpec) * cap);
-	it = JsonbIteratorInit(&shapes->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	json_object_foreach(shapes, key, v)
 	{
-		if (tok == WJB_KEY)
-			member = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE)
-		{
-			parse_member(&specs[n], member, n, &v);
-			for (int k = 0; k < n; k++)
-				if (specs[k].def.relid == specs[n].def.relid)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("shapes \"%s\" and \"%s\" both sync into table %s",
-									specs[k].def.name, member, specs[n].target),
-							 errhint("Give each table one shape of the group; several subscriptions may share a table.")));
-			n++;
-		}
+		/* names are checked to be ASCII letters, digits and underscores */
+		char	   *member = pstrdup(key);
+
+		parse_member(&specs[n], member, n, v);
+		for (int k = 0; k < n; k++)
+			if (specs[k].def.relid == specs[n].def.relid)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("shapes \"%s\" and \"%s\" both sync into table %s",
+								specs[k].def.name, member, specs[n].target),
+						 errhint("Give each table one shape of the group; several subscriptions may share a table.")));
+		n++;
 	}
 	order_by_foreign_keys(specs, n);
 	check_headers_function(headers_function);

@@ -108,14 +108,16 @@ ps_apply_peek(PsApply *a, uint64 *lsn, uint32 *op_position)
 static void
 bulk_load(PsApply *a)
 {
-	const char *method = a->opts.method;
+	const char *method pg_attribute_unused() = a->opts.method;
 
+#ifndef __PGLITE__				/* PGlite has no COPY FROM machinery to call */
 	if (strcmp(method, "copy") == 0 && ps_bulk_copy_allowed(a))
 	{
 		a->res.method = "copy";
 		a->res.bulk_rows += ps_bulk_copy(a);
 	}
 	else
+#endif
 	{
 		/* json, or copy into a table COPY cannot serve (row-level security) */
 		a->res.method = "json";
@@ -171,6 +173,7 @@ ps_apply_close(PsApply *a, PsApplyResult *res)
 	ps_apply_flush(a);
 	*res = a->res;
 	ps_target_close(a);
+	ps_message_free(&a->fn_msg);
 	MemoryContextDelete(a->row_cxt);
 	MemoryContextDelete(a->exec_cxt);
 	MemoryContextDelete(a->names_cxt);

@@ -24,6 +24,7 @@
 #define JSON_CHUNK_ROWS		10000
 #define JSON_CHUNK_BYTES	(16 * 1024 * 1024)
 
+#ifndef __PGLITE__
 /* ---- bulk loading: COPY ------------------------------------------------------- */
 
 typedef struct CopySource
@@ -186,6 +187,8 @@ ps_bulk_copy(PsApply *a)
 	CommandCounterIncrement();
 	return (int64) processed;
 }
+
+#endif
 
 /* ---- bulk loading: json_to_recordset ------------------------------------------ */
 

@@ -7,6 +7,7 @@
 #define PS_APPLY_INT_H
 
 #include "apply.h"
+#include "message.h"
 
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -85,6 +86,7 @@ struct PsApply
 
 	PsRow		row;
 	bool		pushed_back;
+	ps_message	fn_msg;			/* map_function's answer, parsed */
 	bool		bulk_done;		/* the leading snapshot rows were considered */
 	PsApplyResult res;
 

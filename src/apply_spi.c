@@ -367,7 +367,7 @@ ps_hold_key(PsApply *a)
 		resetStringInfo(&b);
 		if (c->has_send)
 		{
-			bytea	   *bin = SendFunctionCall(&c->send, d);
+			bytea	   *bin = DatumGetByteaP(FunctionCall1(&c->send, d));
 
 			hex(&b, VARDATA(bin), VARSIZE(bin) - VARHDRSZ);
 		}

@@ -36,13 +36,12 @@
 PsCatalogLayout
 ps_catalog_layout(void)
 {
-	Oid			extoid = get_extension_oid(PS_EXTENSION_NAME, true);
 	char	   *version;
 	PsCatalogLayout layout;
 
-	if (!OidIsValid(extoid) || (creating_extension && CurrentExtensionObject == extoid))
+	if (!ps_extension_ready())
 		return PS_LAYOUT_NONE;
-	version = ps_extension_version(extoid);
+	version = ps_extension_version(get_extension_oid(PS_EXTENSION_NAME, false));
 	layout = (version && strcmp(version, "0.1.0") == 0) ? PS_LAYOUT_0_1 : PS_LAYOUT_0_2;
 	return layout;
 }

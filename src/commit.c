@@ -170,7 +170,7 @@ ps_run_commit(PsRun *run, uint64 target)
 	int64		count = 0;
 	int64		applied = 0;
 	bool		replaced = false;
-	bool		own_txn = run->mode == PS_RUN_WORKER;
+	bool		own_txn pg_attribute_unused() = run->mode == PS_RUN_WORKER;
 	ApplyUser	u;
 	int			guc_level;
 
@@ -182,12 +182,14 @@ ps_run_commit(PsRun *run, uint64 target)
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("applying %lld changes of subscription %s",
 									(long long) count, sub->name));
+#ifndef __PGLITE__
 	if (own_txn)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		SPI_connect();
 	}
+#endif
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	/* still the running incarnation?  (a plain read: management never waits) */
@@ -235,6 +237,7 @@ ps_run_commit(PsRun *run, uint64 target)
 		Async_Notify(PS_NOTIFY_CHANNEL, sub->name);
 
 	PopActiveSnapshot();
+#ifndef __PGLITE__
 	if (own_txn)
 	{
 		SPI_finish();
@@ -242,7 +245,9 @@ ps_run_commit(PsRun *run, uint64 target)
 	}
 	else if (run->mode == PS_RUN_FOREGROUND)
 		SPI_commit();
+	/* a background worker's writes reach autovacuum only if reported */
 	pgstat_report_stat(false);
+#endif
 
 	/* committed: now the spools may forget */
 	for (int i = 0; i < n; i++)

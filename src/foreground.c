@@ -21,11 +21,24 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "driver.h"
 #include "run.h"
+#ifndef __PGLITE__
+#include "driver.h"
+#endif
 
 PG_FUNCTION_INFO_V1(ps_sync_now);
 
+#ifdef __PGLITE__
+Datum
+ps_sync_now(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("electric.sync_now() is not available in PGlite"),
+			 errhint("Subscriptions there are host-driven: electric.next_request() and electric.ingest_response().")));
+	PG_RETURN_VOID();
+}
+#else
 /* the slot this backend holds, released on a FATAL exit as well */
 static PsSlot *held_slot = NULL;
 static bool exit_callback_registered = false;
@@ -137,3 +150,4 @@ ps_sync_now(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_VOID();
 }
+#endif

@@ -31,7 +31,7 @@
 #include "utils/timestamp.h"
 
 #include "run.h"
-#include "json.h"
+#include "jsonutil.h"
 
 PG_FUNCTION_INFO_V1(ps_next_request);
 PG_FUNCTION_INFO_V1(ps_ingest_response);
@@ -190,7 +190,7 @@ restore_run(PsRun *run)
 static char *
 timestamp_text(TimestampTz t)
 {
-	return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t)));
+	return OidOutputFunctionCall(F_TIMESTAMPTZ_OUT, TimestampTzGetDatum(t));
 }
 
 /* Write every shape's stream and the run's state, in the caller's transaction. */
@@ -236,9 +236,8 @@ run_time(PsRun *run, const char *key)
 		const char *s = get_str(o, key);
 
 		if (s)
-			t = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
-														ObjectIdGetDatum(InvalidOid),
-														Int32GetDatum(-1)));
+			t = DatumGetTimestampTz(OidInputFunctionCall(F_TIMESTAMPTZ_IN, (char *) s,
+														 InvalidOid, -1));
 		json_decref(o);
 	}
 	return t;
@@ -379,32 +378,24 @@ ps_next_request(PG_FUNCTION_ARGS)
 /* ---- ingest_response ---------------------------------------------------------------- */
 
 static void
-headers_from_jsonb(Jsonb *j, PsResponse *resp)
+headers_from_jsonb(Jsonb *jb, PsResponse *resp)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	json_t	   *j = ps_jsonb_load(jb);
+	const char *key;
+	json_t	   *v;
 
-	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
+	if (!json_is_object(j))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("headers must be a JSON object of header names and values")));
-	it = JsonbIteratorInit(&j->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	json_object_foreach(j, key, v)
 	{
-		if (tok == WJB_KEY)
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE && key)
-		{
-			if (v.type == jbvString)
-				ps_response_header(resp, key, pnstrdup(v.val.string.val, v.val.string.len));
-			else if (v.type == jbvNumeric)
-				ps_response_header(resp, key,
-								   DatumGetCString(DirectFunctionCall1(numeric_out,
-																	   NumericGetDatum(v.val.numeric))));
-		}
+		if (json_is_string(v))
+			ps_response_header(resp, key, json_string_value(v));
+		else if (json_is_integer(v))
+			ps_response_header(resp, key, psprintf("%lld", (long long) json_integer_value(v)));
 	}
+	json_decref(j);
 }
 
 /*

@@ -26,10 +26,11 @@ parse_definition(PsMember *m, PsShapeDef *def, MemoryContext cxt)
 	char		err[512];
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ps_strbuf	b;
+	char	   *utf8 = ps_text_to_utf8(def->shape_json);	/* URLs carry UTF-8 */
 
 	if (m->base_url)
 		ps_shape_free(&m->shape);
-	if (ps_shape_parse(def->shape_json, strlen(def->shape_json), &m->shape, err, sizeof(err)) < 0)
+	if (ps_shape_parse(utf8, strlen(utf8), &m->shape, err, sizeof(err)) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("stored shape \"%s\" of subscription \"%s\" is invalid: %s",

@@ -24,6 +24,12 @@ typedef struct cursor
 	const char *p;
 	const char *end;
 	ps_message *m;
+	/* where the header arrays start in the message's storage */
+	int			tags_first;
+	int			removed_first;
+	int			active_first;
+	int			patterns_first;
+	int			txids_first;
 } cursor;
 
 static int	skip_value(cursor *c, int depth, const char **start, size_t *len);
@@ -525,6 +531,226 @@ parse_row(cursor *c, int *first, int *count)
 	}
 }
 
+/* Grow one of the message's reusable arrays by one element. */
+#define GROW(arr, n, cap, type) \
+	do { \
+		if ((n) == (cap)) \
+		{ \
+			(cap) = (cap) ? (cap) * 2 : 16; \
+			(arr) = ps_realloc((arr), sizeof(type) * (cap)); \
+		} \
+	} while (0)
+
+/* ["s", …] into m->strs; returns the first index and the count. */
+static int
+parse_str_array(cursor *c, int *first, int *count)
+{
+	ps_message *m = c->m;
+
+	*first = m->nstrs;
+	*count = 0;
+	if (!expect(c, '['))
+		return err(c, "expected an array of strings");
+	if (expect(c, ']'))
+		return 0;
+	for (;;)
+	{
+		const char *s;
+		size_t		len;
+
+		skip_ws(c);
+		if (parse_string(c, &s, &len) < 0)
+			return -1;
+		GROW(m->strs, m->nstrs, m->strs_cap, ps_str);
+		m->strs[m->nstrs].s = s;
+		m->strs[m->nstrs].len = len;
+		m->nstrs++;
+		(*count)++;
+		if (expect(c, ','))
+			continue;
+		if (expect(c, ']'))
+			return 0;
+		return err(c, "expected ',' or ']' in array");
+	}
+}
+
+/* [true, false, …] into m->bools */
+static int
+parse_bool_array(cursor *c, int *first, int *count)
+{
+	ps_message *m = c->m;
+
+	*first = m->nbools;
+	*count = 0;
+	if (!expect(c, '['))
+		return err(c, "expected an array of booleans");
+	if (expect(c, ']'))
+		return 0;
+	for (;;)
+	{
+		bool		v;
+
+		skip_ws(c);
+		if (c->p < c->end && *c->p == 't')
+			v = true;
+		else if (c->p < c->end && *c->p == 'f')
+			v = false;
+		else
+			return err(c, "expected a boolean");
+		if (skip_literal(c, v ? "true" : "false") < 0)
+			return -1;
+		GROW(m->bools, m->nbools, m->bools_cap, bool);
+		m->bools[m->nbools++] = v;
+		(*count)++;
+		if (expect(c, ','))
+			continue;
+		if (expect(c, ']'))
+			return 0;
+		return err(c, "expected ',' or ']' in array");
+	}
+}
+
+/* A non-negative integer, as a number or a string of digits. */
+static int
+parse_uint(cursor *c, unsigned long long *out)
+{
+	const char *s;
+	size_t		len;
+	unsigned long long v = 0;
+
+	skip_ws(c);
+	if (c->p < c->end && *c->p == '"')
+	{
+		if (parse_string(c, &s, &len) < 0)
+			return -1;
+	}
+	else
+	{
+		s = c->p;
+		if (skip_number(c) < 0)
+			return -1;
+		len = c->p - s;
+	}
+	if (len == 0 || len > 20)
+		return err(c, "expected an integer");
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9' || v > (ULLONG_MAX - 9) / 10)
+			return err(c, "expected an integer");
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* [123, "456", …] into m->ids */
+static int
+parse_id_array(cursor *c, int *first, int *count)
+{
+	ps_message *m = c->m;
+
+	*first = m->nids;
+	*count = 0;
+	if (!expect(c, '['))
+		return err(c, "expected an array of transaction ids");
+	if (expect(c, ']'))
+		return 0;
+	for (;;)
+	{
+		unsigned long long v;
+
+		if (parse_uint(c, &v) < 0)
+			return -1;
+		GROW(m->ids, m->nids, m->ids_cap, unsigned long long);
+		m->ids[m->nids++] = v;
+		(*count)++;
+		if (expect(c, ','))
+			continue;
+		if (expect(c, ']'))
+			return 0;
+		return err(c, "expected ',' or ']' in array");
+	}
+}
+
+/* [{"pos": N, "value": "h"}, …] into m->pats */
+static int
+parse_patterns(cursor *c, int *first, int *count)
+{
+	ps_message *m = c->m;
+
+	*first = m->npats;
+	*count = 0;
+	if (!expect(c, '['))
+		return err(c, "expected an array of patterns");
+	if (expect(c, ']'))
+		return 0;
+	for (;;)
+	{
+		ps_pattern p;
+		bool		has_pos = false,
+					has_value = false;
+
+		memset(&p, 0, sizeof(p));
+		if (!expect(c, '{'))
+			return err(c, "expected a pattern object");
+		if (!expect(c, '}'))
+		{
+			for (;;)
+			{
+				const char *k;
+				size_t		kl;
+
+				skip_ws(c);
+				if (parse_string(c, &k, &kl) < 0)
+					return -1;
+				if (!expect(c, ':'))
+					return err(c, "expected ':' in object");
+				skip_ws(c);
+				if (key_is(k, kl, "pos"))
+				{
+					unsigned long long v;
+
+					if (parse_uint(c, &v) < 0)
+						return -1;
+					if (v > 100000)
+						return err(c, "pattern position out of range");
+					p.pos = (long) v;
+					has_pos = true;
+				}
+				else if (key_is(k, kl, "value"))
+				{
+					if (parse_string(c, &p.value.s, &p.value.len) < 0)
+						return -1;
+					has_value = true;
+				}
+				else
+				{
+					const char *v;
+					size_t		vl;
+
+					if (skip_value(c, 1, &v, &vl) < 0)
+						return -1;
+				}
+				if (expect(c, ','))
+					continue;
+				if (expect(c, '}'))
+					break;
+				return err(c, "expected ',' or '}' in pattern");
+			}
+		}
+		if (!has_pos || !has_value)
+			return err(c, "a pattern needs pos and value");
+		GROW(m->pats, m->npats, m->pats_cap, ps_pattern);
+		m->pats[m->npats++] = p;
+		(*count)++;
+		if (expect(c, ','))
+			continue;
+		if (expect(c, ']'))
+			return 0;
+		return err(c, "expected ',' or ']' in patterns");
+	}
+}
+
 /* A scalar header (string or number) as text. */
 static int
 parse_scalar_text(cursor *c, const char **out, size_t *len)
@@ -596,9 +822,47 @@ parse_headers(cursor *c)
 		}
 		else if (key_is(k, kl, "event"))
 		{
-			if (skip_value(c, 1, &v, &vl) < 0)
-				return -1;
+			if (c->p < c->end && *c->p == '"')
+			{
+				if (parse_string(c, &v, &vl) < 0)
+					return -1;
+				m->event = key_is(v, vl, "move-in") ? PS_EVENT_MOVE_IN :
+					key_is(v, vl, "move-out") ? PS_EVENT_MOVE_OUT : PS_EVENT_OTHER;
+			}
+			else
+			{
+				if (skip_value(c, 1, &v, &vl) < 0)
+					return -1;
+				m->event = PS_EVENT_OTHER;
+			}
 			m->kind = PS_MSG_EVENT;
+		}
+		else if (key_is(k, kl, "tags") && c->p < c->end && *c->p == '[')
+		{
+			if (parse_str_array(c, &c->tags_first, &m->ntags) < 0)
+				return -1;
+			m->has_tags = true;
+		}
+		else if (key_is(k, kl, "removed_tags") && c->p < c->end && *c->p == '[')
+		{
+			if (parse_str_array(c, &c->removed_first, &m->nremoved_tags) < 0)
+				return -1;
+		}
+		else if (key_is(k, kl, "active_conditions") && c->p < c->end && *c->p == '[')
+		{
+			if (parse_bool_array(c, &c->active_first, &m->nactive) < 0)
+				return -1;
+			m->has_active = true;
+		}
+		else if (key_is(k, kl, "patterns") && c->p < c->end && *c->p == '[')
+		{
+			if (parse_patterns(c, &c->patterns_first, &m->npatterns) < 0)
+				return -1;
+		}
+		else if (key_is(k, kl, "txids") && c->p < c->end && *c->p == '[')
+		{
+			if (parse_id_array(c, &c->txids_first, &m->ntxids) < 0)
+				return -1;
 		}
 		else if (key_is(k, kl, "lsn"))
 		{
@@ -664,6 +928,10 @@ ps_message_free(ps_message *m)
 {
 	ps_free(m->arena);
 	ps_free(m->fields);
+	ps_free(m->strs);
+	ps_free(m->bools);
+	ps_free(m->pats);
+	ps_free(m->ids);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -708,6 +976,14 @@ parse(ps_message *m, const char *json, size_t len, size_t *used)
 	m->op_position = 0;
 	m->last = false;
 	m->is_move_in = false;
+	m->has_tags = m->has_active = false;
+	m->tags = m->removed_tags = NULL;
+	m->ntags = m->nremoved_tags = m->nactive = m->npatterns = m->ntxids = 0;
+	m->active = NULL;
+	m->patterns = NULL;
+	m->txids = NULL;
+	m->event = PS_EVENT_NONE;
+	m->nstrs = m->nbools = m->npats = m->nids = 0;
 	m->nfields = 0;
 	m->arena_len = 0;
 	m->error[0] = '\0';
@@ -720,6 +996,7 @@ parse(ps_message *m, const char *json, size_t len, size_t *used)
 		m->arena = ps_malloc(m->arena_cap);
 	}
 
+	memset(&c, 0, sizeof(c));
 	c.start = c.p = json;
 	c.end = json + len;
 	c.m = m;
@@ -791,7 +1068,12 @@ parse(ps_message *m, const char *json, size_t len, size_t *used)
 			return err(&c, "unexpected data after message");
 	}
 
-	/* fields may have moved while growing: set pointers only now */
+	/* arrays may have moved while growing: set pointers only now */
+	m->tags = m->ntags ? m->strs + c.tags_first : NULL;
+	m->removed_tags = m->nremoved_tags ? m->strs + c.removed_first : NULL;
+	m->active = m->nactive ? m->bools + c.active_first : NULL;
+	m->patterns = m->npatterns ? m->pats + c.patterns_first : NULL;
+	m->txids = m->ntxids ? m->ids + c.txids_first : NULL;
 	if (m->has_value)
 	{
 		m->value = m->fields ? m->fields + vfirst : NULL;

@@ -40,6 +40,28 @@ typedef enum ps_msg_control
 	PS_CTL_OTHER
 } ps_msg_control;
 
+typedef enum ps_msg_event
+{
+	PS_EVENT_NONE,
+	PS_EVENT_MOVE_IN,
+	PS_EVENT_MOVE_OUT,
+	PS_EVENT_OTHER
+} ps_msg_event;
+
+/* A string inside the message (decoded, in the input or the arena). */
+typedef struct ps_str
+{
+	const char *s;
+	size_t		len;
+} ps_str;
+
+/* One pattern of a move event: rows whose tag has value at position pos. */
+typedef struct ps_pattern
+{
+	long		pos;
+	ps_str		value;
+} ps_pattern;
+
 /* One column of "value" or "old_value". */
 typedef struct ps_field
 {
@@ -77,6 +99,21 @@ typedef struct ps_message
 	const char *global_lsn;		/* headers.global_last_seen_lsn */
 	size_t		global_lsn_len;
 
+	/* subquery shapes */
+	bool		has_tags;
+	ps_str	   *tags;			/* headers.tags: one string per disjunct */
+	int			ntags;
+	ps_str	   *removed_tags;
+	int			nremoved_tags;
+	bool		has_active;
+	bool	   *active;			/* headers.active_conditions */
+	int			nactive;
+	ps_msg_event event;			/* headers.event */
+	ps_pattern *patterns;		/* headers.patterns of a move event */
+	int			npatterns;
+	unsigned long long *txids;	/* headers.txids */
+	int			ntxids;
+
 	/* storage, reused across parses */
 	char	   *arena;
 	size_t		arena_cap;
@@ -84,6 +121,18 @@ typedef struct ps_message
 	ps_field   *fields;
 	int			nfields;
 	int			fields_cap;
+	ps_str	   *strs;
+	int			nstrs;
+	int			strs_cap;
+	bool	   *bools;
+	int			nbools;
+	int			bools_cap;
+	ps_pattern *pats;
+	int			npats;
+	int			pats_cap;
+	unsigned long long *ids;
+	int			nids;
+	int			ids_cap;
 
 	char		error[200];
 } ps_message;

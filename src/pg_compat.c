@@ -4,10 +4,12 @@
  */
 #include "pg_compat.h"
 
+#include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "executor/executor.h"
 #include "pgstat.h"
 
+#ifndef __PGLITE__				/* no COPY in PGlite: see apply.c */
 void
 ps_check_insert_columns(ParseState *pstate, Relation rel,
 						const AttrNumber *attnos, int n)
@@ -29,6 +31,20 @@ ps_check_insert_columns(ParseState *pstate, Relation rel,
 #else
 	ExecCheckRTPerms(pstate->p_rtable, true);
 #endif
+}
+#endif
+
+/*
+ * Is attribute attnum of a catalog tuple NULL?  heap_attisnull without its
+ * tuple descriptor (no missing attributes in the catalogs we read), which
+ * PGlite does not export.
+ */
+bool
+ps_attr_is_null(HeapTuple tup, int attnum)
+{
+	if (attnum > (int) HeapTupleHeaderGetNatts(tup->t_data))
+		return true;
+	return HeapTupleHasNulls(tup) && att_isnull(attnum - 1, tup->t_data->t_bits);
 }
 
 static const char *const wait_event_names[PS_WAIT_COUNT] = {

@@ -92,4 +92,6 @@ typedef enum PsWaitEvent
 
 extern uint32 ps_wait_event(PsWaitEvent which);
 
+extern bool ps_attr_is_null(HeapTuple tup, int attnum);
+
 #endif							/* PS_PG_COMPAT_H */

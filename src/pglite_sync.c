@@ -1,35 +1,18 @@
 /*
  * pglite_sync.c
- *	  Module load: settings, shared memory, the launcher, and the utility
- *	  hook that stops our workers before DROP DATABASE.
+ *	  Module load: settings, and when preloaded the shared memory, the
+ *	  launcher, libcurl and the utility hook (dbhook.c).
  */
 #include "pglite_sync.h"
 
+#ifndef __PGLITE__
 #include <curl/curl.h>
+#endif
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/xact.h"
-#include "catalog/indexing.h"
-#include "catalog/pg_database.h"
-#include "catalog/pg_extension.h"
-#include "commands/dbcommands.h"
-#include "commands/defrem.h"
-#include "commands/extension.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
 #include "storage/ipc.h"
-#include "tcop/utility.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "mb/pg_wchar.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/rel.h"
-#include "utils/syscache.h"
-#include "utils/timestamp.h"
 
 #include "json.h"
 #include "ps_alloc.h"
@@ -45,10 +28,10 @@ int			ps_max_response_size = 256 * 1024;	/* kB */
 char	   *ps_allowed_hosts = NULL;
 char	   *ps_ca_file = NULL;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-
 void		_PG_init(void);
+
+#ifndef __PGLITE__
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
 
 static void
 ps_shmem_request_hook(void)
@@ -57,6 +40,7 @@ ps_shmem_request_hook(void)
 		prev_shmem_request_hook();
 	ps_shmem_request();
 }
+#endif
 
 static void
 define_gucs(bool preloading)
@@ -99,227 +83,6 @@ define_gucs(bool preloading)
 	MarkGUCPrefixReserved("pglite_sync");
 }
 
-/* ---- extension catalog helpers ------------------------------------------ */
-
-static HeapTuple
-fetch_extension_tuple(Relation rel, SysScanDesc *scan)
-{
-	ScanKeyData key;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum(PS_EXTENSION_NAME));
-	*scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	return systable_getnext(*scan);
-}
-
-/* Owner of the extension: catalog writes run as this role (like pg_cron). */
-Oid
-ps_extension_owner(void)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	SysScanDesc scan;
-	HeapTuple	tup = fetch_extension_tuple(rel, &scan);
-	Oid			owner = InvalidOid;
-
-	if (HeapTupleIsValid(tup))
-		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("extension \"%s\" is not installed in this database", PS_EXTENSION_NAME)));
-	return owner;
-}
-
-/* extversion of the extension with OID extoid, or NULL */
-char *
-ps_extension_version(Oid extoid)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	char	   *version = NULL;
-
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			version = TextDatumGetCString(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return version;
-}
-
-/* Inside a transaction: is the extension installed and not mid-CREATE? */
-bool
-ps_extension_ready(void)
-{
-	Oid			extoid = get_extension_oid(PS_EXTENSION_NAME, true);
-
-	if (!OidIsValid(extoid))
-		return false;
-	if (creating_extension && CurrentExtensionObject == extoid)
-		return false;
-	return true;
-}
-
-/*
- * Is the current database a template?  Subscriptions never run there:
- * workers would keep it busy, and CREATE DATABASE would copy them.
- */
-bool
-ps_database_is_template(void)
-{
-	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
-	bool		is_template = false;
-
-	if (HeapTupleIsValid(tup))
-	{
-		is_template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
-		ReleaseSysCache(tup);
-	}
-	return is_template;
-}
-
-/*
- * The deadline of a timeout argument: now + interval, refusing negative
- * intervals and saturating absurd ones instead of overflowing.
- */
-TimestampTz
-ps_timeout_deadline(Interval *iv)
-{
-	double		usecs = (double) iv->time + (double) iv->day * USECS_PER_DAY +
-		(double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (usecs < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
-	if (usecs >= (double) (PG_INT64_MAX - now))
-		return PG_INT64_MAX;
-	return now + (int64) usecs;
-}
-
-/* ---- utility hook -------------------------------------------------------- */
-
-static bool
-is_our_extension_drop(Node *parsetree)
-{
-	DropStmt   *stmt;
-	ListCell   *lc;
-
-	if (!IsA(parsetree, DropStmt))
-		return false;
-	stmt = (DropStmt *) parsetree;
-	if (stmt->removeType != OBJECT_EXTENSION)
-		return false;
-	foreach(lc, stmt->objects)
-	{
-		Node	   *obj = lfirst(lc);
-
-		if (IsA(obj, String) && strcmp(strVal(obj), PS_EXTENSION_NAME) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Database a statement needs free of other connections, or InvalidOid. */
-static Oid
-database_needing_exclusivity(Node *parsetree, bool *is_drop)
-{
-	ListCell   *lc;
-
-	*is_drop = false;
-	if (IsA(parsetree, DropdbStmt))
-	{
-		*is_drop = true;
-		return get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
-	}
-	if (IsA(parsetree, RenameStmt) &&
-		((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
-		return get_database_oid(((RenameStmt *) parsetree)->subname, true);
-	if (IsA(parsetree, AlterDatabaseStmt))
-	{
-		AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) parsetree;
-
-		foreach(lc, stmt->options)
-			if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
-				return get_database_oid(stmt->dbname, true);
-	}
-	if (IsA(parsetree, CreatedbStmt))
-	{
-		foreach(lc, ((CreatedbStmt *) parsetree)->options)
-		{
-			DefElem    *d = lfirst(lc);
-
-			if (strcmp(d->defname, "template") == 0 && d->arg)
-				return get_database_oid(defGetString(d), true);
-		}
-		return get_database_oid("template1", true);
-	}
-	return InvalidOid;
-}
-
-static void
-ps_process_utility(PlannedStmt *pstmt, const char *queryString,
-				   bool readOnlyTree, ProcessUtilityContext context,
-				   ParamListInfo params, QueryEnvironment *queryEnv,
-				   DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *parsetree = pstmt->utilityStmt;
-	volatile Oid dbid = InvalidOid;
-	bool		is_drop = false;
-	volatile bool is_drop_volatile;
-	volatile bool blocked = false;
-
-	if (ps_shared != NULL)
-		dbid = database_needing_exclusivity(parsetree, &is_drop);
-	is_drop_volatile = is_drop;
-
-	/* only for whoever may run the statement: others fail in it as usual */
-	if (OidIsValid(dbid) && !ps_database_ownercheck(dbid, GetUserId()))
-		dbid = InvalidOid;
-
-	PG_TRY();
-	{
-		if (OidIsValid(dbid))
-		{
-			blocked = ps_block_database(dbid);
-			if (blocked)
-				ps_stop_database_workers(dbid);
-		}
-		if (prev_ProcessUtility)
-			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
-	}
-	PG_CATCH();
-	{
-		if (blocked)
-			ps_unblock_database(dbid, false);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	if (blocked)
-		ps_unblock_database(dbid, is_drop_volatile);
-	if (ps_shared != NULL && is_our_extension_drop(parsetree))
-		ps_at_commit(PS_ACTION_STOP_DATABASE, 0, InvalidOid);
-}
-
 void
 _PG_init(void)
 {
@@ -330,6 +93,7 @@ _PG_init(void)
 	/* the pure C parts and jansson allocate through the same hooks */
 	json_set_alloc_funcs(ps_malloc, ps_free);
 
+#ifndef __PGLITE__
 	if (!preloading || IsBinaryUpgrade)
 		return;
 
@@ -340,43 +104,9 @@ _PG_init(void)
 	shmem_request_hook = ps_shmem_request_hook;
 	ps_shmem_startup();
 
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = ps_process_utility;
+	ps_install_utility_hook();
 
 	ps_register_xact_callbacks();
 	ps_register_launcher();
-}
-
-/* Text in the server encoding as UTF-8 (what URLs, JSON and HTTP carry). */
-char *
-ps_text_to_utf8(const char *s)
-{
-	return pg_server_to_any(s, strlen(s), PG_UTF8);
-}
-
-/*
- * Subscriptions are run by workers, unless asked otherwise; in PGlite there
- * are none, and the host drives every subscription.
- */
-bool
-ps_default_worker(void)
-{
-#ifdef __PGLITE__
-	return false;
-#else
-	return true;
-#endif
-}
-
-void
-ps_require_worker_support(void)
-{
-#ifdef __PGLITE__
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("PGlite has no background workers"),
-			 errhint("Subscribe with worker => false and drive the subscription with electric.next_request() and electric.ingest_response().")));
-#else
-	ps_require_preload();
 #endif
 }

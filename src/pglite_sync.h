@@ -41,7 +41,11 @@ typedef enum PsAction
 	PS_ACTION_STOP_DATABASE		/* DROP EXTENSION */
 } PsAction;
 
+#ifdef __PGLITE__
+static inline void ps_at_commit(PsAction action, int32 subid, Oid owner) {}	/* no workers */
+#else
 extern void ps_at_commit(PsAction action, int32 subid, Oid owner);
+#endif
 extern void ps_register_xact_callbacks(void);
 
 /* ---- background workers ------------------------------------------------ */
@@ -59,7 +63,9 @@ typedef struct PsWorkerArgs
 	Oid			userid;			/* whom to connect as: the owner, or InvalidOid */
 } PsWorkerArgs;
 
-/* ---- misc (pglite_sync.c) ---------------------------------------------- */
+extern void ps_install_utility_hook(void);
+
+/* ---- the extension and this database (extension.c) ---------------------- */
 extern Oid	ps_extension_owner(void);
 extern bool ps_extension_ready(void);
 extern char *ps_extension_version(Oid extoid);

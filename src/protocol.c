@@ -2,9 +2,6 @@
  * protocol.c
  *	  Pure pieces of the Electric shape protocol (see protocol.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE				/* timegm, strptime */
-#endif
 #include "protocol.h"
 
 #include <ctype.h>
@@ -31,6 +28,22 @@ parse_u64(const char *s, size_t len, uint64_t *out)
 		v = v * 10 + d;
 	}
 	*out = v;
+	return true;
+}
+
+/* ASCII case folding only: header names are ASCII, and a locale's rules
+ * (Turkish dotless i) must not make two names equal. */
+static bool
+ascii_caseeq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		char		x = a[i] >= 'A' && a[i] <= 'Z' ? a[i] + ('a' - 'A') : a[i];
+		char		y = b[i] >= 'A' && b[i] <= 'Z' ? b[i] + ('a' - 'A') : b[i];
+
+		if (x != y)
+			return false;
+	}
 	return true;
 }
 
@@ -148,22 +161,6 @@ ps_request_url(ps_strbuf *out, const char *base, const char *offset,
 
 /* ---- response headers ------------------------------------------------- */
 
-/* ASCII case folding only: header names are ASCII, and a locale's rules
- * (Turkish dotless i) must not make two names equal. */
-static bool
-ascii_caseeq(const char *a, const char *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-	{
-		char		x = a[i] >= 'A' && a[i] <= 'Z' ? a[i] + ('a' - 'A') : a[i];
-		char		y = b[i] >= 'A' && b[i] <= 'Z' ? b[i] + ('a' - 'A') : b[i];
-
-		if (x != y)
-			return false;
-	}
-	return true;
-}
-
 static bool
 name_is(const char *name, size_t len, const char *lit)
 {
@@ -236,12 +233,80 @@ ps_header_parse(const char *line, size_t len, const char **value, size_t *vlen,
 	return h;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's method). */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t		era;
+	int			yoe;
+	int			doy;
+	int			doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (int) (y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int
+digits(const char *p, int n)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") as seconds since the
+ * epoch, or INT64_MIN.  Written out rather than strptime/timegm, which are
+ * neither everywhere (PGlite) nor strict.
+ */
+static int64_t
+http_date(const char *s, size_t len)
+{
+	static const char *const days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+	static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
+	"jul", "aug", "sep", "oct", "nov", "dec"};
+	int			day,
+				month = -1,
+				year,
+				hh,
+				mm,
+				ss;
+	bool		known = false;
+
+	if (len != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
+		s[16] != ' ' || s[19] != ':' || s[22] != ':' || memcmp(s + 25, " GMT", 4) != 0)
+		return INT64_MIN;
+	for (int i = 0; i < 7; i++)
+		known |= ascii_caseeq(s, days[i], 3);
+	for (int i = 0; i < 12; i++)
+		if (ascii_caseeq(s + 8, months[i], 3))
+			month = i + 1;
+	day = digits(s + 5, 2);
+	year = digits(s + 12, 4);
+	hh = digits(s + 17, 2);
+	mm = digits(s + 20, 2);
+	ss = digits(s + 23, 2);
+	if (!known || month < 0 || day < 1 || day > 31 || year < 0 || hh < 0 || hh > 23 ||
+		mm < 0 || mm > 59 || ss < 0 || ss > 60)
+		return INT64_MIN;
+	return days_from_civil(year, month, day) * 86400 + hh * 3600 + mm * 60 + ss;
+}
+
 int64_t
 ps_retry_after_ms(const char *value, size_t len, time_t now)
 {
 	char		buf[64];
-	struct tm	tm;
-	char	   *end;
+	int64_t		secs;
 	int64_t		ms;
 
 	if (len == 0 || len >= sizeof(buf))
@@ -258,11 +323,10 @@ ps_retry_after_ms(const char *value, size_t len, time_t now)
 		ms = secs > 3600 ? 3600 * 1000 : (int64_t) secs * 1000;
 		return ms;
 	}
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	if (end == NULL || end != buf + len)	/* all of it, no NUL inside */
+	secs = http_date(buf, len);
+	if (secs == INT64_MIN)
 		return -1;
-	ms = ((int64_t) timegm(&tm) - (int64_t) now) * 1000;
+	ms = (secs - (int64_t) now) * 1000;
 	if (ms < 0)
 		ms = 0;
 	if (ms > 3600 * 1000)

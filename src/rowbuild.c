@@ -9,6 +9,8 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "catalog/pg_type.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -96,18 +98,22 @@ row_from_fields(PsApply *a, PsSpoolRecord *rec)
 	a->last_nfields = a->def->map_columns ? -1 : rec->nfields;
 }
 
-/* map_function: the whole message as jsonb in, the local row out. */
+/*
+ * map_function: the whole message as jsonb in, the local row out.  The
+ * answer is read with the message parser, so numbers keep their exact text
+ * and objects and arrays their JSON text (for json and jsonb columns).
+ */
 static bool
 row_from_function(PsApply *a, PsSpoolRecord *rec)
 {
 	const char *json = server_text(a, rec->json, rec->json_len);
-	Datum		msg = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	Datum		msg = OidInputFunctionCall(F_JSONB_IN, (char *) json, JSONBOID, -1);
 	Datum		result;
-	Jsonb	   *out;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *local = NULL;
+	char	   *out;
+	StringInfoData wrapped;
+	ps_message *m = &a->fn_msg;
+	MemoryContext old;
+	int			parsed;
 	LOCAL_FCINFO(fcinfo, 1);
 
 	InitFunctionCallInfoData(*fcinfo, &a->map_fn, 1, InvalidOid, NULL, NULL);
@@ -116,55 +122,40 @@ row_from_function(PsApply *a, PsSpoolRecord *rec)
 	result = FunctionCallInvoke(fcinfo);
 	if (fcinfo->isnull)
 		return false;			/* SQL NULL: skip this message */
-	out = DatumGetJsonbP(result);
-	if (!JB_ROOT_IS_OBJECT(out) || JB_ROOT_IS_SCALAR(out))
+	out = OidOutputFunctionCall(F_JSONB_OUT, result);
+	if (a->convert)
+		out = ps_text_to_utf8(out);
+	initStringInfo(&wrapped);
+	appendStringInfo(&wrapped, "{\"value\": %s}", out);
+	/* the parser keeps its storage across rows: allocate it per batch */
+	old = MemoryContextSwitchTo(a->batch_cxt);
+	parsed = ps_message_parse(m, wrapped.data, wrapped.len);
+	MemoryContextSwitchTo(old);
+	if (parsed < 0 || !m->has_value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("map_function %s must return a JSON object of local columns",
 						format_procedure(a->def->map_function))));
-	it = JsonbIteratorInit(&out->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	for (int i = 0; i < m->nvalue; i++)
 	{
+		const ps_field *f = &m->value[i];
+		/* the names map is keyed in UTF-8, as the answer is read */
+		NameMapEntry *e = lookup_name(a, f->name, f->name_len);
 		const char *val;
-		AttrNumber	att;
 
-		if (tok == WJB_KEY)
-		{
-			local = pnstrdup(v.val.string.val, v.val.string.len);
-			continue;
-		}
-		if (tok != WJB_VALUE || local == NULL)
-			continue;
-		{
-			NameMapEntry *e = lookup_name(a, local, strlen(local));
-
-			att = e ? e->attno : InvalidAttrNumber;
-		}
-		if (att <= 0)
+		if (e == NULL || e->attno <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" returned by map_function does not exist in table %s",
-							local, a->qualname)));
-		switch (v.type)
-		{
-			case jbvNull:
-				val = NULL;
-				break;
-			case jbvString:
-				val = pnstrdup(v.val.string.val, v.val.string.len);
-				break;
-			case jbvNumeric:
-				val = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v.val.numeric)));
-				break;
-			case jbvBool:
-				val = v.val.boolean ? "true" : "false";
-				break;
-			default:
-				/* objects and arrays: their JSON text (for json/jsonb columns) */
-				val = JsonbToCString(NULL, v.val.binary.data, v.val.binary.len);
-				break;
-		}
-		row_add(a, att, val);
+							server_text(a, pnstrdup(f->name, f->name_len), f->name_len),
+							a->qualname)));
+		if (f->isnull)
+			val = NULL;
+		else if (f->is_string)
+			val = server_text(a, pnstrdup(f->data, f->len), f->len);
+		else
+			val = pnstrdup(f->data, f->len);	/* number, boolean, object, array */
+		row_add(a, e->attno, val);
 	}
 	return true;
 }

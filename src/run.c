@@ -17,6 +17,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "jsonutil.h"
 #include "protocol.h"
 #include "shapeopts.h"
 
@@ -70,6 +71,26 @@ ps_run_close(PsRun *run)
 }
 
 /* ---- state ---------------------------------------------------------------- */
+
+const char *
+ps_state_name(PsState state)
+{
+	switch (state)
+	{
+		case PS_STATE_STARTING:
+			return "starting";
+		case PS_STATE_INITIAL_SYNC:
+			return "initial_sync";
+		case PS_STATE_LIVE:
+			return "live";
+		case PS_STATE_BACKOFF:
+			return "backoff";
+		case PS_STATE_ERROR:
+			return "error";
+	}
+	return "unknown";
+}
+
 
 void
 ps_run_set_state(PsRun *run, PsState state)
@@ -162,41 +183,32 @@ headers_function_result(PsRun *run)
 static void
 call_headers_function(PsRun *run, List **names, List **values)
 {
-	Jsonb	   *j = DatumGetJsonbP(headers_function_result(run));
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	json_t	   *j = ps_jsonb_load(DatumGetJsonbP(headers_function_result(run)));
+	const char *key;
+	json_t	   *v;
 
-	if (!JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
+	if (!json_is_object(j))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("headers_function %s must return a JSON object of header names and string values",
 						format_procedure(run->sub->headers_function))));
-	it = JsonbIteratorInit(&j->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	json_object_foreach(j, key, v)
 	{
-		if (tok == WJB_KEY)
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE && key)
-		{
-			char	   *val;
-
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("headers_function %s returned a non-string value for header \"%s\"",
-								format_procedure(run->sub->headers_function), key)));
-			val = pnstrdup(v.val.string.val, v.val.string.len);
-			if (!ps_header_name_ok(key) || !ps_header_value_ok(val))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("headers_function %s returned an invalid header \"%s\"",
-								format_procedure(run->sub->headers_function), key)));
-			*names = lappend(*names, key);
-			*values = lappend(*values, val);
-		}
+		if (!json_is_string(v))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("headers_function %s returned a non-string value for header \"%s\"",
+							format_procedure(run->sub->headers_function), key)));
+		if (!ps_header_name_ok(key) || !ps_header_value_ok(json_string_value(v)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("headers_function %s returned an invalid header \"%s\"",
+							format_procedure(run->sub->headers_function), key)));
+		/* headers go on the wire as UTF-8 */
+		*names = lappend(*names, pstrdup(key));
+		*values = lappend(*values, pstrdup(json_string_value(v)));
 	}
+	json_decref(j);
 }
 
 void
@@ -211,6 +223,7 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 	*values = NIL;
 	if (OidIsValid(run->sub->headers_function))
 	{
+#ifndef __PGLITE__
 		MemoryContext cxt = CurrentMemoryContext;
 
 		if (!in_txn)
@@ -228,6 +241,9 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 			CommitTransactionCommand();
 			MemoryContextSwitchTo(cxt);
 		}
+#else
+		call_headers_function(run, &fn_names, &fn_values);	/* always in the host's */
+#endif
 	}
 	/* the function's headers win over the static ones of the same name */
 	for (int i = 0; i < m->nheaders; i++)
@@ -388,16 +404,30 @@ ps_error_is_transient(int sqlerrcode)
 		sqlerrcode == ERRCODE_OBJECT_IN_USE;
 }
 
+#ifndef __PGLITE__
+static void record_error_in_own_transaction(PsRun *run, const char *message, const char *detail);
+#endif
+
 static void
 record_error(PsRun *run, const char *message, const char *detail, bool in_txn)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-
 	if (in_txn)
 	{
 		ps_catalog_record_error(run->sub->id, message, detail);
 		return;
 	}
+#ifndef __PGLITE__
+	record_error_in_own_transaction(run, message, detail);
+#endif
+}
+
+#ifndef __PGLITE__
+/* A worker records errors in a transaction of its own (the batch's aborted). */
+static void
+record_error_in_own_transaction(PsRun *run, const char *message, const char *detail)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
 	PG_TRY();
 	{
 		StartTransactionCommand();
@@ -424,6 +454,7 @@ record_error(PsRun *run, const char *message, const char *detail, bool in_txn)
 	}
 	PG_END_TRY();
 }
+#endif
 
 /*
  * A failure of one shape's request (m) or of the batch (m NULL): the state

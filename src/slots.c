@@ -98,25 +98,6 @@ ps_require_preload(void)
 				 errhint("Add pglite_sync to shared_preload_libraries in postgresql.conf and restart the server, or subscribe with worker => false.")));
 }
 
-const char *
-ps_state_name(PsState state)
-{
-	switch (state)
-	{
-		case PS_STATE_STARTING:
-			return "starting";
-		case PS_STATE_INITIAL_SYNC:
-			return "initial_sync";
-		case PS_STATE_LIVE:
-			return "live";
-		case PS_STATE_BACKOFF:
-			return "backoff";
-		case PS_STATE_ERROR:
-			return "error";
-	}
-	return "unknown";
-}
-
 /* ---- helpers (lock held) ------------------------------------------------ */
 
 PsSlot *

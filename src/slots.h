@@ -96,6 +96,22 @@ typedef struct PsShared
 	PsSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } PsShared;
 
+#ifdef __PGLITE__
+/*
+ * PGlite has no background workers, so no slots: every subscription there
+ * is host-driven and its run has no slot.  These keep one engine for both.
+ */
+#define ps_shared ((PsShared *) NULL)
+static inline void ps_require_preload(void) {}
+static inline bool ps_slot_stop_requested(PsSlot *slot, uint32 generation) { return false; }
+static inline void ps_slot_set_state(PsSlot *slot, PsState state, bool up_to_date) {}
+static inline void ps_slot_count_request(PsSlot *slot) {}
+static inline void ps_slot_count_bytes(PsSlot *slot, uint64 bytes, uint64 rows) {}
+static inline void ps_slot_count_error(PsSlot *slot) {}
+static inline void ps_slot_batch_done(PsSlot *slot, uint64 ticket) {}
+static inline bool ps_slot_sync_wanted(PsSlot *slot, uint64 *requested) { *requested = 0; return false; }
+static inline int ps_slots_in_use(void) { return 0; }
+#else
 extern PsShared *ps_shared;
 
 /* shared memory */
@@ -163,5 +179,6 @@ extern void ps_stop_database_workers(Oid dbid);
 extern void ps_unblock_database(Oid dbid, bool dropped);
 
 extern void ps_wake_launcher(void);
+#endif							/* !__PGLITE__ */
 
 #endif							/* PS_SLOTS_H */

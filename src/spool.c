@@ -57,6 +57,10 @@ struct PsSpool
 	int			fields_cap;
 };
 
+static void file_close(PsSpool *s);
+static void file_write(PsSpool *s);
+static int	file_read(PsSpool *s, char *buf, int want, off_t at);
+
 PsSpool *
 ps_spool_create(MemoryContext cxt)
 {
@@ -105,12 +109,52 @@ ps_spool_get_state(PsSpool *s, PsSpoolState *state)
 }
 
 /* Close and delete the temporary file; the memory goes with its context. */
+/* ---- the temporary file (workers and sync_now; PGlite spools in tables) ---- */
+
+static void
+file_close(PsSpool *s)
+{
+#ifndef __PGLITE__
+	if (s->file >= 0)
+		FileClose(s->file);
+#endif
+	s->file = -1;
+}
+
+static void
+file_write(PsSpool *s)
+{
+#ifndef __PGLITE__
+	if (s->file < 0)
+	{
+		/* interXact: the spool outlives the transactions between requests */
+		s->file = OpenTemporaryFile(true);
+		s->file_end = 0;
+	}
+	if (FileWrite(s->file, s->wbuf.data, s->wbuf.len, s->file_end,
+				  ps_wait_event(PS_WAIT_APPLY)) != s->wbuf.len)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("pglite_sync: could not write spool file: %m")));
+#else
+	elog(ERROR, "pglite_sync: PGlite spools in tables only");
+#endif
+}
+
+static int
+file_read(PsSpool *s, char *buf, int want, off_t at)
+{
+#ifndef __PGLITE__
+	return FileRead(s->file, buf, want, at, ps_wait_event(PS_WAIT_APPLY));
+#else
+	elog(ERROR, "pglite_sync: PGlite spools in tables only");
+	return -1;
+#endif
+}
+
 void
 ps_spool_destroy(PsSpool *s)
 {
-	if (s->file >= 0)
-		FileClose(s->file);
-	s->file = -1;
+	file_close(s);
 	s->file_end = 0;
 }
 
@@ -127,25 +171,10 @@ flush(PsSpool *s)
 		resetStringInfo(&s->wbuf);
 		return;
 	}
-	if (s->file < 0)
-	{
-		/* interXact: the spool outlives the transactions between requests */
-		s->file = OpenTemporaryFile(true);
-		s->file_end = 0;
-	}
-	if (FileWrite(s->file, s->wbuf.data, s->wbuf.len, s->file_end,
-				  ps_wait_event(PS_WAIT_APPLY)) != s->wbuf.len)
-		ereport(ERROR, (errcode_for_file_access(),
-						errmsg("pglite_sync: could not write spool file: %m")));
+	file_write(s);
 	s->file_end += s->wbuf.len;
 	s->high_water = Max(s->high_water, s->file_end);
 	resetStringInfo(&s->wbuf);
-}
-
-static inline void
-put_u32(StringInfo b, uint32 v)
-{
-	appendBinaryStringInfo(b, (char *) &v, sizeof(v));
 }
 
 void
@@ -276,8 +305,7 @@ ps_spool_clear(PsSpool *s)
 		ps_catalog_spool_truncate(s->subid, s->shape, 0);
 	if (s->file >= 0 && s->high_water > SPOOL_KEEP_BYTES)
 	{
-		FileClose(s->file);
-		s->file = -1;
+		file_close(s);
 		s->high_water = 0;
 	}
 }
@@ -335,8 +363,7 @@ read_bytes(PsSpool *s, size_t len)
 			got = want > 0 ? ps_catalog_spool_read(s->subid, s->shape, file_pos,
 												   s->rbuf.data + tail, want) : 0;
 		else
-			got = want > 0 ? FileRead(s->file, s->rbuf.data + tail, want, file_pos,
-									  ps_wait_event(PS_WAIT_APPLY)) : 0;
+			got = want > 0 ? file_read(s, s->rbuf.data + tail, want, file_pos) : 0;
 		if (got < 0 || (size_t) (tail + got) < len)
 			ereport(ERROR, (errcode_for_file_access(),
 							errmsg("pglite_sync: could not read spool file: %m")));

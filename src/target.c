@@ -9,9 +9,11 @@
 
 #include "access/htup_details.h"
 #include "access/stratnum.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -22,7 +24,24 @@
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
+#include "json.h"
+
 static void find_key_operators(PsApply *a);
+
+/* The type's send function, or InvalidOid (a domain's is its base type's). */
+static Oid
+ps_type_send_function(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(getBaseType(typid)));
+	Oid			send = InvalidOid;
+
+	if (HeapTupleIsValid(tup))
+	{
+		send = ((Form_pg_type) GETSTRUCT(tup))->typsend;
+		ReleaseSysCache(tup);
+	}
+	return send;
+}
 
 /* ---- target table ------------------------------------------------------------ */
 
@@ -58,7 +77,7 @@ ps_target_open(PsApply *a)
 	HASHCTL		hctl;
 	ListCell   *lc;
 
-	a->rel = try_table_open(def->relid, RowExclusiveLock);
+	a->rel = try_relation_open(def->relid, RowExclusiveLock);
 	if (a->rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -99,7 +118,7 @@ ps_target_open(PsApply *a)
 
 			getTypeOutputInfo(c->typid, &outfunc, &varlena);
 			fmgr_info(outfunc, &c->output);
-			getTypeBinaryOutputInfo(c->typid, &sendfunc, &varlena);
+			sendfunc = ps_type_send_function(c->typid);
 			c->has_send = OidIsValid(sendfunc);
 			if (c->has_send)
 				fmgr_info(sendfunc, &c->send);
@@ -115,35 +134,38 @@ ps_target_open(PsApply *a)
 
 	if (def->map_columns)
 	{
-		Jsonb	   *map = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def->map_columns)));
-		JsonbIterator *it = JsonbIteratorInit(&map->root);
-		JsonbValue	v;
-		JsonbIteratorToken tok;
-		char	   *local = NULL;
+		json_error_t err;
+		json_t	   *map = json_loads(ps_text_to_utf8(def->map_columns), 0, &err);
+		const char *local;
+		json_t	   *v;
 
-		while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+		if (!json_is_object(map))
+			elog(ERROR, "pglite_sync: stored map_columns of subscription \"%s\" is not an object",
+				 a->sub->name);
+		json_object_foreach(map, local, v)
 		{
-			if (tok == WJB_KEY)
-				local = pnstrdup(v.val.string.val, v.val.string.len);
-			else if (tok == WJB_VALUE && v.type == jbvString && local)
-			{
-				AttrNumber	att = get_attnum(def->relid, local);
+			char	   *col = pg_any_to_server(local, strlen(local), PG_UTF8);
+			AttrNumber	att = get_attnum(def->relid, col);
 
-				if (att <= 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_UNDEFINED_COLUMN),
-							 errmsg("column \"%s\" of relation %s named in map_columns does not exist",
-									local, a->qualname)));
-				add_name(a, pnstrdup(v.val.string.val, v.val.string.len), att);
-			}
+			if (!json_is_string(v))
+				continue;
+			if (att <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of relation %s named in map_columns does not exist",
+								col, a->qualname)));
+			/* shape column names are compared as the server sends them: UTF-8 */
+			add_name(a, pstrdup(json_string_value(v)), att);
 		}
+		json_decref(map);
 	}
 	else
 	{
-		/* shape columns (or map_function's keys) are local column names */
+		/* shape columns (or map_function's keys) are local column names,
+		 * compared in UTF-8 as the server sends them */
 		for (int i = 0; i < a->natts; i++)
 			if (!TupleDescAttr(desc, i)->attisdropped)
-				add_name(a, a->cols[i].name, i + 1);
+				add_name(a, ps_text_to_utf8(a->cols[i].name), i + 1);
 	}
 	if (OidIsValid(def->map_function))
 	{
@@ -202,8 +224,8 @@ find_key_operators(PsApply *a)
 			continue;
 		idx = (Form_pg_index) GETSTRUCT(tup);
 		match = idx->indisunique && idx->indisvalid && idx->indnkeyatts == a->npk &&
-			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+			ps_attr_is_null(tup, Anum_pg_index_indexprs) &&
+			ps_attr_is_null(tup, Anum_pg_index_indpred);
 		for (int i = 0; match && i < a->npk; i++)
 		{
 			bool		found = false;
@@ -318,11 +340,10 @@ ps_hold_key_expr(Relation rel, List *pk_names, const char *alias, StringInfo sql
 		AttrNumber	att = get_attnum(RelationGetRelid(rel), lfirst(lc));
 		Oid			typid = TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid;
 		Oid			sendfunc;
-		bool		varlena;
 
 		if (foreach_current_index(lc) > 0)
 			appendStringInfoString(sql, ", ");
-		getTypeBinaryOutputInfo(typid, &sendfunc, &varlena);
+		sendfunc = ps_type_send_function(typid);
 		if (OidIsValid(sendfunc))
 			appendStringInfo(sql, "pg_catalog.encode(%s(%s.%s), 'hex')",
 							 quote_qualified_identifier(get_namespace_name(get_func_namespace(sendfunc)),

@@ -128,6 +128,44 @@ main(void)
 		CHECK_MEM(m.value[499].data, m.value[499].len, "v\n499");
 	}
 
+	/* subquery shapes: tags, removed tags, active conditions, txids */
+	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{\"id\":\"1\"},\"headers\":{\"operation\":\"update\","
+				"\"tags\":[\"h1/\",\"/1\"],\"removed_tags\":[\"h0/\"],\"active_conditions\":[true,false],"
+				"\"txids\":[7613,\"4294967296\"],\"is_move_in\":true}}") == 0);
+	CHECK(m.kind == PS_MSG_CHANGE && m.has_tags && m.ntags == 2);
+	CHECK_MEM(m.tags[0].s, m.tags[0].len, "h1/");
+	CHECK_MEM(m.tags[1].s, m.tags[1].len, "/1");
+	CHECK(m.nremoved_tags == 1);
+	CHECK_MEM(m.removed_tags[0].s, m.removed_tags[0].len, "h0/");
+	CHECK(m.has_active && m.nactive == 2 && m.active[0] && !m.active[1]);
+	CHECK(m.ntxids == 2 && m.txids[0] == 7613 && m.txids[1] == 4294967296ULL);
+	CHECK(m.is_move_in);
+
+	/* an empty tag list is still "tagged"; the next message resets it all */
+	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{},\"headers\":{\"operation\":\"insert\",\"tags\":[]}}") == 0);
+	CHECK(m.has_tags && m.ntags == 0 && m.tags == NULL);
+	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{},\"headers\":{\"operation\":\"insert\"}}") == 0);
+	CHECK(!m.has_tags && !m.has_active && m.ntxids == 0 && !m.is_move_in);
+
+	/* move events with patterns */
+	CHECK(parse(&m, "{\"headers\":{\"event\":\"move-out\",\"patterns\":[{\"pos\":0,\"value\":\"abc\"},"
+				"{\"value\":\"d\\\"e\",\"pos\":1}],\"txids\":[9]}}") == 0);
+	CHECK(m.kind == PS_MSG_EVENT && m.event == PS_EVENT_MOVE_OUT);
+	CHECK(m.npatterns == 2 && m.patterns[0].pos == 0 && m.patterns[1].pos == 1);
+	CHECK_MEM(m.patterns[0].value.s, m.patterns[0].value.len, "abc");
+	CHECK_MEM(m.patterns[1].value.s, m.patterns[1].value.len, "d\"e");
+	CHECK(parse(&m, "{\"headers\":{\"event\":\"move-in\",\"patterns\":[]}}") == 0);
+	CHECK(m.event == PS_EVENT_MOVE_IN && m.npatterns == 0);
+	CHECK(parse(&m, "{\"headers\":{\"event\":\"something-new\"}}") == 0);
+	CHECK(m.kind == PS_MSG_EVENT && m.event == PS_EVENT_OTHER);
+
+	/* malformed arrays are errors, not ignored */
+	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{},\"headers\":{\"tags\":[1]}}") < 0);
+	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{},\"headers\":{\"active_conditions\":[\"t\"]}}") < 0);
+	CHECK(parse(&m, "{\"headers\":{\"event\":\"move-out\",\"patterns\":[{\"pos\":0}]}}") < 0);
+	CHECK(parse(&m, "{\"headers\":{\"event\":\"move-out\",\"patterns\":[{\"pos\":-1,\"value\":\"x\"}]}}") < 0);
+	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{},\"headers\":{\"txids\":[1.5]}}") < 0);
+
 	ps_message_free(&m);
 	return UNIT_DONE();
 }

@@ -92,6 +92,15 @@ main(void)
 	CHECK(ps_retry_after_ms("", 0, 0) == -1);
 	CHECK(ps_retry_after_ms("Thu, 01 Jan 1970 00:00:10 GMT", 29, 4) == 6000);
 	CHECK(ps_retry_after_ms("Thu, 01 Jan 1970 00:00:10 GMT", 29, 100) == 0);
+	/* a real date, leap years and all (1784629800 = 2026-07-21 10:30:00 UTC) */
+	CHECK(ps_retry_after_ms("Tue, 21 Jul 2026 10:30:20 GMT", 29, 1784629800) == 20000);
+	CHECK(ps_retry_after_ms("tue, 21 jul 2026 10:30:20 GMT", 29, 1784629800) == 20000);
+	CHECK(ps_retry_after_ms("Sat, 29 Feb 2028 00:00:30 GMT", 29, 1835395200) == 30000);
+	CHECK(ps_retry_after_ms("Xyz, 21 Jul 2026 10:30:20 GMT", 29, 0) == -1);
+	CHECK(ps_retry_after_ms("Tue, 21 Jly 2026 10:30:20 GMT", 29, 0) == -1);
+	CHECK(ps_retry_after_ms("Tue, 21 Jul 2026 24:30:20 GMT", 29, 0) == -1);
+	CHECK(ps_retry_after_ms("Tue, 21 Jul 2026 10:30:20 UTC", 29, 0) == -1);
+	CHECK(ps_retry_after_ms("Tue, 21 Jul 2026 10:30:2 GMT", 28, 0) == -1);
 
 	CHECK(ps_content_type_ok("application/json; charset=utf-8", 31));
 	CHECK(ps_content_type_ok("application/json", 16));
