@@ -1,14 +1,385 @@
-// pglite_sync for PGlite: electricSync() is the extension object to pass to
-// PGlite.create({extensions: {electric: electricSync()}}).  For now it only
-// loads the bundle (the C extension); CREATE EXTENSION pglite_sync is up to
-// the caller.  The pg.electric API of @electric-sql/pglite-sync comes later.
+// pglite_sync for PGlite: a drop-in for @electric-sql/pglite-sync.
+//
+//   const pg = await PGlite.create({ extensions: { electric: electricSync() } })
+//   const sub = await pg.electric.syncShapeToTable({ shape: { url, params: { table } },
+//     table: 'items', primaryKey: ['id'], shapeKey: 'items' })
+//
+// The C extension (the bundle next to this module) parses, applies and keeps
+// all state, in the database, in the same transaction as the data.  This
+// module only creates the extension, calls its SQL functions, and runs the
+// fetch loop PGlite cannot run from C: electric.next_request() says what to
+// fetch (or how long to wait), electric.ingest_response() takes the answer.
+// Nothing is parsed or applied here, and a response is held in memory only
+// until it is handed over.
 
-// The bundle sits next to this module in the built package (build/pglite/).
 const bundlePath = new URL('./pglite_sync.tar.gz', import.meta.url)
 
+// the seed's initialInsertMethod names; 'useCopy' is its hidden alias of 'csv'
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+const METHODS = { insert: 'insert', csv: 'copy', copy: 'copy', useCopy: 'copy', json: 'json' }
+
 export function electricSync(options = {}) {
+  const { debug = false, metadataSchema = 'electric' } = options ?? {}
+  if (metadataSchema !== 'electric')
+    throw new Error(`pglite_sync: metadataSchema "${metadataSchema}" is not supported; the extension lives in schema "electric"`)
   return {
     name: 'pglite_sync',
-    setup: async () => ({ bundlePath }),
+    setup: async (pg) => {
+      const sync = new Sync(pg, debug)
+      return { bundlePath, namespaceObj: sync.namespace(), close: () => sync.close() }
+    },
   }
+}
+
+class Sync {
+  constructor(pg, debug) {
+    this.pg = pg
+    this.debug = debug
+    this.ready = null
+    this.textBodies = false // bodies as text: only into a UTF8 database
+    this.running = new Map() // subscription name -> Subscription
+  }
+
+  namespace() {
+    return {
+      initMetadataTables: () => this.init(),
+      syncShapeToTable: (opts) => this.syncShapeToTable(opts),
+      syncShapesToTables: (opts) => this.syncShapesToTables(opts),
+      deleteSubscription: (key) => this.deleteSubscription(key),
+    }
+  }
+
+  log(...args) {
+    if (this.debug) console.log('[pglite_sync]', ...args)
+  }
+
+  // Once per instance: the extension, and no subscription left "running" by
+  // an earlier session (nothing drives it any more; a keyed one resumes from
+  // its stored position when it is subscribed again).
+  init() {
+    this.ready ??= this.pg.exec(`
+      CREATE EXTENSION IF NOT EXISTS pglite_sync;
+      SELECT electric.unsubscribe(name) FROM electric.subscriptions WHERE state <> 'stopped';`)
+      .then(() => this.pg.query("SELECT pg_catalog.current_setting('server_encoding') = 'UTF8' AS utf8"))
+      .then(({ rows }) => {
+        this.textBodies = rows[0].utf8
+      })
+      .catch((e) => {
+        this.ready = null
+        throw e
+      })
+    return this.ready
+  }
+
+  async syncShapeToTable(opts) {
+    check(opts && typeof opts === 'object', 'syncShapeToTable needs an options object')
+    const member = shapeOptions(opts, 'syncShapeToTable')
+    const method = insertMethod(opts)
+    const key = shapeKey(opts.shapeKey)
+    await this.init()
+    const { rows } = await this.pg.query(
+      `SELECT electric.sync_shape_to_table($1::jsonb, $2, $3::text[], $4, $5::jsonb,
+              shape_key => $6, initial_insert_method => $7, on_must_refetch => $8::regprocedure) AS name`,
+      [JSON.stringify(member.shape), member.table_name, member.primary_key, member.schema_name ?? 'public',
+        member.map_columns === undefined ? null : JSON.stringify(member.map_columns), key, method,
+        member.on_must_refetch ?? null],
+    )
+    return this.start(rows[0].name, { [rows[0].name]: member.live }, null, opts)
+  }
+
+  async syncShapesToTables(opts) {
+    check(opts && typeof opts === 'object', 'syncShapesToTables needs an options object')
+    check(opts.shapes && typeof opts.shapes === 'object' && Object.keys(opts.shapes).length > 0,
+      'syncShapesToTables needs shapes: an object of at least one named shape')
+    const members = {}
+    const live = {}
+    for (const [name, o] of Object.entries(opts.shapes)) {
+      const m = shapeOptions(o ?? {}, `shape "${name}"`)
+      live[name] = m.live
+      delete m.live
+      members[name] = m
+    }
+    const method = insertMethod(opts)
+    await this.init()
+    const { rows } = await this.pg.query(
+      'SELECT electric.sync_shapes_to_tables($1::jsonb, $2, $3) AS name',
+      [JSON.stringify(members), shapeKey(opts.key), method],
+    )
+    return this.start(rows[0].name, live, Object.keys(members), opts)
+  }
+
+  async deleteSubscription(key) {
+    check(typeof key === 'string' && key !== '', 'deleteSubscription needs a subscription key')
+    await this.running.get(key)?.stop()
+    await this.init()
+    try {
+      await this.pg.query('SELECT electric.delete_subscription($1)', [key])
+    } catch (e) {
+      if (e?.code !== '42704') throw e // an unknown key: nothing to delete, as in the seed
+    }
+  }
+
+  start(name, live, members, opts) {
+    const sub = new Subscription(this, name, live, members, opts)
+    this.running.set(name, sub)
+    sub.run()
+    return sub.handle()
+  }
+
+  async close() {
+    await Promise.all([...this.running.values()].map((s) => s.abort()))
+  }
+}
+
+// One subscription: a fetch loop per shape, all feeding the one engine.
+class Subscription {
+  constructor(sync, name, live, members, opts) {
+    this.sync = sync
+    this.pg = sync.pg
+    this.name = name
+    this.live = live // shape name -> {headers: dynamic ones, fetch, signal}
+    this.members = members // null: a single shape (next_request's shape argument is NULL)
+    this.onInitialSync = opts.onInitialSync
+    this.onError = opts.onError
+    this.upToDate = false
+    this.initialSynced = false
+    this.controller = new AbortController()
+    this.loops = []
+    this.stopping = null
+    for (const l of Object.values(live))
+      if (l.signal) {
+        if (l.signal.aborted) queueMicrotask(() => this.stop())
+        else l.signal.addEventListener('abort', () => this.stop(), { once: true })
+      }
+  }
+
+  handle() {
+    const sub = this
+    return {
+      name: sub.name,
+      get isUpToDate() {
+        return sub.upToDate
+      },
+      unsubscribe: () => sub.stop(),
+    }
+  }
+
+  run() {
+    const shapes = this.members ?? [null]
+    this.loops = shapes.map((shape) => this.loop(shape).catch((e) => this.report(e)))
+  }
+
+  // stop fetching, then stop the subscription in the database
+  stop() {
+    this.stopping ??= (async () => {
+      await this.abort()
+      if (this.sync.running.get(this.name) === this) this.sync.running.delete(this.name)
+      await this.pg.query('SELECT electric.unsubscribe($1)', [this.name]).catch((e) => {
+        if (e?.code !== '42704') throw e // deleted meanwhile
+      })
+    })()
+    return this.stopping
+  }
+
+  // stop fetching (the database keeps the subscription)
+  async abort() {
+    this.controller.abort()
+    await Promise.allSettled(this.loops)
+  }
+
+  get aborted() {
+    return this.controller.signal.aborted
+  }
+
+  report(e) {
+    if (this.aborted) return
+    this.sync.log(this.name, 'error:', e?.message ?? e)
+    if (this.onError) {
+      try {
+        this.onError(e instanceof Error ? e : new Error(String(e)))
+      } catch {
+        // the callback's own failure is not ours to handle
+      }
+    }
+  }
+
+  async value(sql, params) {
+    const { rows } = await this.pg.query(sql, params)
+    return rows[0].r
+  }
+
+  async loop(shape) {
+    const l = this.live[shape ?? this.name]
+    let failures = 0
+    while (!this.aborted) {
+      const req = await this.value('SELECT electric.next_request($1, $2) AS r', [this.name, shape])
+      if (req === null) return // stopped (unsubscribed from SQL, or deleted)
+      if (req.wait_ms !== undefined) {
+        await sleep(Number(req.wait_ms), this.controller.signal)
+        continue
+      }
+      const res = await this.fetchOnce(req, l)
+      if (this.aborted) return // nothing is ingested after unsubscribe()
+      let out
+      try {
+        out = await this.ingest(res, shape)
+      } catch (e) {
+        // stopped while the request ran: next_request says so; anything else
+        // twice in a row ends this loop
+        if (++failures > 1) throw e
+        this.report(e)
+        continue
+      }
+      failures = 0
+      this.sync.log(this.name, shape ?? '', res.status, out)
+      this.upToDate = out.is_up_to_date
+      if (out.error !== null) this.report(withCause(new Error(out.error), res.error))
+      if (out.is_up_to_date && !this.initialSynced) {
+        this.initialSynced = true
+        if (this.onInitialSync) {
+          try {
+            this.onInitialSync()
+          } catch (e) {
+            this.report(e)
+          }
+        }
+      }
+    }
+  }
+
+  // The body goes in as text when it is valid UTF-8 without NUL bytes
+  // (PGlite passes a bytea parameter as hex built in JavaScript, about ten
+  // times slower); convert_to() gives the engine the same bytes.  Anything
+  // else goes as bytea, for the engine to reject as it would natively.
+  ingest(res, shape) {
+    const args = [this.name, res.status, JSON.stringify(res.headers)]
+    let text = null
+    if (res.body !== null && this.sync.textBodies) {
+      try {
+        text = utf8.decode(res.body)
+      } catch {
+        text = null
+      }
+      if (text !== null && text.includes('\0')) text = null
+    }
+    if (res.body === null || text !== null)
+      return this.value(
+        "SELECT electric.ingest_response($1, $2, $3::jsonb, pg_catalog.convert_to($4, 'UTF8'), $5) AS r",
+        [...args, text, shape])
+    return this.value('SELECT electric.ingest_response($1, $2, $3::jsonb, $4::bytea, $5) AS r',
+      [...args, res.body, shape])
+  }
+
+  // One request, whole: {status, headers, body}.  A response that did not
+  // arrive whole is status 0 with the headers seen, which the engine treats
+  // as a network error.
+  async fetchOnce(req, l) {
+    const headers = { ...req.headers }
+    for (const [k, f] of Object.entries(l.headers)) {
+      const v = await f()
+      if (v !== undefined && v !== null) headers[k] = String(v)
+    }
+    this.sync.log(this.name, 'GET', req.url)
+    const timeout = new AbortController()
+    const timer = setTimeout(() => timeout.abort(new Error(`request timed out after ${req.timeout_ms} ms`)), req.timeout_ms)
+    const signal = anySignal([this.controller.signal, timeout.signal])
+    const seen = {}
+    try {
+      const res = await l.fetch(req.url, { headers, signal })
+      res.headers.forEach((v, k) => {
+        seen[k] = v
+      })
+      const body = new Uint8Array(await res.arrayBuffer())
+      return { status: res.status, headers: seen, body }
+    } catch (e) {
+      return { status: 0, headers: seen, body: null, error: timeout.signal.aborted ? timeout.signal.reason : e }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+// ---- options ----------------------------------------------------------------
+
+function check(ok, message) {
+  if (!ok) throw new TypeError(`pglite_sync: ${message}`)
+}
+
+function shapeKey(key) {
+  check(key === undefined || key === null || typeof key === 'string', 'shapeKey must be a string or null')
+  return key || null // '' means no persistence, as in the seed
+}
+
+function insertMethod(opts) {
+  let m = opts.initialInsertMethod ?? 'insert'
+  check(Object.hasOwn(METHODS, m), `unknown initialInsertMethod "${m}" (insert, csv or json)`)
+  if (opts.useCopy) {
+    if (m === 'insert') {
+      console.warn('pglite_sync: useCopy is deprecated, use initialInsertMethod: "csv"')
+      m = 'csv'
+    }
+  }
+  return METHODS[m]
+}
+
+// One shape's options -> the member object of the SQL API (and what the loop
+// needs: dynamic headers, the fetch function, the user's signal).
+function shapeOptions(o, what) {
+  const s = o.shape
+  check(s && typeof s === 'object' && typeof s.url === 'string', `${what}: shape.url is required`)
+  check(typeof o.table === 'string' && o.table !== '', `${what}: table is required`)
+  check(Array.isArray(o.primaryKey) && o.primaryKey.length > 0, `${what}: primaryKey must be a non-empty array`)
+  check(o.mapColumns === undefined || o.mapColumns === null || (typeof o.mapColumns === 'object' && !Array.isArray(o.mapColumns)),
+    `${what}: mapColumns must be an object {localColumn: shapeColumn}; a JavaScript function cannot run inside the database`
+    + ' (map with a SQL function through electric.sync_shape_to_table(map_function => ...))')
+  check(o.onMustRefetch === undefined || o.onMustRefetch === null || typeof o.onMustRefetch === 'string',
+    `${what}: onMustRefetch must name a SQL function (subscription text) RETURNS void, e.g. "my_clear(text)";`
+    + ' a JavaScript function cannot run inside the refetch transaction')
+  const staticHeaders = {}
+  const dynamicHeaders = {}
+  for (const [k, v] of Object.entries(s.headers ?? {})) {
+    if (typeof v === 'function') dynamicHeaders[k] = v
+    else if (v !== undefined && v !== null) staticHeaders[k] = String(v)
+  }
+  const shape = { url: s.url, params: s.params ?? {} }
+  if (Object.keys(staticHeaders).length) shape.headers = staticHeaders
+  const fetchClient = s.fetchClient ?? globalThis.fetch
+  const member = {
+    shape,
+    table_name: o.table,
+    primary_key: o.primaryKey,
+    live: { headers: dynamicHeaders, fetch: fetchClient, signal: s.signal ?? null },
+  }
+  if (o.schema) member.schema_name = o.schema
+  if (o.mapColumns) member.map_columns = o.mapColumns
+  if (o.onMustRefetch) member.on_must_refetch = o.onMustRefetch
+  return member
+}
+
+// ---- small helpers ----------------------------------------------------------
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const t = setTimeout(done, ms)
+    function done() {
+      clearTimeout(t)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+function anySignal(signals) {
+  if (AbortSignal.any) return AbortSignal.any(signals)
+  const c = new AbortController()
+  for (const s of signals) s.addEventListener('abort', () => c.abort(s.reason), { once: true })
+  return c.signal
+}
+
+function withCause(e, cause) {
+  if (cause !== undefined) e.cause = cause
+  return e
 }
