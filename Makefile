@@ -54,6 +54,14 @@ endif
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks headers only for a PostgreSQL configured with --enable-depend
+# (Debian's is not): without this, a changed header leaves stale objects
+ifneq ($(autodepend),yes)
+override CPPFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)
+endif
+
 unit:
 	$(MAKE) -C test/unit
 
