@@ -212,26 +212,32 @@ manage_slots(void)
 	long		sleep_ms;
 	int			n;
 
-	/* launches that never attached: a crash, or their database is gone */
+	/*
+	 * Workers that are gone.  The postmaster tells us (bgw_notify_pid) once
+	 * it has freed their background worker slot, so launches refused for
+	 * lack of one are retried now rather than at their next attempt.  A
+	 * launch that never attached means a crash, or its database is gone.
+	 */
 	for (int i = 0; i < ps_shared->nslots; i++)
 	{
 		pid_t		pid;
 		Oid			dbid;
 		bool		vanished;
 
-		if (worker_handles[i] == NULL)
+		if (worker_handles[i] == NULL ||
+			GetBackgroundWorkerPid(worker_handles[i], &pid) != BGWH_STOPPED)
 			continue;
 		LWLockAcquire(ps_shared->lock, LW_SHARED);
 		vanished = ps_shared->slots[i].phase != PS_SLOT_FREE &&
 			ps_shared->slots[i].generation == handle_generation[i] &&
-			ps_shared->slots[i].pid == 0 &&
-			GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED;
+			ps_shared->slots[i].pid == 0;
 		dbid = ps_shared->slots[i].dbid;
 		LWLockRelease(ps_shared->lock);
-		if (!vanished)
-			continue;
 		pfree(worker_handles[i]);
 		worker_handles[i] = NULL;
+		ps_slot_retry_refused_launches();
+		if (!vanished)
+			continue;
 		ps_slot_launch_vanished(i, handle_generation[i]);
 		if (!database_exists(dbid))
 			ps_slot_forget_database(dbid);

@@ -179,7 +179,8 @@ on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
 	if (rc < 0 && !exact)
 		return PS_SPLIT_UNSURE; /* incomplete here, or malformed: the splitter decides */
 	if (rc < 0)
-		return fail_message(m, PS_OUT_RETRY, "malformed message in response: %s", msg->error);
+		return fail_message(m, msg->error_unstorable ? PS_OUT_FATAL : PS_OUT_RETRY,
+							"malformed message in response: %s", msg->error);
 	if (!exact)
 		len = *used;
 	switch (msg->kind)
@@ -437,6 +438,15 @@ read_response(PsMember *m, PsResponse *resp)
 				ps_spool_response_failed(m->spool);
 				return outcome(PS_OUT_RETRY, -1,
 							   psprintf("response has an invalid electric-offset \"%s\"", resp->offset),
+							   NULL);
+			}
+			if (m->handle[0] && strcmp(m->handle, resp->handle) != 0)
+			{
+				/* a stale cache or a misrouted answer: only a 409 changes the handle */
+				ps_spool_response_failed(m->spool);
+				return outcome(PS_OUT_RETRY, -1,
+							   psprintf("response is for shape handle \"%s\", not the requested \"%s\"",
+										resp->handle, m->handle),
 							   NULL);
 			}
 			ps_spool_response_done(m->spool);

@@ -42,6 +42,14 @@ err(cursor *c, const char *what)
 	return -1;
 }
 
+/* valid JSON that no text value can hold: retrying will not help */
+static int
+unstorable(cursor *c, const char *what)
+{
+	c->m->error_unstorable = true;
+	return err(c, what);
+}
+
 static inline void
 skip_ws(cursor *c)
 {
@@ -284,19 +292,19 @@ parse_string(cursor *c, const char **out, size_t *outlen)
 							unsigned	lo;
 
 							if (c->end - p < 2 || p[0] != '\\' || p[1] != 'u')
-								return err(c, "unpaired UTF-16 surrogate in \\u escape");
+								return unstorable(c, "unpaired UTF-16 surrogate in \\u escape");
 							c->p = p + 2;
 							if (read_hex4(c, &lo) < 0)
 								return -1;
 							p = c->p;
 							if (lo < 0xDC00 || lo > 0xDFFF)
-								return err(c, "unpaired UTF-16 surrogate in \\u escape");
+								return unstorable(c, "unpaired UTF-16 surrogate in \\u escape");
 							u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
 						}
 						else if (u >= 0xDC00 && u <= 0xDFFF)
-							return err(c, "unpaired UTF-16 surrogate in \\u escape");
+							return unstorable(c, "unpaired UTF-16 surrogate in \\u escape");
 						if (u == 0)
-							return err(c, "\\u0000 cannot be stored in a text value");
+							return unstorable(c, "\\u0000 cannot be stored in a text value");
 						o = put_utf8(o, u);
 						break;
 					}
@@ -987,6 +995,7 @@ parse(ps_message *m, const char *json, size_t len, size_t *used)
 	m->nfields = 0;
 	m->arena_len = 0;
 	m->error[0] = '\0';
+	m->error_unstorable = false;
 	/* grow for this message; shrink back after a huge one */
 	if (m->arena_cap < len + 1 ||
 		(m->arena_cap > PS_MESSAGE_KEEP_BYTES && (len + 1) * 4 < m->arena_cap))

@@ -135,6 +135,7 @@ typedef struct ps_message
 	int			ids_cap;
 
 	char		error[200];
+	bool		error_unstorable;	/* well-formed JSON, but a value text cannot hold */
 } ps_message;
 
 extern void ps_message_init(ps_message *m);

@@ -108,12 +108,14 @@ ps_run_stop_requested(PsRun *run)
 
 /*
  * What the members' positions say: catching up (from -1, after a refetch,
- * or before the first up-to-date of this run), or live.  A shape that is
- * failing keeps the state at backoff or error until it recovers.
+ * or before the first up-to-date of this run), or live.  A shape or a batch
+ * that is failing keeps the state at backoff or error until it recovers.
  */
 static PsState
 progress_state(PsRun *run)
 {
+	if (run->failures > 0)
+		return run->state;		/* a failed batch waits for its retry */
 	for (int i = 0; i < run->nmembers; i++)
 		if (run->members[i].failures > 0)
 			return run->state;

@@ -493,10 +493,22 @@ ps_slot_attach_foreground(Oid dbid, int32 subid, Oid owner, const char *name,
 	return s;
 }
 
+/* A background worker slot was freed: launches refused for lack of one, now. */
+void
+ps_slot_retry_refused_launches(void)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ps_shared->nslots; i++)
+		if (ps_shared->slots[i].phase == PS_SLOT_WAITING &&
+			ps_shared->slots[i].launch_error[0])
+			ps_shared->slots[i].next_launch = 0;
+	LWLockRelease(ps_shared->lock);
+}
+
 /*
  * The attached process leaves: the slot waits for a relaunch (throttled if
- * the run failed), or is freed if nothing wants it.  A worker's exit may
- * free a background worker slot, so launches that failed are retried now.
+ * the run failed), or is freed if nothing wants it.  The launcher retries
+ * refused launches once the postmaster has freed this worker's slot.
  */
 void
 ps_slot_detach(PsSlot *slot, bool failed)
@@ -517,10 +529,6 @@ ps_slot_detach(PsSlot *slot, bool failed)
 			if (failed)
 				throttle(slot, GetCurrentTimestamp());
 		}
-		for (int i = 0; i < ps_shared->nslots; i++)
-			if (ps_shared->slots[i].phase == PS_SLOT_WAITING &&
-				ps_shared->slots[i].launch_error[0])
-				ps_shared->slots[i].next_launch = 0;
 	}
 	LWLockRelease(ps_shared->lock);
 	ConditionVariableBroadcast(&ps_shared->cv);

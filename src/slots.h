@@ -154,6 +154,7 @@ extern PsSlot *ps_slot_attach_worker(int slotno, Oid dbid, int32 subid,
 extern PsSlot *ps_slot_attach_foreground(Oid dbid, int32 subid, Oid owner,
 										 const char *name, uint32 *generation,
 										 uint64 *start_seq);
+extern void ps_slot_retry_refused_launches(void);
 extern void ps_slot_detach(PsSlot *slot, bool failed);
 extern void ps_slot_release(PsSlot *slot, uint64 start_seq);
 extern bool ps_slot_stop_requested(PsSlot *slot, uint32 generation);

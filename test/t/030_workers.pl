@@ -61,7 +61,6 @@ cmp_ok($took, '<', 6, sprintf('within %.1f s of the unsubscribe (at the latest a
 {
 	# the launcher retries when the stopping worker says it exits, before the
 	# postmaster has reaped it and freed its slot; then only the rescan helps
-	local $TODO = 'engine bug: the launcher retries before the exiting worker\'s slot is free, so the start waits for the 5 s rescan';
 	cmp_ok($took, '<', 3, sprintf('as soon as the worker exited (%.1f s, not at the 5 s rescan)', $took));
 }
 is(sql($node, "SELECT count(*) FROM electric.subscriptions WHERE state = 'error'"), $waiting - 1, 'one fewer waiting');

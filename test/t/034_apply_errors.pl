@@ -89,7 +89,6 @@ cmp_ok($retries, '>=', 2, "retried while the lock is held ($retries times in 2.5
 ok(!grep({ /^error/ } keys %seen), 'never state error: ' . join(', ', map { "$_ x$seen{$_}" } sort keys %seen));
 ok($seen{'backoff/false'}, 'state backoff, not up to date');
 {
-	local $TODO = 'engine bug: between retries of a failed batch an empty long-poll answer shows state live and is_up_to_date true';
 	ok(!grep({ /^live|\/true$/ } keys %seen), 'never live or up to date while the batch is not applied');
 }
 is(sql($node, "SELECT electric.wait_for_sync('items', '1 s')"), 'f', 'wait_for_sync is false while the batch cannot be applied');
@@ -119,7 +118,6 @@ $server->txn('items',
 ok(wait_until($node, "SELECT state IN ('error', 'backoff') AND last_error IS NOT NULL AND NOT is_up_to_date FROM electric.subscriptions WHERE name = 'items'", 20),
 	'a \\u0000 in text: the batch fails');
 {
-	local $TODO = 'engine bug: \\u0000 in a text value is taken for a malformed message (retryable), state backoff';
 	ok(wait_until($node, "SELECT state = 'error' FROM electric.subscriptions WHERE name = 'items'", 5), 'a \\u0000 in text: state error');
 }
 like(sub_status($node, 'items', 'last_error'), qr/\\u0000|null character|0x00/i, 'last_error says why: ' . sub_status($node, 'items', 'last_error'));
@@ -130,7 +128,6 @@ $server->txn('items', { op => 'update', row => { id => '2', title => 'nul remove
 sleep 2;
 is(sql($node, "SELECT title FROM items WHERE id = 1"), 'server 1', 'retrying alone does not help: still not applied');
 {
-	local $TODO = 'engine bug: \\u0000 in a text value gives state backoff, not error';
 	is(sub_status($node, 'items', 'state'), 'error', 'still error');
 }
 

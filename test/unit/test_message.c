@@ -88,8 +88,11 @@ main(void)
 	CHECK(parse(&m, "{\"value\":{\"a\":01}}") == -1);
 	CHECK(parse(&m, "{\"value\":{\"a\":\"\\ud800\"}}") == -1);
 	CHECK(strstr(m.error, "surrogate") != NULL);
+	CHECK(m.error_unstorable);
 	CHECK(parse(&m, "{\"value\":{\"a\":\"\\u0000\"}}") == -1);
+	CHECK(m.error_unstorable);	/* valid JSON: a data error, not a broken body */
 	CHECK(parse(&m, "{\"value\":{\"a\":\"\\q\"}}") == -1);
+	CHECK(!m.error_unstorable);
 	CHECK(parse(&m, "{\"value\":{\"a\":\"x\ty\"}}") == -1);
 	CHECK(parse(&m, "{\"value\":{\"a\":\"\xc3\x28\"}}") == -1);
 	CHECK(strstr(m.error, "UTF-8") != NULL);
