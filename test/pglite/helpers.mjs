@@ -98,11 +98,13 @@ export async function localRows(pg, table, schema = 'public') {
   const select = cols.map(({ name, type }) => type === 'bpchar'
     ? `CASE WHEN ${qi(name)} IS NULL THEN NULL ELSE concat(${qi(name)}, '') END AS ${qi(name)}`
     : `${qi(name)}::text AS ${qi(name)}`).join(', ')
-  // one transaction, so the display settings stay local to this read
-  return pg.transaction(async (tx) => {
+  // in a transaction, so that the display settings stay local to this read
+  // (pg may be a transaction already)
+  const read = async (tx) => {
     for (const s of DISPLAY.split(';').map((x) => x.trim()).filter(Boolean)) await tx.exec(s.replace(/^SET /, 'SET LOCAL '))
     return (await tx.query(`SELECT ${select} FROM ${qi(schema)}.${qi(table)}`)).rows
-  })
+  }
+  return typeof pg.transaction === 'function' ? pg.transaction(read) : read(pg)
 }
 
 const keyOf = (row, pk) => pk.map((c) => row[c]).join('\u0001')
