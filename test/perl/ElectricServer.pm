@@ -50,11 +50,29 @@ sub shape_url { $_[0]->base . '/v1/shape' }
 sub shape
 {
 	my ($self, $table, %params) = @_;
+	(my $text = $json->encode($self->shape_def($table, %params))) =~ s/'/''/g;
+	return $text;
+}
+
+# the same shape option as a Perl structure (e.g. for the members of
+# sync_shapes_to_tables)
+sub shape_def
+{
+	my ($self, $table, %params) = @_;
 	my $headers = delete $params{headers};
 	my $shape = { url => $self->shape_url, params => { table => $table, %params } };
 	$shape->{headers} = $headers if $headers;
-	(my $text = $json->encode($shape)) =~ s/'/''/g;
-	return $text;
+	return $shape;
+}
+
+# GET offset=-1 of a shape, as a client would: the server creates the shape
+# (taking its snapshot) now; returns the status
+sub create_shape
+{
+	my ($self, $table, %params) = @_;
+	my $res = $self->{http}->get($self->shape_url . '?table=' . esc($table) . '&offset=-1'
+		. join('', map { '&' . esc($_) . '=' . esc($params{$_}) } sort keys %params));
+	return $res->{status};
 }
 
 sub call
@@ -84,6 +102,8 @@ sub from_pg
 sub generate { my ($self, $table, %spec) = @_; $self->call('POST', "/tables/" . esc($table) . "/generate", \%spec) }
 sub txn { my ($self, $table, @ops) = @_; $self->call('POST', "/tables/" . esc($table) . "/txn", { ops => \@ops }) }
 sub txns { my ($self, $table, @txns) = @_; $self->call('POST', "/tables/" . esc($table) . "/txns", { txns => \@txns }) }
+# one source transaction over several tables: each op names its "table"
+sub multi_txn { my ($self, @ops) = @_; $self->call('POST', '/txn', { ops => \@ops }) }
 sub rotate { my ($self, $table) = @_; $self->call('POST', "/tables/" . esc($table) . "/rotate") }
 sub rows { my ($self, $table) = @_; $self->call('GET', "/tables/" . esc($table) . "/rows") }
 sub fault { my ($self, %f) = @_; $self->call('POST', '/faults', \%f) }

@@ -5,6 +5,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -12,7 +13,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(sync_node sql wait_sync wait_until sub_status table_lines
-  server_lines is_table_synced count_requests);
+  server_lines is_table_synced count_requests sql_json bg_sql bg_finish);
 
 # A node with the extension preloaded and created in database postgres.
 sub sync_node
@@ -104,6 +105,34 @@ sub count_requests
 	my ($server, $table, $filter) = @_;
 	my $reqs = $server->requests($table);
 	return scalar grep { !$filter || $filter->($_) } @$reqs;
+}
+
+# JSON text of a Perl structure with single quotes doubled, to paste
+# between '...' in SQL
+sub sql_json
+{
+	(my $text = JSON::PP->new->canonical->encode($_[0])) =~ s/'/''/g;
+	return $text;
+}
+
+# Run SQL through psql in the background (e.g. a reader that loops while
+# changes stream); bg_finish waits for it and returns (exit code, stdout,
+# stderr).
+sub bg_sql
+{
+	my ($node, $query) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $query ],
+		'<', \undef, '>', \$out, '2>', \$err);
+	return { h => $h, out => \$out, err => \$err };
+}
+
+sub bg_finish
+{
+	my ($bg) = @_;
+	$bg->{h}->finish;
+	return ($bg->{h}->result(0), ${ $bg->{out} }, ${ $bg->{err} });
 }
 
 1;
