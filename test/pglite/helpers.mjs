@@ -185,18 +185,28 @@ export async function itemsTable(srv, name, rows, extra = {}) {
   return post(srv, '/tables', { name, columns: ITEMS_COLUMNS, primary_key: ['id'], rows, ...extra })
 }
 
-// Collects the messages (NOTICE, and LOG with client_min_messages = log) of
-// every pg.query on this instance, the extension's own calls included: with
-// SET pglite_sync.debug = on this is the engine's debug log.
-export function captureNotices(pg) {
+// Watches every pg.query on this instance, the extension's own calls
+// included: `notices` collects the messages (NOTICE, and LOG with
+// client_min_messages = log: with SET pglite_sync.debug = on, the engine's
+// debug log), `ingests` every answer of electric.ingest_response()
+// ({state, is_up_to_date, applied, wait_ms, error, shape}) with the
+// subscription's name, in order.
+export function instrument(pg) {
   const notices = []
+  const ingests = []
   const query = pg.query.bind(pg)
-  pg.query = (sql, params, opts) => query(sql, params, {
-    ...opts,
-    onNotice: (n) => {
-      notices.push(n.message)
-      opts?.onNotice?.(n)
-    },
-  })
-  return notices
+  pg.query = async (sql, params, opts) => {
+    const res = await query(sql, params, {
+      ...opts,
+      onNotice: (n) => {
+        notices.push(n.message)
+        opts?.onNotice?.(n)
+      },
+    })
+    if (typeof sql === 'string' && sql.includes('electric.ingest_response(') && res.rows[0]?.r)
+      ingests.push({ name: params?.[0], ...res.rows[0].r })
+    return res
+  }
+  return { notices, ingests }
 }
+export const captureNotices = (pg) => instrument(pg).notices
