@@ -1,0 +1,94 @@
+// Resume with shapeKey across sessions of a persistent PGlite dataDir: the
+// second session starts from the stored handle and offset (never from -1),
+// gets the changes made while it was closed, and duplicates nothing.  An
+// unkeyed subscription starts afresh instead, replacing its table's rows.
+// PGlite 0.5.17 in Node takes a dataDir as a plain path or as file://<path>
+// (both are its NodeFS); the two sessions use one form each.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import {
+  newPGlite, startServer, post, shapeUrl, requests, sub, waitFor, assertSameRows, waitSameRows,
+  itemsTable, itemRows, ITEMS_DDL, tempDir,
+} from './helpers.mjs'
+
+const tmp = tempDir()
+after(() => tmp.remove())
+
+test('a keyed subscription resumes in a new session from its stored position', { timeout: 120_000 }, async (t) => {
+  const srv = await startServer(t)
+  await itemsTable(srv, 'res', itemRows(30), { page_rows: 7 })
+  await itemsTable(srv, 'res_unkeyed', itemRows(8))
+  const opts = (table, shapeKey, seen) => ({
+    shape: { url: shapeUrl(srv), params: { table } },
+    table,
+    primaryKey: ['id'],
+    shapeKey,
+    onInitialSync: () => seen.initialSyncs++,
+    onError: (e) => seen.errors.push(e.message),
+  })
+
+  // ---- session 1
+  const seen1 = { initialSyncs: 0, errors: [] }
+  let pg = await newPGlite({ dataDir: tmp.dir })
+  let stored
+  try {
+    await pg.exec(`${ITEMS_DDL('res')}; ${ITEMS_DDL('res_unkeyed')}`)
+    const h = await pg.electric.syncShapeToTable(opts('res', 'res', seen1))
+    const hu = await pg.electric.syncShapeToTable(opts('res_unkeyed', null, { initialSyncs: 0, errors: [] }))
+    await waitFor(() => h.isUpToDate && hu.isUpToDate, { what: 'session 1 up to date' })
+    await post(srv, '/tables/res/txn', { ops: [{ op: 'insert', row: { id: 31, title: 'session 1' } }] })
+    await waitSameRows(pg, srv, 'res')
+    await waitSameRows(pg, srv, 'res_unkeyed')
+    stored = await sub(pg, 'res')
+    assert.equal(Number(stored.rows_applied), 31)
+    assert.deepEqual(seen1, { initialSyncs: 1, errors: [] })
+    const log1 = (await requests(srv, 'res')).filter((r) => r.status === 200)
+    assert.equal(stored.offset, log1[log1.length - 1].offset_out, 'the stored offset is the last response\'s')
+  } finally {
+    await pg.close() // with a long-poll pending: the loop is aborted, not unsubscribed
+  }
+
+  // ---- while closed
+  await post(srv, '/tables/res/txn', { ops: [
+    { op: 'insert', row: { id: 32, title: 'while closed' } },
+    { op: 'update', row: { id: 2, title: 'updated while closed', done: false } },
+    { op: 'delete', row: { id: 3 } },
+  ] })
+  await post(srv, '/tables/res_unkeyed/txn', { ops: [{ op: 'delete', row: { id: 1 } }, { op: 'insert', row: { id: 9, title: 'new' } }] })
+  const before = (await requests(srv)).length
+
+  // ---- session 2
+  const seen2 = { initialSyncs: 0, errors: [] }
+  pg = await newPGlite({ dataDir: `file://${tmp.dir}` })
+  try {
+    assert.equal((await pg.query('SELECT count(*)::int AS n FROM res')).rows[0].n, 31, 'the rows of session 1 are there')
+    await pg.electric.initMetadataTables()
+    const v = await sub(pg, 'res')
+    assert.equal(v.state, 'stopped', 'nothing drives a subscription of an earlier session')
+    assert.deepEqual([v.handle, v.offset, Number(v.rows_applied)], [stored.handle, stored.offset, 31], 'the stored position')
+
+    const h = await pg.electric.syncShapeToTable(opts('res', 'res', seen2))
+    await waitSameRows(pg, srv, 'res')
+    await waitFor(() => h.isUpToDate, { what: 'session 2 up to date' })
+    const session2 = (await requests(srv)).slice(before).filter((r) => r.query.table === 'res')
+    assert.ok(session2.length > 0)
+    assert.deepEqual([session2[0].query.handle, session2[0].query.offset], [stored.handle, stored.offset],
+      'the first request of session 2 is at the stored handle and offset')
+    assert.deepEqual(session2.filter((r) => r.query.offset === '-1'), [], 'no request from -1 in session 2')
+    const w = await sub(pg, 'res')
+    assert.equal(Number(w.rows_applied), 31 + 3, 'the three changes applied once')
+    assert.equal(w.state, 'live')
+    assert.deepEqual(seen2, { initialSyncs: 1, errors: [] }, 'onInitialSync once, also for a resume')
+
+    // unkeyed: nothing to resume from, so it starts from -1 and replaces the rows
+    const hu = await pg.electric.syncShapeToTable(opts('res_unkeyed', null, { initialSyncs: 0, errors: [] }))
+    await waitFor(() => hu.isUpToDate, { what: 'unkeyed up to date' })
+    await assertSameRows(pg, srv, 'res_unkeyed')
+    const unkeyed = (await requests(srv)).slice(before).filter((r) => r.query.table === 'res_unkeyed')
+    assert.equal(unkeyed[0].query.offset, '-1', 'the unkeyed subscription starts from -1')
+    await h.unsubscribe()
+    await hu.unsubscribe()
+  } finally {
+    await pg.close()
+  }
+})
