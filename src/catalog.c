@@ -681,11 +681,18 @@ ps_catalog_spool_write(int32 subid, const char *shape, int64 at, const char *dat
 	pfree(b);
 }
 
-/* Read want bytes at logical offset at, across blocks; returns bytes read. */
+/*
+ * Read want bytes at logical offset at, across blocks; returns bytes read.
+ * Each block is detoasted in a context of its own and freed with its SPI
+ * result, so reading a large spool costs one block of memory, not all.
+ */
 int
 ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char *buf, int want)
 {
 	int			got = 0;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync spool block",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	while (got < want)
 	{
@@ -707,7 +714,11 @@ ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char *buf, int w
 		n = (int) Min((int64) (want - got), (int64) VARSIZE_ANY_EXHDR(data) - skip);
 		memcpy(buf + got, VARDATA_ANY(data) + skip, n);
 		got += n;
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextReset(cxt);
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 	return got;
 }
 

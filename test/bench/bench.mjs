@@ -11,7 +11,9 @@
 //      (@electric-sql/pglite + @electric-sql/pglite-sync in Node);
 //   2. the worker's peak private memory (RssAnon) during those syncs;
 //   3. live apply of many single-row update transactions appended at once;
-//   4. the CPU cost of idle live subscriptions.
+//   4. the CPU cost of idle live subscriptions;
+//   5. PGlite: the same shape into PGlite through the seed's plugin and
+//      through ours (build/pglite/), rows/s and memory (test/bench/pglite.mjs).
 //
 // It prints Markdown tables and verdicts, writes them (plus raw JSON) to
 // test/bench/results/, and writes BENCHMARKS.md at the top of the repository
@@ -52,7 +54,9 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --peer-methods L   pglite-sync initialInsertMethod values (default insert,csv,json)
   --repeat K         timed runs of each initial sync, native COPY, peer method and live
                      apply (debug off); the median is reported (default 3; --quick 1)
-  --only LIST        phases to run: initial,peer,live,idle (default all)
+  --pglite-rows L    row counts for the PGlite comparison (default 100000,300000; --quick 20000,60000)
+  --pglite-methods L initialInsertMethod values there (default insert,csv,json)
+  --only LIST        phases to run: initial,peer,live,idle,pglite (default all)
   --profile          also profile the worker with perf during an extra, untimed
                      sync of --rows per method (results/perf-<method>.txt)
   --quick            small sizes for fast iteration
@@ -64,7 +68,8 @@ const USAGE = `usage: test/bench/run [options]        (as root)
 function parseArgs(argv) {
   const o = {
     quick: false, rows: null, peerRows: null, liveTxns: null, idleSubs: 50, idleSeconds: null,
-    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: ['initial', 'peer', 'live', 'idle'],
+    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: ['initial', 'peer', 'live', 'idle', 'pglite'],
+    pgliteRows: null, pgliteMethods: PEER_METHODS,
     profile: false, md: undefined, keep: false, repeat: null,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -88,6 +93,8 @@ function parseArgs(argv) {
     else if (a === '--methods') o.methods = val().split(',');
     else if (a === '--peer-methods') o.peerMethods = val().split(',');
     else if (a === '--only') o.only = val().split(',');
+    else if (a === '--pglite-rows') o.pgliteRows = val().split(',').map((x) => Number(x.replace(/_/g, '')));
+    else if (a === '--pglite-methods') o.pgliteMethods = val().split(',');
     else if (a === '--profile') o.profile = true;
     else if (a === '--md') o.md = val();
     else if (a === '--no-md') o.md = null;
@@ -100,7 +107,10 @@ function parseArgs(argv) {
   }
   for (const m of o.methods) if (!ALL_METHODS.includes(m)) throw new Error(`unknown method ${m}`);
   for (const m of o.peerMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown peer method ${m}`);
-  for (const p of o.only) if (!['initial', 'peer', 'live', 'idle'].includes(p)) throw new Error(`unknown phase ${p}`);
+  for (const p of o.only) if (!['initial', 'peer', 'live', 'idle', 'pglite'].includes(p)) throw new Error(`unknown phase ${p}`);
+  for (const m of o.pgliteMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown PGlite method ${m}`);
+  o.pgliteRows ??= o.quick ? [20_000, 60_000] : [100_000, 300_000];
+  for (const n of o.pgliteRows) if (!Number.isInteger(n) || n < 1) throw new Error('--pglite-rows needs positive integers');
   o.rows ??= o.quick ? 100_000 : 1_000_000;
   o.peerRows ??= o.quick ? 20_000 : 100_000;
   o.liveTxns ??= o.quick ? 10_000 : 100_000;
@@ -517,6 +527,62 @@ async function runPeer(env, { n, src, methods, repeat }) {
     methods: perMethod,
     stderr: stderr.slice(-2000),
   };
+}
+
+// PGlite, one process per run (see pglite.mjs): the seed's plugin and ours,
+// each method, rounds interleaved; a data directory on disk for each run, so
+// that memory shows what the sync holds, not the database.
+async function runPglite(env, { sizes, methods, repeat }) {
+  const out = { sizes, runs: [], floor: {} };
+  for (const n of sizes) {
+    const src = `pglite_${n}`;
+    const g = await env.control('POST', `/tables/${src}/generate`, { rows: n });
+    log(`PGlite N = ${fmtInt(n)}: ${g.pages} pages, ${fmtInt(g.bytes)} bytes`);
+    const rounds = {};
+    for (let round = 1; round <= repeat; round++) {
+      for (const impl of ['peer', 'ours']) {
+        for (const method of methods) {
+          const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-bench-'));
+          const argv = ['--expose-gc', path.join(HERE, 'pglite.mjs'), '--url', env.shapeUrl, '--table', src, '--rows', String(n),
+            '--impl', impl, '--method', method, '--data-dir', dir, ...(impl === 'ours' && round === 1 && method === methods[0] ? ['--floor', '1'] : [])];
+          let r;
+          try {
+            const text = execFileSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 1_800_000 });
+            r = JSON.parse(text.trim().split('\n').pop());
+          } catch (e) {
+            r = { impl, method, rows: n, error: String(e.stderr || e.message).slice(-500) };
+          } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+          r.n = n;
+          r.errors = r.error ? [r.error] : [];
+          if (r.error) r.ok = false;
+          if (r.floor_insert_select_s != null) out.floor[n] = { insert_select_s: r.floor_insert_select_s, copy_s: r.floor_copy_s };
+          out.versions ??= r.versions;
+          (rounds[`${impl} ${method}`] ??= []).push(r);
+          log(`  ${impl} ${method}${repeat > 1 ? ` (${round}/${repeat})` : ''}: ${r.error ? `FAILED ${r.error.split('\n')[0]}` : `${fmtS(r.seconds)} s, ${fmtInt(r.rows_per_s)} rows/s, RSS ${r.rss_base_mb} → ${r.rss_sync_peak_mb} MB`}`);
+        }
+      }
+    }
+    for (const [k, rs] of Object.entries(rounds)) {
+      const a = aggregate(rs);
+      const [impl, method] = k.split(' ');
+      const good = rs.filter((x) => !x.error);
+      Object.assign(a, {
+        impl, method, n,
+        rss_base_mb: good.length ? Math.max(...good.map((x) => x.rss_base_mb)) : null,
+        rss_sync_peak_mb: good.length ? Math.max(...good.map((x) => x.rss_sync_peak_mb)) : null,
+        rss_growth_mb: good.length ? Math.max(...good.map((x) => x.rss_sync_peak_mb - x.rss_base_mb)) : null,
+        rss_hwm_mb: good.length ? Math.max(...good.map((x) => x.rss_hwm_mb)) : null,
+        live_base_mb: good.length ? Math.max(...good.map((x) => x.live_base_mb)) : null,
+        live_peak_mb: good.length ? Math.max(...good.map((x) => x.live_peak_mb)) : null,
+      });
+      if (!a.ok) a.error = a.errors[0] ?? 'row count mismatch';
+      out.runs.push(a);
+    }
+    await env.control('DELETE', `/tables/${src}`);
+  }
+  return out;
 }
 
 async function profileReport(file) {
@@ -968,6 +1034,49 @@ function report(R) {
     p();
   }
 
+  if (R.pglite) {
+    const P = R.pglite;
+    p('## PGlite');
+    p();
+    p(`The same generated shape into PGlite ${P.versions?.pglite ?? '?'} in Node, through the seed's @electric-sql/pglite-sync ` +
+      `${P.versions?.pglite_sync_peer ?? '?'} (\`peer\`) and through ours (\`build/pglite/\`, \`make pglite\`: the C engine as a PGlite ` +
+      'extension, JavaScript only fetching). Both use the same PGlite build, a data directory on disk, the same test server and shape; ' +
+      'one Node process per run (test/bench/pglite.mjs) so that each peak is its own. Time runs from `syncShapeToTable()` to ' +
+      '`onInitialSync`, then `count(*)` is checked; PGlite\'s start-up is excluded. *Memory* is V8\'s `heapUsed + external` ' +
+      '(JavaScript objects, buffers and PGlite\'s WASM memory), *RSS* the process RSS: *before* just before `syncShapeToTable()` ' +
+      '(PGlite started, table created), *peak* the highest value sampled every 20 ms until `onInitialSync`; *VmHWM* is the process ' +
+      'peak, start-up included. Memory figures are the worst round\'s. PGlite\'s own start-up memory differs between the two ' +
+      '(it is lower when an extension bundle is loaded), so compare peaks, not growth.');
+    p();
+    const rows = [];
+    for (const n of P.sizes) {
+      const here = P.runs.filter((r) => r.n === n);
+      const peers = here.filter((r) => r.impl === 'peer' && r.ok);
+      const pb = peers.length ? peers.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
+      for (const r of here) {
+        rows.push([`${r.impl === 'peer' ? 'peer pglite-sync' : 'pglite_sync'} ${r.method}`, fmtInt(n), r.ok ? fmtS(r.seconds) : 'FAILED', r.ok ? spread(r) : '',
+          r.ok ? fmtInt(r.rows_per_s) : '–', r.ok && pb ? fmtX(r.rows_per_s / pb.rows_per_s) : '–',
+          r.live_base_mb ?? '–', r.live_peak_mb ?? '–', r.rss_base_mb ?? '–', r.rss_sync_peak_mb ?? '–', r.rss_hwm_mb ?? '–']);
+      }
+    }
+    p(mdTable(['method', 'N', R.options.repeat > 1 ? `seconds (median of ${R.options.repeat})` : 'seconds', R.options.repeat > 1 ? 'min–max s' : '',
+      'rows/s', '× peer best', 'memory before MB', 'memory peak MB', 'RSS before MB', 'RSS peak MB', 'VmHWM MB'], rows));
+    p();
+    const fl = Object.entries(P.floor);
+    if (fl.length) {
+      p('PGlite\'s own floor, in the same process after our sync, with no network and no parsing: ' + fl.map(([n, f]) =>
+        `N = ${fmtInt(Number(n))}: \`INSERT INTO t2 SELECT * FROM t\` ${fmtS(f.insert_select_s)} s (${fmtInt(Number(n) / f.insert_select_s)} rows/s), ` +
+        `\`COPY t2 FROM '/dev/blob' (FORMAT csv)\` ${fmtS(f.copy_s)} s (${fmtInt(Number(n) / f.copy_s)} rows/s)`).join('; ') +
+        '. No loader inside PGlite can be faster than the INSERT … SELECT of rows already in the database.');
+      p();
+    }
+    const failed = P.runs.filter((r) => !r.ok);
+    if (failed.length) {
+      p('Failures: ' + failed.map((r) => `${r.impl} ${r.method} at N = ${fmtInt(r.n)}: \`${(r.error ?? '').split('\n')[0].slice(0, 200)}\``).join('; ') + '.');
+      p();
+    }
+  }
+
   if (R.profiles) {
     p('## Profiles (--profile)');
     p();
@@ -1020,6 +1129,28 @@ function verdicts(R) {
       measured: `${fmtS(R.idle.worker_cpu_s + (R.idle.launcher_cpu_s ?? 0), 3)} CPU s in ${fmtS(R.idle.seconds, 0)} s for ${R.idle.subs} workers = ${fmtS(R.idle.pct_one_core, 3)}% of one core`,
       met: R.idle.pct_one_core < 1 });
   } else v.push({ target: 'idle subscriptions ≈ 0 CPU', measured: '–', met: null });
+  if (R.pglite) {
+    const P = R.pglite;
+    const n = P.sizes[0];
+    const best = (impl, at) => {
+      const ok = P.runs.filter((r) => r.impl === impl && r.n === at && r.ok);
+      return ok.length ? ok.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
+    };
+    const o1 = best('ours', n);
+    const p1 = best('peer', n);
+    v.push({ target: 'PGlite: ≥ 5× the peer\'s best method',
+      measured: o1 && p1 ? `${o1.method}: ${fmtInt(o1.rows_per_s)} vs peer ${p1.method}: ${fmtInt(p1.rows_per_s)} rows/s = ${fmtX(o1.rows_per_s / p1.rows_per_s)} at N = ${fmtInt(n)}` : '–',
+      met: o1 && p1 ? o1.rows_per_s / p1.rows_per_s >= 5 : null });
+    const big = P.sizes[P.sizes.length - 1];
+    const growth = (at) => Math.max(...P.runs.filter((r) => r.impl === 'ours' && r.n === at && r.ok).map((r) => r.live_peak_mb));
+    if (big !== n) {
+      const g1 = growth(n);
+      const g2 = growth(big);
+      v.push({ target: 'PGlite: memory does not grow with the shape (taken as: our memory peak at the largest N ≤ 1.25× the smallest N\'s + 16 MB; the database is on disk)',
+        measured: Number.isFinite(g1) && Number.isFinite(g2) ? `ours: ${g1} MB at N = ${fmtInt(n)}, ${g2} MB at N = ${fmtInt(big)}` : '–',
+        met: Number.isFinite(g1) && Number.isFinite(g2) ? g2 <= 1.25 * g1 + 16 : null });
+    }
+  }
   return v;
 }
 
@@ -1123,6 +1254,7 @@ async function main() {
       if (R.live.profile) (R.profiles ??= {}).live = R.live.profile;
     }
     if (opts.only.includes('idle')) R.idle = await idle(env, opts.idleSubs, opts.idleSeconds);
+    if (opts.only.includes('pglite')) R.pglite = await runPglite(env, { sizes: opts.pgliteRows, methods: opts.pgliteMethods, repeat: opts.repeat });
   } finally {
     R.total_s = (now() - started) / 1000;
     R.postgres_log_tail = env.logFile && fs.existsSync(env.logFile)
