@@ -20,6 +20,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "mb/pg_wchar.h"
@@ -559,12 +560,25 @@ string_of(json_t *v, const char *member, const char *key)
 	return ps_json_str(v);
 }
 
+/*
+ * sync_shapes_to_tables runs with search_path pinned (see there), but the
+ * functions its members name are found the way the caller would find them,
+ * as sync_shape_to_table's regprocedure arguments are.
+ */
+static char *caller_search_path;
+
 static Oid
 function_of(json_t *v, const char *member, const char *key)
 {
 	char	   *text = string_of(v, member, key);
+	int			level = NewGUCNestLevel();
+	Oid			oid;
 
-	return DatumGetObjectId(DirectFunctionCall1(regprocedurein, CStringGetDatum(text)));
+	(void) set_config_option("search_path", caller_search_path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	oid = DatumGetObjectId(DirectFunctionCall1(regprocedurein, CStringGetDatum(text)));
+	AtEOXact_GUC(false, level);
+	return oid;
 }
 
 /* A JSON array of column names, as the text[] of sync_shape_to_table. */
@@ -730,7 +744,16 @@ ps_sync_shapes_to_tables(PG_FUNCTION_ARGS)
 	int			cap;
 	const char *method;
 	char	   *name;
+	int			level;
 
+	/*
+	 * Declared without SET search_path, so that member functions resolve in
+	 * the caller's; everything else runs with it pinned, as if it were set.
+	 */
+	caller_search_path = GetConfigOptionByName("search_path", NULL, false);
+	level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	ps_catalog_require_current();
 	check_database(worker);
 	require_arg(fcinfo, 0, "shapes");
@@ -766,5 +789,6 @@ ps_sync_shapes_to_tables(PG_FUNCTION_ARGS)
 	order_by_foreign_keys(specs, n);
 	check_headers_function(headers_function);
 	name = store(shape_key, "group", method, headers_function, worker, specs, n);
+	AtEOXact_GUC(true, level);
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }

@@ -69,14 +69,24 @@ become_owner(PsRun *run, ApplyUser *u)
 						run->sub->name, run->sub->owner)));
 	/*
 	 * A worker connects as the owner.  Where it cannot (a role without
-	 * LOGIN on PostgreSQL 15 and 16), and for sync_now or a host driving the
-	 * subscription as another role, the owner's code runs restricted, as
-	 * core's logical replication does: it cannot act for the calling role.
+	 * LOGIN on PostgreSQL 15 and 16) it connects as the bootstrap superuser
+	 * and runs the owner's code as a security-definer function would: SET
+	 * ROLE and SET SESSION AUTHORIZATION are refused, catalog statements pin
+	 * their search_path, and SET CONSTRAINTS ALL IMMEDIATE below fires every
+	 * deferred trigger as the owner before the user is restored, so nothing
+	 * is left to run as the superuser at COMMIT.  The session is the
+	 * worker's own, so deferred constraints keep working there.
+	 *
+	 * For sync_now or a host driving the subscription as another role, the
+	 * caller's transaction goes on after us: the owner's code runs
+	 * restricted, as core's logical replication does, so that it cannot
+	 * leave anything (a deferred trigger, a temporary table) to run as the
+	 * caller.
 	 */
 	if (u->switched)
 		SetUserIdAndSecContext(run->sub->owner,
 							   u->saved_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
+							   (run->mode == PS_RUN_WORKER ? 0 : SECURITY_RESTRICTED_OPERATION));
 }
 
 static void
@@ -205,10 +215,11 @@ ps_run_commit(PsRun *run, uint64 target)
 	/*
 	 * Deferred constraints and constraint triggers are checked here, as the
 	 * owner and inside the batch: a violation rolls the batch back with the
-	 * constraint named.  (Not for a host's transaction: its own deferred
-	 * checks keep their timing, and run at its COMMIT.)
+	 * constraint named.  A worker always does it (see become_owner: nothing
+	 * deferred may outlive the owner's turn).  Not for a host's transaction:
+	 * its own deferred checks keep their timing, and run at its COMMIT.
 	 */
-	if (run->mode != PS_RUN_HOST && !u.switched)
+	if (run->mode == PS_RUN_WORKER || (run->mode != PS_RUN_HOST && !u.switched))
 	{
 		int			rc = SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0);
 

@@ -164,7 +164,8 @@ CREATE FUNCTION electric.sync_shapes_to_tables(
     worker                boolean DEFAULT true)
 RETURNS text
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
-SET search_path = pg_catalog, pg_temp
+-- no SET search_path: the members' map_function and on_must_refetch are found
+-- in the caller's search_path; the function pins it for everything else
 AS 'MODULE_PATHNAME', 'ps_sync_shapes_to_tables';
 
 COMMENT ON FUNCTION electric.sync_shapes_to_tables(jsonb, text, text, regprocedure, boolean)

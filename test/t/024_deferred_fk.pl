@@ -45,12 +45,9 @@ for my $owner (qw(superuser app_login app_nologin))
 	my $t = "member_$owner";
 	my $m = $missing{$owner};
 	# Before PostgreSQL 17 a worker cannot connect as a NOLOGIN role: it
-	# applies as the owner in a security-restricted operation, where
-	# PostgreSQL refuses to queue deferred triggers.
-	my $restricted = $owner eq 'app_nologin' && $node->pg_version < 17;
-	local $TODO = 'engine bug: a NOLOGIN owner before PostgreSQL 17 cannot apply into a table with deferred constraints'
-	  . ' ("cannot fire deferred trigger within security-restricted operation")' if $restricted;
-	my $wait = $restricted ? 5 : 30;
+	# connects as the superuser and applies as the owner, deferred
+	# constraints included.
+	my $wait = 30;
 	my $set_role = $owner eq 'superuser' ? '' : "SET ROLE $owner; ";
 	$server->create_table(
 		name => $t,
