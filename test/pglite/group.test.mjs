@@ -81,6 +81,7 @@ test('both members of a group land, in one transaction', { timeout: 60_000 }, as
   })
   assert.equal(h.name, 'grp')
   await waitFor(() => h.isUpToDate, { what: 'the group up to date' })
+  await waitFor(() => reader.reads.includes(full), { what: 'the reader to see the synced tables' })
   await reader.done()
   assert.ok(reader.reads.includes(empty) && reader.reads.includes(full))
   await assertSameRows(pg, srv, 'project')

@@ -121,6 +121,7 @@ test('must-refetch after the shape is rotated replaces the table atomically', { 
     return v.handle !== before.handle && v.state === 'live' && v.is_up_to_date
   }, { what: 'a new handle, live again' })
   await waitSameRows(pg, srv, 'rot')
+  await waitFor(() => reader.reads.includes(ids(next)), { what: 'the reader to see the new table' })
   await reader.done()
   assert.ok(reader.reads.includes(oldIds) && reader.reads.includes(ids(next)), 'the reader saw both tables')
 
