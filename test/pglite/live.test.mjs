@@ -381,3 +381,56 @@ test('user code run by the apply (a trigger, onMustRefetch) sees the session\'s 
     await s.handle.unsubscribe()
   }
 })
+
+// Each bad answer of the fault table, in the middle of a snapshot of four
+// pages: the engine refuses it whole (retryable), the loop backs off and asks
+// for the same page again, and the table ends equal to the server's.
+for (const kind of ['truncate_json', 'malformed_message', 'bad_utf8', 'missing_headers', 'wrong_content_type']) {
+  test(`a bad answer (${kind}) mid-snapshot: refused, retried, nothing applied twice`, { timeout: 60_000 }, async (t) => {
+    const srv = await startServer(t)
+    const table = `bad_${kind}`
+    await itemsTable(srv, table, itemRows(16), { page_rows: 4 })
+    await pg.exec(ITEMS_DDL(table))
+    let armed = true
+    const fetchClient = recordingFetch(async (req) => {
+      if (armed && req.offset === '0_1') {
+        armed = false
+        await post(srv, '/faults', { kind, table, count: 1 })
+      }
+    })
+    const n0 = watch.ingests.length
+    const s = await subscribe(srv, table, { shape: { fetchClient } })
+    await upToDate(s, table)
+    await assertSameRows(pg, srv, table)
+    assert.equal(await rowsApplied(table), 16)
+    const log = await requests(srv, table)
+    const f = log.findIndex((r) => r.fault === kind)
+    assert.equal(log[f].query.offset, '0_1')
+    assert.equal(log[f + 1].query.offset, '0_1', 'the same page asked for again')
+    const answers = watch.ingests.slice(n0).filter((i) => i.name === table)
+    const bad = answers.find((a) => a.error)
+    assert.ok(bad, 'the bad answer was refused with an error')
+    assert.equal(bad.state, 'backoff', `retryable: ${bad.error}`)
+    assert.equal(bad.applied, 0)
+    assert.equal(s.seen.errors.length, 1, 'onError called once')
+    assert.equal(s.seen.errors[0].message, bad.error)
+    await s.handle.unsubscribe()
+  })
+}
+
+test('static and function headers reach every request; the view keeps only the static ones', { timeout: 30_000 }, async (t) => {
+  const srv = await startServer(t)
+  await itemsTable(srv, 'hdr', itemRows(6), { page_rows: 2 })
+  await pg.exec(ITEMS_DDL('hdr'))
+  let n = 0
+  const s = await subscribe(srv, 'hdr', { shape: { headers: { authorization: 'Bearer static', 'x-request': () => `r${++n}` } } })
+  await upToDate(s, 'hdr')
+  await post(srv, '/tables/hdr/txn', { ops: [{ op: 'insert', row: { id: 7 } }] })
+  await waitSameRows(pg, srv, 'hdr')
+  const log = await requests(srv, 'hdr')
+  assert.ok(log.length >= 4)
+  assert.ok(log.every((r) => r.headers.authorization === 'Bearer static'), 'the static header on every request')
+  assert.deepEqual(log.map((r) => r.headers['x-request']), log.map((_, i) => `r${i + 1}`), 'the function called for each request')
+  assert.deepEqual((await sub(pg, 'hdr')).shape_headers, { authorization: 'Bearer static' })
+  await s.handle.unsubscribe()
+})
