@@ -356,7 +356,7 @@ test('a network error is reported as one, not as an HTTP status', {
 })
 
 test('user code run by the apply (a trigger, onMustRefetch) sees the session\'s search_path', {
-  todo: 'host-driven applies run under the engine\'s pinned search_path (pg_catalog, pg_temp): unqualified names in user triggers fail',
+  todo: 'electric.ingest_response is declared SET search_path = pg_catalog, pg_temp, and the user triggers its apply fires inherit it',
   timeout: 30_000,
 }, async (t) => {
   const srv = await startServer(t)
