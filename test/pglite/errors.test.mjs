@@ -93,7 +93,8 @@ const SQL_ERRORS = [
   ['a URL that is not http(s)', { shape: { url: 'ftp://example.com/v1/shape', params: { table: 'things' } } }, '22023', /ftp/],
   ['a protocol parameter in params', { shape: { url: 'http://127.0.0.1:1/v1/shape', params: { table: 'things', offset: '0_0' } } }, '22023', /offset/],
   ['an onMustRefetch function that does not exist', { onMustRefetch: 'no_such_fn(text)' }, '42883', /no_such_fn/],
-  ['an empty shapeKey that is not persisted is fine, a bad table is not', { shapeKey: '', table: 'nope2' }, '42P01', /nope2/],
+  // shapeKey '' means no persistence (as in the seed), not an error: only the table is
+  ["shapeKey '' with an unknown table", { shapeKey: '', table: 'nope2' }, '42P01', /nope2/],
 ]
 
 test('SQL-level errors reject with the Postgres error code and leave nothing running', async (t) => {
