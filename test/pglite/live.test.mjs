@@ -355,29 +355,38 @@ test('a network error is reported as one, not as an HTTP status', {
 })
 
 test('user code run by the apply (a trigger, onMustRefetch) sees the session\'s search_path', {
-  todo: 'electric.ingest_response is declared SET search_path = pg_catalog, pg_temp, and the user triggers its apply fires inherit it',
+  todo: 'electric.ingest_response is declared SET search_path = pg_catalog, pg_temp, and the user code its apply runs inherits it',
   timeout: 30_000,
 }, async (t) => {
   const srv = await startServer(t)
   await itemsTable(srv, 'trg', itemRows(3))
-  // as in test/t/001_sync.pl, where a worker runs this trigger
-  await pg.exec(`${ITEMS_DDL('trg')};
+  await itemsTable(srv, 'trg_refetch', itemRows(2))
+  // unqualified names, as in test/t/001_sync.pl and 009_shared_table.pl, where a worker runs them
+  await pg.exec(`${ITEMS_DDL('trg')}; ${ITEMS_DDL('trg_refetch')};
     CREATE TABLE trg_audit (id int, op text, syncing text);
     CREATE FUNCTION trg_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
       INSERT INTO trg_audit VALUES (coalesce(NEW.id, OLD.id), TG_OP, current_setting('electric.syncing', true));
       RETURN NULL;
     END $$;
-    CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON trg FOR EACH ROW EXECUTE FUNCTION trg_audit();`)
+    CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON trg FOR EACH ROW EXECUTE FUNCTION trg_audit();
+    CREATE FUNCTION trg_clear(sub text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN
+      INSERT INTO trg_audit VALUES (0, 'refetch ' || sub, current_setting('electric.syncing', true));
+      DELETE FROM trg_refetch;
+    END $$;`)
   const s = await subscribe(srv, 'trg')
+  const s2 = await subscribe(srv, 'trg_refetch', { onMustRefetch: 'trg_clear(text)' })
   try {
-    await waitFor(async () => s.handle.isUpToDate || (await sub(pg, 'trg')).state === 'error', { what: 'up to date or error' })
-    const v = await sub(pg, 'trg')
-    assert.equal(v.last_error, null)
-    assert.equal(v.state, 'live')
+    const settled = async (name, h) => h.isUpToDate || (await sub(pg, name)).state === 'error'
+    await waitFor(async () => (await settled('trg', s.handle)) && (await settled('trg_refetch', s2.handle)), { what: 'up to date or error' })
+    for (const name of ['trg', 'trg_refetch']) {
+      const v = await sub(pg, name)
+      assert.deepEqual([v.state, v.last_error], ['live', null], name)
+    }
     const { rows } = await pg.query('SELECT id, op, syncing FROM trg_audit ORDER BY id')
-    assert.deepEqual(rows, [1, 2, 3].map((id) => ({ id, op: 'INSERT', syncing: 'true' })))
+    assert.deepEqual(rows, [{ id: 0, op: 'refetch trg_refetch', syncing: 'true' }, ...[1, 2, 3].map((id) => ({ id, op: 'INSERT', syncing: 'true' }))])
   } finally {
     await s.handle.unsubscribe()
+    await s2.handle.unsubscribe()
   }
 })
 
