@@ -22,7 +22,7 @@ const METHODS = { insert: 'insert', csv: 'copy', copy: 'copy', useCopy: 'copy', 
 export function electricSync(options = {}) {
   const { debug = false, metadataSchema = 'electric' } = options ?? {}
   if (metadataSchema !== 'electric')
-    throw new Error(`pglite_sync: metadataSchema "${metadataSchema}" is not supported; the extension lives in schema "electric"`)
+    throw new TypeError(`pglite_sync: metadataSchema "${metadataSchema}" is not supported; the extension lives in schema "electric"`)
   return {
     name: 'pglite_sync',
     setup: async (pg) => {
@@ -255,6 +255,14 @@ class Subscription {
   ingest(res, shape) {
     const args = [this.name, res.status, JSON.stringify(res.headers)]
     let text = null
+    if (res.status === 0) {
+      // no complete response: the body tells the engine what went wrong
+      const e = res.error
+      text = String(e?.cause?.code ?? e?.cause?.message ?? e?.message ?? e ?? 'no response').replace(/\0/g, '')
+      return this.value(
+        "SELECT electric.ingest_response($1, $2, $3::jsonb, pg_catalog.convert_to($4, 'UTF8'), $5) AS r",
+        [...args, text.slice(0, 400), shape])
+    }
     if (res.body !== null && this.sync.textBodies) {
       try {
         text = utf8.decode(res.body)

@@ -10,6 +10,7 @@
 #include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -28,6 +29,7 @@
 #include "jsonutil.h"
 #include "shapeopts.h"
 
+PG_FUNCTION_INFO_V1(ps_catalog_changed);
 PG_FUNCTION_INFO_V1(ps_unsubscribe);
 PG_FUNCTION_INFO_V1(ps_delete_subscription);
 PG_FUNCTION_INFO_V1(ps_alter_subscription);
@@ -362,4 +364,23 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 		ConditionVariableCancelSleep();
 #endif
 	PG_RETURN_BOOL(result);
+}
+
+/*
+ * Statement trigger on electric.subscription: rows written other than by
+ * this extension's functions (pg_restore's COPY, a hand-made INSERT) are
+ * found by a scan of the databases at COMMIT, so restored subscriptions
+ * start without a server restart.  Our own writes tell the launcher
+ * exactly what changed already.
+ */
+Datum
+ps_catalog_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("electric._catalog_changed() must be called as a trigger")));
+	if (!ps_catalog_writing())
+		ps_at_commit(PS_ACTION_SCAN, 0, InvalidOid);
+	return PointerGetDatum(NULL);
 }

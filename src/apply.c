@@ -66,10 +66,19 @@ ps_apply_open(PsSubscription *sub, PsShapeDef *def, PsSpool *spool, const PsAppl
 	a->ib_cxt = AllocSetContextCreate(CurrentMemoryContext, "pglite_sync insert batch",
 									  ALLOCSET_DEFAULT_SIZES);
 	a->res.method = "insert";
-	/* bulk loading a shared table would collide with rows others hold */
-	a->bulk_done = !opts->bulk || opts->row_by_row || opts->shared ||
-		strcmp(opts->method, "insert") == 0;
+	a->has_tags = -1;
 	ps_target_open(a);
+
+	/*
+	 * Shared or not, asked only now that the table is locked: a subscription
+	 * that makes the table shared backfills holds under a lock that
+	 * conflicts with ours, so either it saw this batch's rows committed or
+	 * this batch sees it and takes holds.
+	 */
+	a->opts.shared = ps_catalog_shapes_on_table(def->relid) > 1;
+	/* bulk loading a shared table would collide with rows others hold */
+	a->bulk_done = !opts->bulk || opts->row_by_row || a->opts.shared ||
+		strcmp(opts->method, "insert") == 0;
 	ps_spool_rewind(spool);
 	return a;
 }
@@ -137,20 +146,27 @@ step(PsApply *a)
 	{
 		/* the leading snapshot inserts of a shape that started from -1 */
 		a->bulk_done = true;
-		if (a->row.op == 'I' && a->row.lsn == 0 && !a->row.move_in)
+		if (a->row.op == 'I' && a->row.lsn == 0 && !a->row.move_in && !a->row.tagged)
 		{
 			bulk_load(a);
 			return;
 		}
 	}
-	if (!a->opts.row_by_row && !a->opts.shared && a->row.op == 'I' && !a->row.move_in)
+	if (!a->opts.row_by_row && !a->opts.shared && a->row.op == 'I' && !a->row.move_in &&
+		!a->row.tagged)
 	{
 		a->res.rows += ps_spi_insert_batch_add(a);
 		return;
 	}
 	a->res.rows += ps_spi_insert_batch_flush(a);
+	if (a->row.op == PS_OP_MOVE_OUT || a->row.op == PS_OP_MOVE_IN)
+	{
+		a->res.rows += ps_tags_move(a);
+		return;
+	}
 	old = MemoryContextSwitchTo(a->exec_cxt);
 	a->res.rows += ps_spi_apply_row(a);
+	ps_tags_after_change(a);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(a->exec_cxt);
 }

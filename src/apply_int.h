@@ -59,6 +59,16 @@ typedef struct PsRow
 	int			n;				/* columns present */
 	const char **by_att;		/* [natts] text or NULL, valid for attnos in set */
 	Bitmapset  *set;			/* attnos present */
+	/* a subquery shape's row (tagged) or move event: from the spool record */
+	bool		tagged;
+	const ps_str *tags;
+	int			ntags;
+	const ps_str *removed_tags;
+	int			nremoved_tags;
+	const bool *active;			/* NULL when not sent */
+	int			nactive;
+	const ps_pattern *patterns;
+	int			npatterns;
 } PsRow;
 
 struct PsApply
@@ -89,6 +99,7 @@ struct PsApply
 	ps_message	fn_msg;			/* map_function's answer, parsed */
 	bool		bulk_done;		/* the leading snapshot rows were considered */
 	PsApplyResult res;
+	int			has_tags;		/* the shape has tag state: -1 not known yet */
 
 	/* cache of the previous record's field names -> attnums */
 	int			last_nfields;
@@ -142,11 +153,18 @@ extern void ps_hold_key_sql(PsApply *a, StringInfo sql, const char *alias);
 /* apply_spi.c */
 extern Datum ps_hold_key(PsApply *a);
 extern void ps_hold_take(PsApply *a, Datum key);
+extern void ps_hold_lock(PsApply *a, Datum key);
+extern bool ps_hold_newer(PsApply *a, Datum key);
 extern bool ps_hold_release(PsApply *a, Datum key);
 extern void ps_hold_drop_shape(PsApply *a);
 extern int64 ps_spi_apply_row(PsApply *a);
 extern int64 ps_spi_insert_batch_add(PsApply *a);
 extern int64 ps_spi_insert_batch_flush(PsApply *a);
+
+/* apply_tags.c */
+extern void ps_tags_after_change(PsApply *a);
+extern int64 ps_tags_move(PsApply *a);
+extern void ps_tags_clear(PsApply *a);
 
 /* apply_bulk.c */
 extern bool ps_bulk_copy_allowed(PsApply *a);

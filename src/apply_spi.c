@@ -171,9 +171,22 @@ ps_spi_apply_row(PsApply *a)
 	if (a->opts.shared && r->op != 'I')
 		ps_row_require_pk(a);
 	if (a->opts.shared)
+	{
 		key = ps_hold_key(a);
-	if (a->opts.shared && r->op == 'D' && ps_hold_release(a, key))
-		return 0;				/* another shape still holds the row */
+		ps_hold_lock(a, key);
+		if (r->op == 'D' && ps_hold_release(a, key))
+			return 0;			/* another shape still holds the row */
+		if (r->op != 'D' && ps_hold_newer(a, key))
+		{
+			/*
+			 * Another shape already wrote a later version (this one is
+			 * replaying older changes, or its snapshot is older): keep that,
+			 * take the hold.
+			 */
+			ps_hold_take(a, key);
+			return 0;
+		}
+	}
 
 	switch (r->op)
 	{
@@ -381,7 +394,21 @@ ps_hold_key(PsApply *a)
 void
 ps_hold_take(PsApply *a, Datum key)
 {
-	ps_catalog_hold_take(RelationGetRelid(a->rel), key, a->sub->id, a->def->name);
+	ps_catalog_hold_take(RelationGetRelid(a->rel), key, a->sub->id, a->def->name, a->row.lsn);
+}
+
+void
+ps_hold_lock(PsApply *a, Datum key)
+{
+	ps_catalog_hold_lock(RelationGetRelid(a->rel), key);
+}
+
+/* The row's version from another shape is newer than the one being applied. */
+bool
+ps_hold_newer(PsApply *a, Datum key)
+{
+	return ps_catalog_hold_newer(RelationGetRelid(a->rel), key, a->sub->id, a->def->name,
+								 a->row.lsn);
 }
 
 /* Release this shape's hold; true if another shape still holds the row. */

@@ -7,6 +7,8 @@
  */
 #include "pglite_sync.h"
 
+#include "catalog.h"
+
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -66,6 +68,10 @@ ps_run_pending_actions(void)
 			case PS_ACTION_STOP_DATABASE:
 				ps_slot_unwant_database(MyDatabaseId);
 				break;
+			case PS_ACTION_SCAN:
+				ps_slot_request_rescan();
+				wake = true;
+				break;
 		}
 	}
 	if (wake)
@@ -88,11 +94,13 @@ ps_xact_callback(XactEvent event, void *arg)
 			if (pending_actions != NIL && ps_shared != NULL)
 				ps_run_pending_actions();
 			pending_actions = NIL;
+			ps_catalog_writing_reset();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			pending_actions = NIL;	/* memory goes with TopTransactionContext */
+			ps_catalog_writing_reset();
 			break;
 		default:
 			break;

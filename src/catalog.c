@@ -66,9 +66,27 @@ ps_catalog_require_current(void)
 
 /* ---- running catalog statements ------------------------------------------- */
 
+/* Inside one of our own catalog statements (see ps_catalog_changed). */
+static bool catalog_writing = false;
+
+bool
+ps_catalog_writing(void)
+{
+	return catalog_writing;
+}
+
+/* At the end of a transaction: an ERROR may have skipped ps_catalog_leave. */
+void
+ps_catalog_writing_reset(void)
+{
+	catalog_writing = false;
+}
+
 void
 ps_catalog_enter(PsCatalogGuard *g)
 {
+	g->saved_writing = catalog_writing;
+	catalog_writing = true;
 	GetUserIdAndSecContext(&g->saved_user, &g->saved_sec);
 	SetUserIdAndSecContext(ps_extension_owner(), g->saved_sec | SECURITY_LOCAL_USERID_CHANGE);
 	g->guc_level = NewGUCNestLevel();
@@ -81,6 +99,7 @@ ps_catalog_leave(PsCatalogGuard *g)
 {
 	AtEOXact_GUC(false, g->guc_level);
 	SetUserIdAndSecContext(g->saved_user, g->saved_sec);
+	catalog_writing = g->saved_writing;
 }
 
 typedef struct Stmt
@@ -91,6 +110,25 @@ typedef struct Stmt
 	SPIPlanPtr	plan;			/* kept for the process's life */
 } Stmt;
 
+static void
+prepare(Stmt *st)
+{
+	PsCatalogGuard g;
+	SPIPlanPtr	plan;
+
+	if (st->plan != NULL)
+		return;
+	ps_catalog_enter(&g);
+	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
+	ps_catalog_leave(&g);
+	if (plan == NULL)
+		elog(ERROR, "pglite_sync: could not prepare a catalog statement: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "pglite_sync: SPI_keepplan failed");
+	st->plan = plan;
+}
+
 /* Run one statement: values may be NULL for none, nulls as in SPI ('n'). */
 static int
 run(Stmt *st, Datum *values, const char *nulls, bool read_only, long count, int expected)
@@ -98,18 +136,8 @@ run(Stmt *st, Datum *values, const char *nulls, bool read_only, long count, int 
 	PsCatalogGuard g;
 	int			rc;
 
+	prepare(st);
 	ps_catalog_enter(&g);
-	if (st->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "pglite_sync: could not prepare a catalog statement: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "pglite_sync: SPI_keepplan failed");
-		st->plan = plan;
-	}
 	rc = SPI_execute_plan(st->plan, values, nulls, read_only, count);
 	ps_catalog_leave(&g);
 	if (rc != expected)
@@ -504,6 +532,162 @@ ps_catalog_enabled(void)
 	return out;
 }
 
+/* ---- subquery shapes: tag state of rows --------------------------------------------- */
+
+static Stmt tags_get = {
+	"SELECT entries, active, tags, pk FROM " PS_SCHEMA ".row_tags "
+	"WHERE subid = $1 AND shape = $2 AND key = $3", 3, {INT4OID, TEXTOID, TEXTOID}
+};
+static Stmt tags_put = {
+	"INSERT INTO " PS_SCHEMA ".row_tags (subid, shape, key, entries, active, tags, pk) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subid, shape, key) DO UPDATE "
+	"SET entries = EXCLUDED.entries, active = EXCLUDED.active, tags = EXCLUDED.tags, pk = EXCLUDED.pk",
+	7, {INT4OID, TEXTOID, TEXTOID, TEXTARRAYOID, BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
+};
+static Stmt tags_delete = {
+	"DELETE FROM " PS_SCHEMA ".row_tags WHERE subid = $1 AND shape = $2 AND key = $3",
+	3, {INT4OID, TEXTOID, TEXTOID}
+};
+static Stmt tags_clear = {
+	"DELETE FROM " PS_SCHEMA ".row_tags WHERE subid = $1 AND shape = $2", 2, {INT4OID, TEXTOID}
+};
+static Stmt tags_any = {
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".row_tags WHERE subid = $1 AND shape = $2)",
+	2, {INT4OID, TEXTOID}
+};
+/* the GIN index finds the rows; the hashes hold the shape's handle, so only its rows match */
+static Stmt tags_matching = {
+	"SELECT key, entries, active, tags, pk FROM " PS_SCHEMA ".row_tags "
+	"WHERE entries OPERATOR(pg_catalog.&&) $3 AND subid = $1 AND shape = $2",
+	3, {INT4OID, TEXTOID, TEXTARRAYOID}
+};
+
+/* Tag state needs the 0.2 catalog: running on 0.1.0's, a subquery shape waits for the update. */
+static void
+require_tags_layout(void)
+{
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated to version %s to sync a shape with a subquery",
+						PS_EXTENSION_NAME, PS_VERSION),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", PS_EXTENSION_NAME)));
+}
+
+/* The tag state of one row; false when it has none. */
+bool
+ps_catalog_tags_get(int32 subid, const char *shape, const char *key, PsTagState *st)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), CStringGetTextDatum(key)};
+	HeapTuple	t;
+	TupleDesc	d;
+	bool		isnull;
+
+	require_tags_layout();
+	run(&tags_get, v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	t = SPI_tuptable->vals[0];
+	d = SPI_tuptable->tupdesc;
+	st->entries = SPI_getbinval(t, d, 1, &isnull);
+	st->active = SPI_getbinval(t, d, 2, &st->active_null);
+	st->tags = SPI_getbinval(t, d, 3, &isnull);
+	st->pk = SPI_getbinval(t, d, 4, &isnull);
+	return true;
+}
+
+void
+ps_catalog_tags_put(int32 subid, const char *shape, const char *key, const PsTagState *st)
+{
+	Datum		v[7] = {Int32GetDatum(subid), CStringGetTextDatum(shape), CStringGetTextDatum(key),
+	st->entries, st->active, st->tags, st->pk};
+	char		nulls[8] = "       ";
+
+	require_tags_layout();
+	if (st->active_null)
+		nulls[4] = 'n';
+	run(&tags_put, v, nulls, false, 0, SPI_OK_INSERT);
+}
+
+void
+ps_catalog_tags_delete(int32 subid, const char *shape, const char *key)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), CStringGetTextDatum(key)};
+
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		return;
+	run(&tags_delete, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+void
+ps_catalog_tags_clear(int32 subid, const char *shape)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
+
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		return;
+	run(&tags_clear, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+bool
+ps_catalog_tags_any(int32 subid, const char *shape)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
+	bool		isnull;
+
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		return false;
+	run(&tags_any, v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The rows with an entry among entries (text[]), read through a cursor in
+ * batches, so that a move-out of a million rows does not hold them all:
+ * ps_catalog_tags_fetch returns the next batch (an SPI tuple table of key,
+ * entries, active, tags, pk for the caller to free), NULL at the end.
+ */
+Portal
+ps_catalog_tags_open(int32 subid, const char *shape, Datum entries)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), entries};
+	PsCatalogGuard g;
+	Portal		portal;
+
+	require_tags_layout();
+	/*
+	 * Planned here, not kept (PGlite exports no SPI_cursor_open), and not
+	 * read-only: it must see the tag state this batch wrote so far.
+	 */
+	ps_catalog_enter(&g);
+	portal = SPI_cursor_open_with_args(NULL, tags_matching.sql, tags_matching.nargs,
+									   tags_matching.argtypes, v, NULL, false, 0);
+	ps_catalog_leave(&g);
+	return portal;
+}
+
+SPITupleTable *
+ps_catalog_tags_fetch(Portal portal)
+{
+	PsCatalogGuard g;
+
+	ps_catalog_enter(&g);
+	SPI_cursor_fetch(portal, true, 1000);
+	ps_catalog_leave(&g);
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return NULL;
+	}
+	return SPI_tuptable;
+}
+
+void
+ps_catalog_tags_close(Portal portal)
+{
+	SPI_cursor_close(portal);
+}
+
 /* ---- shared tables ----------------------------------------------------------------- */
 
 static Stmt shapes_on_table = {
@@ -527,8 +711,18 @@ ps_catalog_shapes_on_table(Oid relid)
 /* ---- holds ---------------------------------------------------------------------- */
 
 static Stmt hold_take = {
-	"INSERT INTO " PS_SCHEMA ".row_hold (relid, key, subid, shape) VALUES ($1, $2, $3, $4) "
-	"ON CONFLICT DO NOTHING", 4, {OIDOID, TEXTARRAYOID, INT4OID, TEXTOID}
+	"INSERT INTO " PS_SCHEMA ".row_hold (relid, key, subid, shape, lsn) VALUES ($1, $2, $3, $4, $5) "
+	"ON CONFLICT (relid, key, subid, shape) DO UPDATE SET lsn = GREATEST(row_hold.lsn, EXCLUDED.lsn)",
+	5, {OIDOID, TEXTARRAYOID, INT4OID, TEXTOID, INT8OID}
+};
+static Stmt hold_lock = {
+	"SELECT pg_catalog.pg_advisory_xact_lock(($1::pg_catalog.int8 << 32) | "
+	"(pg_catalog.hashtext($2::pg_catalog.text)::pg_catalog.int8 & 4294967295))",
+	2, {OIDOID, TEXTARRAYOID}
+};
+static Stmt hold_newer = {
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".row_hold WHERE relid = $1 AND key = $2 "
+	"  AND (subid, shape) <> ($3, $4) AND lsn > $5)", 5, {OIDOID, TEXTARRAYOID, INT4OID, TEXTOID, INT8OID}
 };
 static Stmt hold_release = {
 	"WITH gone AS (DELETE FROM " PS_SCHEMA ".row_hold WHERE relid = $1 AND key = $2 "
@@ -542,11 +736,39 @@ static Stmt hold_drop = {
 };
 
 void
-ps_catalog_hold_take(Oid relid, Datum key, int32 subid, const char *shape)
+ps_catalog_hold_take(Oid relid, Datum key, int32 subid, const char *shape, uint64 lsn)
 {
-	Datum		v[4] = {ObjectIdGetDatum(relid), key, Int32GetDatum(subid), CStringGetTextDatum(shape)};
+	Datum		v[5] = {ObjectIdGetDatum(relid), key, Int32GetDatum(subid), CStringGetTextDatum(shape),
+	Int64GetDatum((int64) lsn)};
 
 	run(&hold_take, v, NULL, false, 0, SPI_OK_INSERT);
+}
+
+/*
+ * Serialise the shapes of a shared table on one row, until commit: a hold
+ * is checked and changed by one worker at a time, each seeing the others'
+ * committed holds (a separate statement, so a fresh snapshot, after the
+ * lock).  Without it two workers could each keep a row for the other, or
+ * delete one the other had just taken.
+ */
+void
+ps_catalog_hold_lock(Oid relid, Datum key)
+{
+	Datum		v[2] = {ObjectIdGetDatum(relid), key};
+
+	run(&hold_lock, v, NULL, false, 0, SPI_OK_SELECT);
+}
+
+/* Does another shape hold a version of the row newer than lsn? */
+bool
+ps_catalog_hold_newer(Oid relid, Datum key, int32 subid, const char *shape, uint64 lsn)
+{
+	Datum		v[5] = {ObjectIdGetDatum(relid), key, Int32GetDatum(subid), CStringGetTextDatum(shape),
+	Int64GetDatum((int64) lsn)};
+	bool		isnull;
+
+	run(&hold_newer, v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 bool
@@ -568,7 +790,9 @@ ps_catalog_hold_drop(Oid relid, int32 subid, const char *shape)
 }
 
 static Stmt other_shapes = {
-	"SELECT subid, shape, primary_key FROM " PS_SCHEMA ".subscription_shape "
+	"SELECT subid, shape, primary_key, "
+	"  EXISTS (SELECT 1 FROM " PS_SCHEMA ".subscription_shape WHERE relid = $1::oid::regclass AND subid = $2) "
+	"FROM " PS_SCHEMA ".subscription_shape "
 	"WHERE relid = $1::oid::regclass AND subid <> $2", 2, {OIDOID, INT4OID}
 };
 
@@ -577,7 +801,9 @@ static Stmt other_shapes = {
  * one other shape syncs there, the table becomes shared now: that shape
  * holds every row the table has (its stale holds from an earlier time
  * shared are dropped first), taken while the table is locked against its
- * worker.  Every shape of a shared table must use the same key.
+ * worker.  Not when subid already had a shape there (taken up again after
+ * unsubscribe): the table has been shared all along, with every hold kept.
+ * Every shape of a shared table must use the same key.
  */
 void
 ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk)
@@ -615,7 +841,8 @@ ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk)
 							target),
 					 errhint("Shapes that sync into one table must identify rows by the same columns.")));
 	}
-	if (SPI_processed != 1)
+	if (SPI_processed != 1 ||
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
 		return;
 	other_subid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	other_shape = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -624,11 +851,17 @@ ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk)
 	rel = table_open(relid, ShareLock);
 	ps_catalog_hold_drop(relid, other_subid, other_shape);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO " PS_SCHEMA ".row_hold (relid, key, subid, shape) "
+	/*
+	 * Its rows are as new as its committed position (the LSN of its offset):
+	 * a newcomer replaying older changes must not overwrite them.
+	 */
+	appendStringInfo(&sql, "INSERT INTO " PS_SCHEMA ".row_hold (relid, key, subid, shape, lsn) "
 					 "SELECT %u, ", relid);
 	ps_hold_key_expr(rel, other_pk, "t", &sql);
-	appendStringInfo(&sql, ", %d, %s FROM %s t ON CONFLICT DO NOTHING", other_subid,
-					 quote_literal_cstr(other_shape),
+	appendStringInfo(&sql, ", %d, %s, COALESCE((SELECT pg_catalog.split_part(\"offset\", '_', 1)::pg_catalog.int8 "
+					 "FROM " PS_SCHEMA ".shape_state WHERE subid = %d AND shape = %s AND \"offset\" ~ '^[0-9]+_'), 0) "
+					 "FROM %s t ON CONFLICT DO NOTHING", other_subid,
+					 quote_literal_cstr(other_shape), other_subid, quote_literal_cstr(other_shape),
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel)));
 	{

@@ -9,6 +9,8 @@
 
 #include "pglite_sync.h"
 
+#include "executor/spi.h"
+
 #include "nodes/pg_list.h"
 
 /* One shape of a subscription (a group has several). */
@@ -67,10 +69,13 @@ typedef struct PsCatalogGuard
 	int			guc_level;
 	Oid			saved_user;
 	int			saved_sec;
+	bool		saved_writing;
 } PsCatalogGuard;
 
 extern void ps_catalog_enter(PsCatalogGuard *g);
 extern void ps_catalog_leave(PsCatalogGuard *g);
+extern bool ps_catalog_writing(void);
+extern void ps_catalog_writing_reset(void);
 
 /* All of these need a transaction and an SPI connection. */
 extern PsSubscription *ps_catalog_load(int32 subid, MemoryContext mcxt);
@@ -96,9 +101,30 @@ extern List *ps_catalog_enabled(void);
 /* ---- shared tables --------------------------------------------------------- */
 extern int	ps_catalog_shapes_on_table(Oid relid);
 extern void ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk);
-extern void ps_catalog_hold_take(Oid relid, Datum key, int32 subid, const char *shape);
+extern void ps_catalog_hold_take(Oid relid, Datum key, int32 subid, const char *shape, uint64 lsn);
+extern void ps_catalog_hold_lock(Oid relid, Datum key);
+extern bool ps_catalog_hold_newer(Oid relid, Datum key, int32 subid, const char *shape, uint64 lsn);
 extern bool ps_catalog_hold_release(Oid relid, Datum key, int32 subid, const char *shape);
 extern void ps_catalog_hold_drop(Oid relid, int32 subid, const char *shape);
+
+/* subquery shapes: the tag state of a row (row_tags), as arrays */
+typedef struct PsTagState
+{
+	Datum		entries;		/* text[] "pos:hash" */
+	Datum		active;			/* boolean[], unless active_null */
+	bool		active_null;
+	Datum		tags;			/* text[] */
+	Datum		pk;				/* text[] */
+} PsTagState;
+
+extern bool ps_catalog_tags_get(int32 subid, const char *shape, const char *key, PsTagState *st);
+extern void ps_catalog_tags_put(int32 subid, const char *shape, const char *key, const PsTagState *st);
+extern void ps_catalog_tags_delete(int32 subid, const char *shape, const char *key);
+extern void ps_catalog_tags_clear(int32 subid, const char *shape);
+extern bool ps_catalog_tags_any(int32 subid, const char *shape);
+extern Portal ps_catalog_tags_open(int32 subid, const char *shape, Datum entries);
+extern SPITupleTable *ps_catalog_tags_fetch(Portal portal);
+extern void ps_catalog_tags_close(Portal portal);
 
 /* ---- table-backed spools (host-driven shapes) ---------------------------------- */
 extern void ps_catalog_spool_write(int32 subid, const char *shape, int64 at, const char *data,

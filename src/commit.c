@@ -140,7 +140,6 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 		opts.bulk = m->from_start;
 		opts.method = run->sub->initial_insert_method;
 		opts.row_by_row = run->row_by_row;
-		opts.shared = ps_catalog_shapes_on_table(m->def->relid) > 1;
 		opts.limit_lsn = target;
 		shapes[i].apply = ps_apply_open(run->sub, m->def, m->spool, &opts);
 		if (run->slot)

@@ -20,6 +20,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -489,7 +490,30 @@ ps_ingest_response(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		headers_from_jsonb(PG_GETARG_JSONB_P(2), &resp);
 	resp.outcome = PS_XFER_DONE;
-	if (!PG_ARGISNULL(3))
+	if (resp.status == 0)
+	{
+		/*
+		 * No complete response (refused, reset, cut short, timed out): a
+		 * network error, as a worker's failed request; the body, if any, is
+		 * the host's description of it.
+		 */
+		resp.outcome = PS_XFER_FAILED;
+		if (!PG_ARGISNULL(3))
+		{
+			bytea	   *body = PG_GETARG_BYTEA_PP(3);
+			int			n = Min((int) VARSIZE_ANY_EXHDR(body), (int) sizeof(resp.error) - 1);
+
+			if (pg_verifymbstr(VARDATA_ANY(body), (int) VARSIZE_ANY_EXHDR(body), true))
+			{
+				n = pg_mbcliplen(VARDATA_ANY(body), n, n);
+				memcpy(resp.error, VARDATA_ANY(body), n);
+				resp.error[n] = '\0';
+			}
+		}
+		if (resp.error[0] == '\0')
+			strlcpy(resp.error, "the host reported no complete response", sizeof(resp.error));
+	}
+	else if (!PG_ARGISNULL(3))
 	{
 		bytea	   *body = PG_GETARG_BYTEA_PP(3);
 		size_t		len = VARSIZE_ANY_EXHDR(body);

@@ -227,9 +227,13 @@ on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
 			}
 			break;
 		case PS_MSG_EVENT:
-			/* move-in/move-out of subquery shapes: not applied silently */
-			return fail_message(m, PS_OUT_FATAL,
-								"the server sent a move event (a shape with a subquery in its where clause), which this version does not apply");
+			/* move-in/move-out of subquery shapes; any other event would be ignored silently */
+			if (msg->event != PS_EVENT_MOVE_OUT && msg->event != PS_EVENT_MOVE_IN)
+				return fail_message(m, PS_OUT_FATAL,
+									"the server sent an event this version does not know (headers.event other than move-in and move-out)");
+			ps_spool_add_event(m->spool, msg);
+			m->resp_changes++;
+			break;
 		default:
 			/* unknown messages: skipped, as the protocol says */
 			break;

@@ -38,7 +38,8 @@ typedef enum PsAction
 	PS_ACTION_START,
 	PS_ACTION_STOP,
 	PS_ACTION_RELOAD,			/* alter_subscription: reread the definition */
-	PS_ACTION_STOP_DATABASE		/* DROP EXTENSION */
+	PS_ACTION_STOP_DATABASE,	/* DROP EXTENSION */
+	PS_ACTION_SCAN				/* subscriptions written directly (pg_restore) */
 } PsAction;
 
 #ifdef __PGLITE__

@@ -213,7 +213,18 @@ ps_row_next(PsApply *a)
 		a->row.move_in = (rec->flags & PS_REC_MOVE_IN) != 0;
 		a->row.n = 0;
 		a->row.set = NULL;
+		a->row.tagged = (rec->flags & PS_REC_TAGS) != 0;
+		a->row.tags = rec->tags;
+		a->row.ntags = rec->ntags;
+		a->row.removed_tags = rec->removed_tags;
+		a->row.nremoved_tags = rec->nremoved_tags;
+		a->row.active = rec->active;
+		a->row.nactive = rec->nactive;
+		a->row.patterns = rec->patterns;
+		a->row.npatterns = rec->npatterns;
 		a->ctx_column = NULL;
+		if (rec->op == PS_OP_MOVE_OUT || rec->op == PS_OP_MOVE_IN)
+			return true;		/* no row: ps_tags_move applies it */
 		{
 			MemoryContext old = MemoryContextSwitchTo(a->row_cxt);
 
@@ -255,6 +266,6 @@ ps_row_require_pk(PsApply *a)
 bool
 ps_row_fits(PsApply *a, Bitmapset *cols)
 {
-	return a->row.op == 'I' && a->row.lsn == 0 && !a->row.move_in &&
+	return a->row.op == 'I' && a->row.lsn == 0 && !a->row.move_in && !a->row.tagged &&
 		bms_equal(a->row.set, cols);
 }

@@ -236,6 +236,15 @@ ps_slot_want(Oid dbid, int32 subid, Oid owner, bool from_user)
 	return true;
 }
 
+/* Subscriptions were written other than through the API: scan the databases. */
+void
+ps_slot_request_rescan(void)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	ps_shared->rescan = true;
+	LWLockRelease(ps_shared->lock);
+}
+
 /* alter_subscription committed: the process rereads the definition now. */
 void
 ps_slot_reload(Oid dbid, int32 subid)

@@ -130,6 +130,7 @@ extern uint64 ps_slot_reload_seq(PsSlot *slot);
 /* Nothing should run any more: the attached process is asked to leave. */
 extern void ps_slot_unwant(Oid dbid, int32 subid);
 extern void ps_slot_unwant_database(Oid dbid);
+extern void ps_slot_request_rescan(void);
 
 /* The launcher: slots due for a launch become LAUNCHING (returns how many,
  * filling slotnos/generations); *sleep_ms is the time to the next one due. */

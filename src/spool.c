@@ -9,7 +9,12 @@
  *   value, '\0'.
  * A raw record (map_function subscriptions) has no fields and carries the
  * message JSON after the key instead.  Values keep a NUL terminator so the
- * type input functions can read them in place.
+ * type input functions can read them in place.  A row of a subquery shape
+ * (PS_REC_TAGS) ends with its tags: uint32 count and (uint32 length, bytes)
+ * each, the same for removed_tags, then int32 count of active_conditions
+ * (-1 = none) and one byte each.  A move event (op 'O' or 'N') has no key or
+ * fields and ends with its patterns: uint32 count, then (uint32 pos, uint32
+ * length, bytes) each.
  *
  * Records collect in a 1 MB buffer, written to a temporary file only when it
  * fills: a live batch never touches the disk, and a large snapshot is written
@@ -55,6 +60,11 @@ struct PsSpool
 	int			rbuf_off;		/* consumed bytes of rbuf */
 	PsSpoolRecord rec;
 	int			fields_cap;
+	int			strs_cap;		/* rec.tags and rec.removed_tags */
+	bool	   *rec_active;
+	int			bools_cap;
+	ps_pattern *rec_patterns;
+	int			patterns_cap;
 };
 
 static void file_close(PsSpool *s);
@@ -177,13 +187,69 @@ flush(PsSpool *s)
 	resetStringInfo(&s->wbuf);
 }
 
+static char *
+put_u32(char *p, uint32 u)
+{
+	memcpy(p, &u, sizeof(u));
+	return p + sizeof(u);
+}
+
+static char *
+put_strs(char *p, const ps_str *strs, int n)
+{
+	p = put_u32(p, (uint32) n);
+	for (int i = 0; i < n; i++)
+	{
+		p = put_u32(p, (uint32) strs[i].len);
+		memcpy(p, strs[i].s, strs[i].len);
+		p += strs[i].len;
+	}
+	return p;
+}
+
+static size_t
+strs_size(const ps_str *strs, int n)
+{
+	size_t		need = 4;
+
+	for (int i = 0; i < n; i++)
+		need += 4 + strs[i].len;
+	return need;
+}
+
+/* Start a record of at least need bytes; returns where its body goes. */
+static char *
+record_begin(PsSpool *s, size_t need, int *start)
+{
+	StringInfo	b = &s->wbuf;
+
+	if (b->len > 0 && b->len + need > SPOOL_BLOCK)
+		flush(s);
+	enlargeStringInfo(b, (int) need);
+	*start = b->len;
+	return b->data + b->len + sizeof(uint32);	/* length, patched below */
+}
+
+static void
+record_end(PsSpool *s, int start, char *p)
+{
+	StringInfo	b = &s->wbuf;
+	uint32		u;
+
+	b->len = p - b->data;
+	b->data[b->len] = '\0';
+	u = (uint32) (b->len - start - sizeof(uint32));
+	memcpy(b->data + start, &u, sizeof(u));
+	s->pending++;
+}
+
 void
 ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size_t json_len,
 			 bool raw)
 {
-	StringInfo	b = &s->wbuf;
 	uint32		nfields = raw ? 0 : (uint32) m->nvalue;
 	size_t		need = 32 + m->key_len + 1 + (raw ? json_len + 5 : 0);
+	bool		tagged = m->has_tags || m->nremoved_tags > 0 || m->has_active;
 	int			start;
 	char	   *p;
 	uint32		u;
@@ -192,10 +258,10 @@ ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size
 	if (!raw)
 		for (int i = 0; i < m->nvalue; i++)
 			need += 9 + m->value[i].name_len + m->value[i].len;
-	if (b->len > 0 && b->len + need > SPOOL_BLOCK)
-		flush(s);
-	enlargeStringInfo(b, (int) need);
-	start = b->len;
+	if (tagged)
+		need += strs_size(m->tags, m->ntags) + strs_size(m->removed_tags, m->nremoved_tags) +
+			4 + m->nactive;
+	p = record_begin(s, need, &start);
 	if (raw)
 		flags |= PS_REC_RAW;
 	if (m->lsn)
@@ -204,8 +270,9 @@ ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size
 		flags |= PS_REC_LAST;
 	if (m->is_move_in)
 		flags |= PS_REC_MOVE_IN;
+	if (tagged)
+		flags |= PS_REC_TAGS;
 
-	p = b->data + start + sizeof(uint32);	/* length, patched below */
 	*p++ = (char) m->op;
 	*p++ = (char) flags;
 	memcpy(p, &lsn, sizeof(lsn));
@@ -253,11 +320,53 @@ ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size
 			}
 		}
 	}
-	b->len = p - b->data;
-	b->data[b->len] = '\0';
-	u = (uint32) (b->len - start - sizeof(uint32));
-	memcpy(b->data + start, &u, sizeof(u));
-	s->pending++;
+	if (tagged)
+	{
+		int32		nactive = m->has_active ? m->nactive : -1;
+
+		p = put_strs(p, m->tags, m->ntags);
+		p = put_strs(p, m->removed_tags, m->nremoved_tags);
+		memcpy(p, &nactive, sizeof(nactive));
+		p += sizeof(nactive);
+		for (int i = 0; i < m->nactive && m->has_active; i++)
+			*p++ = m->active[i] ? 1 : 0;
+	}
+	record_end(s, start, p);
+}
+
+/*
+ * A move event of a subquery shape.  It carries no LSN: in the stream it
+ * sits after the changes that came before it, which is where the commit's
+ * merge of the shapes' records puts it.
+ */
+void
+ps_spool_add_event(PsSpool *s, const ps_message *m)
+{
+	size_t		need = 32 + 4;
+	uint64		lsn = 0;
+	int			start;
+	char	   *p;
+
+	for (int i = 0; i < m->npatterns; i++)
+		need += 8 + m->patterns[i].value.len;
+	p = record_begin(s, need, &start);
+	*p++ = m->event == PS_EVENT_MOVE_OUT ? PS_OP_MOVE_OUT : PS_OP_MOVE_IN;
+	*p++ = 0;
+	memcpy(p, &lsn, sizeof(lsn));
+	p += sizeof(lsn);
+	p = put_u32(p, 0);			/* op_position */
+	p = put_u32(p, 0);			/* fields */
+	p = put_u32(p, 0);			/* key */
+	*p++ = '\0';
+	p = put_u32(p, (uint32) m->npatterns);
+	for (int i = 0; i < m->npatterns; i++)
+	{
+		p = put_u32(p, (uint32) m->patterns[i].pos);
+		p = put_u32(p, (uint32) m->patterns[i].value.len);
+		memcpy(p, m->patterns[i].value.s, m->patterns[i].value.len);
+		p += m->patterns[i].value.len;
+	}
+	record_end(s, start, p);
 }
 
 void
@@ -383,6 +492,87 @@ get_u32(const char **p)
 	return v;
 }
 
+/* n strings, into *arr (grown in the spool's context) */
+static const char *
+get_strs(PsSpool *s, const char *p, ps_str **arr, int *n, int offset)
+{
+	uint32		count = get_u32(&p);
+
+	if (offset + (int) count > s->strs_cap)
+	{
+		int			cap = Max(offset + (int) count, 16) * 2;
+
+		if (s->rec.tags == NULL)
+			s->rec.tags = MemoryContextAlloc(s->cxt, sizeof(ps_str) * cap);
+		else
+			s->rec.tags = repalloc(s->rec.tags, sizeof(ps_str) * cap);
+		s->strs_cap = cap;
+	}
+	*arr = s->rec.tags + offset;
+	for (uint32 i = 0; i < count; i++)
+	{
+		(*arr)[i].len = get_u32(&p);
+		(*arr)[i].s = p;
+		p += (*arr)[i].len;
+	}
+	*n = (int) count;
+	return p;
+}
+
+/* The tags section of a PS_REC_TAGS record at p. */
+static void
+decode_tags(PsSpool *s, const char *p)
+{
+	PsSpoolRecord *r = &s->rec;
+	ps_str	   *tags;
+	ps_str	   *removed;
+	int32		nactive;
+
+	p = get_strs(s, p, &tags, &r->ntags, 0);
+	p = get_strs(s, p, &removed, &r->nremoved_tags, r->ntags);
+	/* both live in rec.tags, which get_strs may have moved */
+	r->tags = s->rec.tags;
+	r->removed_tags = s->rec.tags + r->ntags;
+	memcpy(&nactive, p, sizeof(nactive));
+	p += sizeof(nactive);
+	r->nactive = Max(nactive, 0);
+	if (nactive < 0)
+	{
+		r->active = NULL;
+		return;
+	}
+	if (nactive > s->bools_cap)
+	{
+		s->bools_cap = Max(nactive, 16);
+		s->rec_active = MemoryContextAlloc(s->cxt, sizeof(bool) * s->bools_cap);
+	}
+	r->active = s->rec_active;
+	for (int i = 0; i < nactive; i++)
+		r->active[i] = p[i] != 0;
+}
+
+static void
+decode_event(PsSpool *s, const char *p)
+{
+	PsSpoolRecord *r = &s->rec;
+	uint32		n = get_u32(&p);
+
+	if ((int) n > s->patterns_cap)
+	{
+		s->patterns_cap = Max((int) n, 16);
+		s->rec_patterns = MemoryContextAlloc(s->cxt, sizeof(ps_pattern) * s->patterns_cap);
+	}
+	r->patterns = s->rec_patterns;
+	r->npatterns = (int) n;
+	for (uint32 i = 0; i < n; i++)
+	{
+		r->patterns[i].pos = (long) get_u32(&p);
+		r->patterns[i].value.len = get_u32(&p);
+		r->patterns[i].value.s = p;
+		p += r->patterns[i].value.len;
+	}
+}
+
 static void
 decode(PsSpool *s, const char *p)
 {
@@ -403,10 +593,19 @@ decode(PsSpool *s, const char *p)
 	r->json = NULL;
 	r->json_len = 0;
 	r->nfields = nfields;
+	r->ntags = r->nremoved_tags = r->nactive = r->npatterns = 0;
+	r->active = NULL;
+	if (r->op == PS_OP_MOVE_OUT || r->op == PS_OP_MOVE_IN)
+	{
+		decode_event(s, p);
+		return;
+	}
 	if (r->raw)
 	{
 		r->json_len = get_u32(&p);
 		r->json = p;
+		if (r->flags & PS_REC_TAGS)
+			decode_tags(s, p + r->json_len + 1);
 		return;
 	}
 	if ((int) nfields > s->fields_cap)
@@ -436,6 +635,8 @@ decode(PsSpool *s, const char *p)
 			p += vlen + 1;
 		}
 	}
+	if (r->flags & PS_REC_TAGS)
+		decode_tags(s, p);
 }
 
 bool

@@ -25,10 +25,15 @@ typedef struct PsSpoolField
 #define PS_REC_HAS_LSN		0x02	/* a live change (snapshot rows have none) */
 #define PS_REC_LAST			0x04	/* last op of its transaction for this shape */
 #define PS_REC_MOVE_IN		0x08	/* a row moving into the shape: an upsert */
+#define PS_REC_TAGS			0x10	/* a subquery shape's row: tags follow */
+
+/* ops besides 'I', 'U' and 'D': the move events of subquery shapes */
+#define PS_OP_MOVE_OUT		'O'
+#define PS_OP_MOVE_IN		'N'
 
 typedef struct PsSpoolRecord
 {
-	char		op;				/* 'I', 'U' or 'D' */
+	char		op;				/* 'I', 'U', 'D', or a move event */
 	bool		raw;			/* whole message JSON instead of fields */
 	uint8		flags;
 	uint64		lsn;			/* 0 for snapshot rows */
@@ -39,6 +44,16 @@ typedef struct PsSpoolRecord
 	PsSpoolField *fields;
 	const char *json;			/* raw message (NUL-terminated) */
 	uint32		json_len;
+	/* PS_REC_TAGS: headers.tags, removed_tags, active_conditions */
+	ps_str	   *tags;
+	int			ntags;
+	ps_str	   *removed_tags;
+	int			nremoved_tags;
+	bool	   *active;			/* NULL when not sent */
+	int			nactive;
+	/* a move event's patterns */
+	ps_pattern *patterns;
+	int			npatterns;
 } PsSpoolRecord;
 
 typedef struct PsSpool PsSpool;
@@ -59,6 +74,7 @@ extern void ps_spool_get_state(PsSpool *s, PsSpoolState *state);
 extern void ps_spool_destroy(PsSpool *s);
 extern void ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json,
 						 size_t json_len, bool raw);
+extern void ps_spool_add_event(PsSpool *s, const ps_message *m);
 
 /* A response's records count only once the whole response was good. */
 extern void ps_spool_response_done(PsSpool *s);

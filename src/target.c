@@ -307,7 +307,19 @@ ps_target_clear(PsApply *a)
 		appendStringInfo(&sql, "DELETE FROM %s", a->qualname);
 		if (a->opts.shared)
 		{
-			/* only rows no other shape holds */
+			/*
+			 * Only rows no other shape holds.  Other workers' writes (and so
+			 * their holds) wait until this commits, and the DELETE sees every
+			 * hold they committed before.
+			 */
+			resetStringInfo(&sql);
+			appendStringInfo(&sql, "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", a->qualname);
+			rc = SPI_execute(sql.data, false, 0);
+			if (rc != SPI_OK_UTILITY)
+				elog(ERROR, "pglite_sync: could not lock %s: %s", a->qualname,
+					 SPI_result_code_string(rc));
+			resetStringInfo(&sql);
+			appendStringInfo(&sql, "DELETE FROM %s", a->qualname);
 			appendStringInfo(&sql, " t WHERE NOT " PS_SCHEMA "._held_elsewhere(%u, ",
 							 RelationGetRelid(a->rel));
 			ps_hold_key_sql(a, &sql, "t");
@@ -320,6 +332,7 @@ ps_target_clear(PsApply *a)
 	}
 	if (a->opts.shared)
 		ps_hold_drop_shape(a);
+	ps_tags_clear(a);
 	CommandCounterIncrement();
 }
 

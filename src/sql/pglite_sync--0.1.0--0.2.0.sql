@@ -106,11 +106,30 @@ CREATE TABLE electric.row_hold (
     key    text[] NOT NULL,
     subid  integer NOT NULL,
     shape  text NOT NULL,
+    lsn    bigint NOT NULL DEFAULT 0,   -- source LSN of the version this shape delivered (0: snapshot)
     PRIMARY KEY (relid, key, subid, shape),
     FOREIGN KEY (subid, shape) REFERENCES electric.subscription_shape (subid, shape)
         ON DELETE CASCADE
 );
 CREATE INDEX row_hold_shape ON electric.row_hold (subid, shape);
+
+-- ---- subquery shapes: the tag state of their rows ----------------------------
+-- What a move-out event needs to find the rows it removes (Electric 1.7: a
+-- row's tags and active_conditions); "pos:hash" entries, GIN-indexed.
+
+CREATE TABLE electric.row_tags (
+    subid    integer NOT NULL,
+    shape    text NOT NULL,
+    key      text NOT NULL,       -- the row's key in the shape log
+    entries  text[] NOT NULL,     -- "pos:hash" of every part of its tags
+    active   boolean[],           -- active_conditions, when the shape sends them
+    tags     text[] NOT NULL,     -- its tags as sent: the disjuncts' positions
+    pk       text[] NOT NULL,     -- its primary key in the local table, as text
+    PRIMARY KEY (subid, shape, key),
+    FOREIGN KEY (subid, shape) REFERENCES electric.subscription_shape (subid, shape)
+        ON DELETE CASCADE
+);
+CREATE INDEX row_tags_entries ON electric.row_tags USING gin (entries);
 
 -- ---- host-driven subscriptions: responses of an incomplete batch -------------
 
@@ -128,7 +147,15 @@ CREATE TABLE electric.spool_block (
 -- spools are not: a restored database syncs afresh (atomically).
 SELECT pg_catalog.pg_extension_config_dump('electric.subscription_shape', '');
 
-REVOKE ALL ON electric.subscription_shape, electric.shape_state, electric.row_hold,
+-- Shapes written other than through the functions (pg_restore restores them
+-- last of a subscription's rows) make the launcher scan the databases at
+-- COMMIT, so restored subscriptions start without a server restart.
+CREATE FUNCTION electric._catalog_changed() RETURNS trigger
+LANGUAGE C AS 'MODULE_PATHNAME', 'ps_catalog_changed';
+CREATE TRIGGER restored AFTER INSERT ON electric.subscription_shape
+FOR EACH STATEMENT EXECUTE FUNCTION electric._catalog_changed();
+
+REVOKE ALL ON electric.subscription_shape, electric.shape_state, electric.row_hold, electric.row_tags,
               electric.spool_block FROM PUBLIC;
 
 -- ---- functions ----------------------------------------------------------------
@@ -187,7 +214,7 @@ IS 'Change where and how a subscription asks (URL, headers, headers function), k
 CREATE FUNCTION electric.next_request(name text, shape text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
-SET search_path = pg_catalog, pg_temp
+-- no SET search_path: the headers function runs as it would in a worker
 AS 'MODULE_PATHNAME', 'ps_next_request';
 
 COMMENT ON FUNCTION electric.next_request(text, text)
@@ -197,7 +224,8 @@ CREATE FUNCTION electric.ingest_response(name text, status integer, headers json
                                          body bytea, shape text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE C CALLED ON NULL INPUT VOLATILE
-SET search_path = pg_catalog, pg_temp
+-- no SET search_path: triggers run by the apply see the caller's, as in a
+-- worker they see the session's; our own statements pin theirs
 AS 'MODULE_PATHNAME', 'ps_ingest_response';
 
 COMMENT ON FUNCTION electric.ingest_response(text, integer, jsonb, bytea, text)

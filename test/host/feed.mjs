@@ -7,7 +7,8 @@
 //
 // A response that never arrived whole (connection refused or reset, a body
 // cut short, a timeout) is reported as status 0 with the headers received
-// so far and no body: the engine treats it as a network error (backoff).
+// so far and the error as the body: the engine treats it as a network error
+// (backoff) and records that text.
 // Redirects are not followed (the engine's URL is the one to ask).  An
 // ingest_response that fails (the subscription was stopped during the
 // request) is printed, and the loop asks next_request again, which is NULL
@@ -63,7 +64,9 @@ async function fetchOnce(req) {
     const body = Buffer.from(await res.arrayBuffer());
     return { status: res.status, headers, body };
   } catch (e) {
-    return { status: 0, headers, body: null, error: String(e?.cause?.code ?? e?.message ?? e) };
+    // status 0 and, as the body, what went wrong: the engine records it as a network error
+    const error = String(e?.cause?.code ?? e?.message ?? e);
+    return { status: 0, headers, body: Buffer.from(error), error };
   } finally {
     clearTimeout(timer);
   }

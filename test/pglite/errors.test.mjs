@@ -79,7 +79,6 @@ test('metadataSchema other than "electric" is refused at once, naming it', () =>
 })
 
 test('metadataSchema other than "electric" is a TypeError, as every other bad option', {
-  todo: 'electricSync() throws a plain Error for metadataSchema, where every other bad option is a TypeError',
 }, () => {
   assert.throws(() => electricSync({ metadataSchema: 'meta' }), typeError(/metadataSchema "meta"/))
 })

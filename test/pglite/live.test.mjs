@@ -333,7 +333,6 @@ test('a reset mid-body of a live transaction: applied once after the retry', { t
 })
 
 test('a network error is reported as one, not as an HTTP status', {
-  todo: 'a response cut mid-body reaches the engine as status 0: onError and last_error say "the server answered 0"',
   timeout: 30_000,
 }, async (t) => {
   const srv = await startServer(t)
@@ -355,7 +354,6 @@ test('a network error is reported as one, not as an HTTP status', {
 })
 
 test('user code run by the apply (a trigger, onMustRefetch) sees the session\'s search_path', {
-  todo: 'electric.ingest_response is declared SET search_path = pg_catalog, pg_temp, and the user code its apply runs inherits it',
   timeout: 30_000,
 }, async (t) => {
   const srv = await startServer(t)

@@ -223,7 +223,6 @@ my ($first) = sort { $a->{t} <=> $b->{t} } grep { ($_->{query}{where} // '') eq 
 is("$first->{query}{handle} $first->{query}{offset}", $stopped_at, 'b: ... and resumed from its stored position');
 is(sql($node, "SELECT n || ':' || title FROM $t WHERE id = 5"), '9:moved to high only', 'b: row 5 stays, with high\'s version');
 {
-	local $TODO = 'engine bug: resubscribing a stopped shape of a shared table rebuilds the other shape\'s holds from every row of the table';
 	is(holds(), 'high=4,5,7,8,9,10 low=1,2,3,4', 'b: after high resumed, each shape holds only what it delivered');
 	is(ids("SELECT id FROM $t WHERE id = 6"), '', 'b: row 6 went once both shapes delivered its delete');
 	is(local_rows(), union_rows(qw(low high)), 'b: the table is the union of both shapes');
@@ -231,7 +230,6 @@ is(sql($node, "SELECT n || ':' || title FROM $t WHERE id = 5"), '9:moved to high
 $server->txn($t, { op => 'delete', row => { id => 7 } });
 ok(synced('high'), 'b: high synced a delete of a row only it delivered');
 {
-	local $TODO = 'engine bug: resubscribing a stopped shape of a shared table rebuilds the other shape\'s holds from every row of the table';
 	is(ids("SELECT id FROM $t WHERE id = 7"), '', 'b: ... the row is gone');
 }
 
@@ -248,7 +246,6 @@ ok(synced('low'), 'c: low synced: the old snapshot, then the log since');
 is(sql($node, "SELECT title FROM $t WHERE id = 4"), 'changed in both', 'c: a row in both has its latest version');
 is(holds(), 'high=4,5,6,7,8,9,10 low=1,2,3,4,6', 'c: holds');
 {
-	local $TODO = 'engine bug: a shape replaying older versions overwrites rows another shape holds, and its move-out leaves them stale';
 	is(sql($node, "SELECT n || ':' || title FROM $t WHERE id = 5"), '9:moved to high only',
 		'c: a row that left low before low subscribed keeps high\'s (current) version');
 	is(local_rows(), union_rows(qw(low high)), 'c: the table is the union of both shapes');
@@ -275,7 +272,6 @@ ok(wait_until($node, $high_waits, 10) || wait_sync($node, "${t}_high", 5), 'd: h
 $gate->query_safe('SELECT pg_advisory_unlock(4242)');
 ok(synced(qw(low high)), 'd: both synced');
 {
-	local $TODO = 'engine bug: a release racing a take in another worker deletes a row the other shape holds';
 	is(sql($node, "SELECT n || ':' || title FROM $t WHERE id = 8"), '2:moved to low only', 'd: row 8 stays, low holds it');
 }
 
@@ -292,7 +288,6 @@ ok(wait_sync($node, "${t}_high", 10) || wait_until($node, $high_waits, 1), 'd: h
 $gate->query_safe('SELECT pg_advisory_unlock(4242)');
 ok(synced(qw(low high)), 'd: both synced');
 {
-	local $TODO = 'engine bug: two releases racing in two workers leave a row that no shape holds';
 	is(ids("SELECT id FROM $t WHERE id = 5"), '', 'd: row 5 is gone');
 	is(local_rows(), union_rows(qw(low high)), 'd: the table is the union of both shapes');
 }
