@@ -12,7 +12,13 @@
 //   2. the worker's peak private memory (RssAnon) during those syncs;
 //   3. live apply of many single-row update transactions appended at once;
 //   4. the CPU cost of idle live subscriptions;
-//   5. PGlite: the same shape into PGlite through the seed's plugin and
+//   5. latency: isolated single-row transactions, one per response,
+//      response received → commit (p50, p99);
+//   6. group: one group of N shapes (one worker) against N single
+//      subscriptions: initial sync, idle CPU, memory, live apply;
+//   7. scale: many single-shape subscriptions on one server: memory per
+//      worker and in total, idle CPU, time until all are live after a restart;
+//   8. PGlite: the same shape into PGlite through the seed's plugin and
 //      through ours (build/pglite/), rows/s and memory (test/bench/pglite.mjs).
 //
 // It prints Markdown tables and verdicts, writes them (plus raw JSON) to
@@ -34,6 +40,7 @@ const OS_USER = process.env.TEST_USER || 'postgres';
 const ALL_METHODS = ['insert', 'copy', 'json'];
 const PEER_METHODS = ['insert', 'csv', 'json'];
 const LONG_POLL_MS = 20000;
+const PHASES = ['initial', 'peer', 'live', 'idle', 'latency', 'group', 'scale', 'pglite'];
 const CLK_TCK = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -56,7 +63,16 @@ const USAGE = `usage: test/bench/run [options]        (as root)
                      apply (debug off); the median is reported (default 3; --quick 1)
   --pglite-rows L    row counts for the PGlite comparison (default 100000,300000; --quick 20000,60000)
   --pglite-methods L initialInsertMethod values there (default insert,csv,json)
-  --only LIST        phases to run: initial,peer,live,idle,pglite (default all)
+  --latency-txns N   isolated single-row transactions for the latency phase (default 1000; --quick 100)
+  --latency-rate R   their rate per second, one POST at a time on a timer (default 200)
+  --group-shapes N   members of the group (and single subscriptions to compare) (default 50; --quick 10)
+  --group-rows N     rows of each member's table (default 1000; --quick 100)
+  --group-txns N     transactions touching every member table, for group live apply (default 200; --quick 20)
+  --group-seconds S  idle measuring window of the group phase (default 30; --quick 5)
+  --scale-subs N     single-shape subscriptions of the scale phase (default 200; --quick 20)
+  --scale-rows N     rows of each of their tables (default 100)
+  --scale-seconds S  idle measuring window of the scale phase (default 60; --quick 10)
+  --only LIST        phases to run: initial,peer,live,idle,latency,group,scale,pglite (default all)
   --profile          also profile the worker with perf during an extra, untimed
                      sync of --rows per method (results/perf-<method>.txt)
   --quick            small sizes for fast iteration
@@ -68,7 +84,9 @@ const USAGE = `usage: test/bench/run [options]        (as root)
 function parseArgs(argv) {
   const o = {
     quick: false, rows: null, peerRows: null, liveTxns: null, idleSubs: 50, idleSeconds: null,
-    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: ['initial', 'peer', 'live', 'idle', 'pglite'],
+    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: [...PHASES],
+    latencyTxns: null, latencyRate: 200, groupShapes: null, groupRows: null, groupTxns: null, groupSeconds: null,
+    scaleSubs: null, scaleRows: 100, scaleSeconds: null,
     pgliteRows: null, pgliteMethods: PEER_METHODS,
     profile: false, md: undefined, keep: false, repeat: null,
   };
@@ -90,6 +108,15 @@ function parseArgs(argv) {
     else if (a === '--idle-subs') o.idleSubs = int();
     else if (a === '--idle-seconds') o.idleSeconds = int();
     else if (a === '--repeat') o.repeat = int();
+    else if (a === '--latency-txns') o.latencyTxns = int();
+    else if (a === '--latency-rate') o.latencyRate = int();
+    else if (a === '--group-shapes') o.groupShapes = int();
+    else if (a === '--group-rows') o.groupRows = int();
+    else if (a === '--group-txns') o.groupTxns = int();
+    else if (a === '--group-seconds') o.groupSeconds = int();
+    else if (a === '--scale-subs') o.scaleSubs = int();
+    else if (a === '--scale-rows') o.scaleRows = int();
+    else if (a === '--scale-seconds') o.scaleSeconds = int();
     else if (a === '--methods') o.methods = val().split(',');
     else if (a === '--peer-methods') o.peerMethods = val().split(',');
     else if (a === '--only') o.only = val().split(',');
@@ -107,7 +134,7 @@ function parseArgs(argv) {
   }
   for (const m of o.methods) if (!ALL_METHODS.includes(m)) throw new Error(`unknown method ${m}`);
   for (const m of o.peerMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown peer method ${m}`);
-  for (const p of o.only) if (!['initial', 'peer', 'live', 'idle', 'pglite'].includes(p)) throw new Error(`unknown phase ${p}`);
+  for (const p of o.only) if (!PHASES.includes(p)) throw new Error(`unknown phase ${p}`);
   for (const m of o.pgliteMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown PGlite method ${m}`);
   o.pgliteRows ??= o.quick ? [20_000, 60_000] : [100_000, 300_000];
   for (const n of o.pgliteRows) if (!Number.isInteger(n) || n < 1) throw new Error('--pglite-rows needs positive integers');
@@ -116,6 +143,16 @@ function parseArgs(argv) {
   o.liveTxns ??= o.quick ? 10_000 : 100_000;
   o.idleSeconds ??= o.quick ? 10 : 60;
   o.repeat ??= o.quick ? 1 : 3;
+  o.latencyTxns ??= o.quick ? 100 : 1000;
+  o.groupShapes ??= o.quick ? 10 : 50;
+  o.groupRows ??= o.quick ? 100 : 1000;
+  o.groupTxns ??= o.quick ? 20 : 200;
+  o.groupSeconds ??= o.quick ? 5 : 30;
+  o.scaleSubs ??= o.quick ? 20 : 200;
+  o.scaleSeconds ??= o.quick ? 10 : 60;
+  // Subscription slots and worker processes for the largest phase that runs
+  // (plus room for workers still exiting).
+  o.maxSubs = Math.max(o.idleSubs, o.only.includes('scale') ? o.scaleSubs : 0, o.only.includes('group') ? o.groupShapes + 1 : 0) + 8;
   if (o.md === undefined) o.md = o.quick ? null : path.join(REPO, 'BENCHMARKS.md');
   return o;
 }
@@ -233,7 +270,7 @@ class Env {
     this.data = path.join(this.dir, 'data');
     this.logFile = path.join(this.dir, 'postgres.log');
     asUser(`${PGBIN}/initdb`, ['-D', this.data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
-    const subs = this.opts.idleSubs + 8;
+    const subs = this.opts.maxSubs;
     this.settings = {
       shared_preload_libraries: "'pglite_sync'",
       'pglite_sync.max_subscriptions': subs,
@@ -288,6 +325,20 @@ class Env {
     c.on('error', () => {});
     this.clients.push(c);
     return c;
+  }
+
+  // pg_ctl restart (fast shutdown); the connections are opened again.
+  // Returns the seconds pg_ctl took (shutdown, start, accepting connections).
+  async restart() {
+    for (const c of this.clients) await c.end().catch(() => {});
+    this.clients = [];
+    const t0 = now();
+    asUser(`${PGBIN}/pg_ctl`, ['-D', this.data, '-l', this.logFile, '-m', 'fast', '-w', '-t', '300', 'restart']);
+    const seconds = (now() - t0) / 1000;
+    this.postmasterPid = Number(fs.readFileSync(path.join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    this.ctl = await this.client();
+    this.mon = await this.client();
+    return seconds;
   }
 
   async control(method, p, body) {
@@ -610,8 +661,8 @@ function parseWorkerLog(text, name, sinceMs) {
     let r;
     if ((r = msg.match(/^response: outcome (\d+), status (\d+), (\d+) bytes in ([\d.]+) s, (\d+) changes(, up-to-date)?/))) {
       events.push({ t, pid: Number(m[2]), kind: 'response', status: Number(r[2]), bytes: Number(r[3]), secs: Number(r[4]), changes: Number(r[5]), upToDate: !!r[6] });
-    } else if ((r = msg.match(/^committed batch: (\d+) changes/))) {
-      events.push({ t, pid: Number(m[2]), kind: 'commit', changes: Number(r[1]) });
+    } else if ((r = msg.match(/^committed batch: (\d+) changes(?:.*, up to lsn (\d+))?/))) {
+      events.push({ t, pid: Number(m[2]), kind: 'commit', changes: Number(r[1]), lsn: r[2] != null ? BigInt(r[2]) : null });
     }
   }
   return events;
@@ -861,6 +912,477 @@ async function idle(env, subs, seconds) {
   };
 }
 
+// ---- phases 5-7: latency, group, scale ---------------------------------------------------------
+
+// CPU (scheduler ns and utime+stime ticks) and context switches of some pids.
+function cpuSnap(pids) {
+  return new Map(pids.map((p) => [p, { ns: schedNs(p), ticks: cpuTicks(p), ctx: ctxSwitches(p) }]));
+}
+
+function cpuDiff(a, b) {
+  let ns = 0;
+  let ticks = 0;
+  let ctx = 0;
+  let maxNs = 0;
+  let gone = 0;
+  for (const [p, x] of a) {
+    const y = b.get(p);
+    if (!y || x.ns == null || y.ns == null || y.ticks == null) {
+      gone++;
+      continue;
+    }
+    ns += y.ns - x.ns;
+    ticks += y.ticks - x.ticks;
+    ctx += y.ctx - x.ctx;
+    maxNs = Math.max(maxNs, y.ns - x.ns);
+  }
+  return { cpu_s: ns / 1e9, ticks_s: ticks / CLK_TCK, ctx, max_s: maxNs / 1e9, gone };
+}
+
+// Peak RssAnon per pid over everything sampled.
+class MemTrack {
+  constructor() {
+    this.peak = new Map();
+    this.samples = 0;
+  }
+
+  sample(pids) {
+    const now_ = new Map();
+    for (const p of pids) {
+      const kb = procStatus(p, 'RssAnon');
+      if (kb == null) continue;
+      this.samples++;
+      now_.set(p, kb);
+      if (kb > (this.peak.get(p) ?? 0)) this.peak.set(p, kb);
+    }
+    return now_;
+  }
+
+  maxKb() {
+    return this.peak.size ? Math.max(...this.peak.values()) : null;
+  }
+}
+
+// min / median / max / total of a set of kB values.
+function memStats(kbMap) {
+  const v = [...kbMap.values()].sort((a, b) => a - b);
+  if (!v.length) return null;
+  return { n: v.length, min_kb: v[0], median_kb: v[Math.floor((v.length - 1) / 2)], max_kb: v[v.length - 1], total_kb: v.reduce((a, b) => a + b, 0) };
+}
+
+async function launcherPid(env) {
+  return (await env.mon.query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pglite_sync launcher'")).rows[0]?.pid ?? null;
+}
+
+async function workerPids(env) {
+  return (await env.mon.query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pglite_sync worker'")).rows.map((r) => r.pid);
+}
+
+// Polls electric.subscriptions until every named subscription is live, up
+// to date and has its own worker, sampling the workers' memory meanwhile.
+// Times run from wall0 (Date.now() at the commit, or at the restart): by the
+// subscriptions' own last_up_to_date_at (the last and the first to become
+// live), else by the poll (every 25 ms).
+async function waitAllLive(env, names, { wall0, timeoutMs, mem, what }) {
+  const t0 = now() - (Date.now() - wall0);
+  let firstLive = null;
+  const errors = new Set();
+  for (;;) {
+    const rows = (await env.mon.query(
+      `SELECT name, state, is_up_to_date, worker_pid, last_error, extract(epoch FROM last_up_to_date_at) * 1000 AS utd
+         FROM electric.subscriptions WHERE name = ANY($1)`, [names])).rows;
+    const pids = rows.map((r) => r.worker_pid).filter(Boolean);
+    mem?.sample(pids);
+    for (const r of rows) if (r.last_error) errors.add(`${r.state}: ${r.last_error}`);
+    const live = rows.filter((r) => r.state === 'live' && r.is_up_to_date && r.worker_pid);
+    if (live.length && firstLive == null) firstLive = now();
+    if (live.length === names.length && new Set(live.map((r) => r.worker_pid)).size === names.length) {
+      const t = now();
+      const utd = live.map((r) => Number(r.utd));
+      const stamped = utd.every((u) => Number.isFinite(u) && u >= wall0 - 1);
+      return {
+        seconds: stamped ? (Math.max(...utd) - wall0) / 1000 : (t - t0) / 1000,
+        first_s: stamped ? (Math.min(...utd) - wall0) / 1000 : (firstLive - t0) / 1000,
+        poll_s: (t - t0) / 1000,
+        by: stamped ? 'last_up_to_date_at' : 'poll',
+        pids: live.map((r) => r.worker_pid).sort((a, b) => a - b),
+        errors: [...errors],
+      };
+    }
+    if (now() - t0 > timeoutMs) {
+      const states = {};
+      for (const r of rows) {
+        const k = `${r.state}${r.is_up_to_date ? '' : ' (not up to date)'}${r.worker_pid ? '' : ' (no worker)'}`;
+        states[k] = (states[k] ?? 0) + 1;
+      }
+      throw new Error(`${what}: only ${live.length} of ${names.length} live after ${fmtS((now() - t0) / 1000, 1)} s (${JSON.stringify(states)}); errors: ${[...errors].slice(0, 3).join('; ')}`);
+    }
+    await sleep(25);
+  }
+}
+
+// Waits until no pglite_sync worker runs any more (after delete_subscription).
+async function waitNoWorkers(env, timeoutMs = 30_000) {
+  const t0 = now();
+  for (;;) {
+    const p = await workerPids(env);
+    if (!p.length) return;
+    if (now() - t0 > timeoutMs) {
+      log(`note: ${p.length} worker(s) still running ${timeoutMs / 1000} s after their subscriptions were deleted`);
+      return;
+    }
+    await sleep(100);
+  }
+}
+
+// Asserts that these pids are running pglite_sync workers.
+async function assertRunning(env, pids, what) {
+  const running = new Set(await workerPids(env));
+  const ok = pids.filter((p) => running.has(p) && fs.existsSync(`/proc/${p}`));
+  if (new Set(ok).size !== pids.length) throw new Error(`${what}: only ${new Set(ok).size} of ${pids.length} workers really run`);
+}
+
+// CPU of the given workers and the launcher over an idle window, and the
+// shape requests the test server answered in it.
+async function idleWindow(env, pids, seconds) {
+  const launcher = await launcherPid(env);
+  await env.control('DELETE', '/requests');
+  const w0 = Date.now();
+  const t0 = now();
+  const a = cpuSnap(pids);
+  const la = cpuSnap(launcher ? [launcher] : []);
+  const pm0 = schedNs(env.postmasterPid);
+  await sleep(seconds * 1000);
+  const b = cpuSnap(pids);
+  const lb = cpuSnap(launcher ? [launcher] : []);
+  const pm1 = schedNs(env.postmasterPid);
+  const elapsed = (now() - t0) / 1000;
+  const w1 = Date.now();
+  const reqs = (await env.control('GET', '/requests')).filter((r) => r.t + (r.ms ?? 0) >= w0 && r.t + (r.ms ?? 0) <= w1);
+  const W = cpuDiff(a, b);
+  const L = cpuDiff(la, lb);
+  return {
+    seconds: elapsed, workers: pids.length, workers_gone: W.gone,
+    worker_cpu_s: W.cpu_s, worker_ticks_s: W.ticks_s, worker_max_cpu_s: W.max_s,
+    wakeups_per_worker_s: W.ctx / pids.length / elapsed,
+    launcher_cpu_s: launcher ? L.cpu_s : null, launcher_ticks_s: launcher ? L.ticks_s : null,
+    postmaster_cpu_s: pm0 != null && pm1 != null ? (pm1 - pm0) / 1e9 : null,
+    pct_one_core: ((W.cpu_s + L.cpu_s) / elapsed) * 100,
+    pct_one_core_ticks: ((W.ticks_s + L.ticks_s) / elapsed) * 100,
+    requests: reqs.length,
+    requests_expected: Math.round((pids.length * elapsed * 1000) / LONG_POLL_MS),
+    request_statuses: [...new Set(reqs.map((r) => r.status))],
+  };
+}
+
+async function rowsIn(env, tables) {
+  const q = tables.map((t) => `(SELECT count(*) FROM ${t})`).join(' + ');
+  return Number((await env.ctl.query(`SELECT ${q} AS n`)).rows[0].n);
+}
+
+// ---- phase 5: latency of isolated transactions
+
+// One small table, synced and live; then `txns` single-row UPDATE transactions,
+// one POST /_control/tables/:name/txn at a time, started on a timer at `rate`
+// per second, so that each long-poll response carries one. Latency from the
+// worker's debug log: response received → commit (as in the live phase), and
+// the POST's answer (the server has committed) → local commit, by LSN.
+async function latency(env, { txns, rate }) {
+  const { ctl, mon } = env;
+  const src = 'lat_src';
+  const local = 'lat_local';
+  log(`latency: ${fmtInt(txns)} single-row transactions at ${rate}/s, one POST at a time (debug on)`);
+  await env.control('POST', `/tables/${src}/generate`, { rows: txns });
+  await ctl.query(`DROP TABLE IF EXISTS ${local}`);
+  await ctl.query(TABLE_DDL(local));
+  await ctl.query('ALTER SYSTEM SET pglite_sync.debug = on');
+  await ctl.query('SELECT pg_reload_conf()');
+  try {
+    await ctl.query(
+      `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}',
+                                           shape_key => $2, initial_insert_method => 'copy')`,
+      [JSON.stringify({ url: env.shapeUrl, params: { table: src } }), local],
+    );
+    if (!(await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, '5 minutes'])).rows[0].ok) {
+      throw new Error('latency: the initial sync did not finish');
+    }
+    await ctl.query(`VACUUM ANALYZE ${local}`);
+    await ctl.query('CHECKPOINT');
+    await sleep(1500); // in its live long-poll now
+    const pid = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+    const cpu0 = cpuSnap([pid]);
+    const wall0 = Date.now();
+    const interval = 1000 / rate;
+    const posts = [];
+    const t0 = now();
+    let prev = -Infinity;
+    for (let i = 0; i < txns; i++) {
+      // on time, but never closer than one interval to the previous start:
+      // after a stall the rest comes late rather than in a burst
+      const due = Math.max(t0 + i * interval, prev + interval);
+      const wait = due - now();
+      if (wait > 0) await sleep(wait);
+      const a = now();
+      prev = a;
+      const r = await env.control('POST', `/tables/${src}/txn`, { ops: [{ op: 'update', row: { id: String(i + 1), title: `lat #${i + 1}` } }] });
+      posts.push({ lsn: BigInt(r.lsn), wall: Date.now(), post_ms: now() - a, late_ms: Math.max(0, a - (t0 + i * interval)), gap_ms: i ? a - posts[i - 1].start : null, start: a });
+    }
+    const tPosted = now();
+    const deadline = now() + 120_000;
+    for (;;) {
+      const c = Number((await mon.query(`SELECT count(*) AS n FROM ${local} WHERE title LIKE 'lat #%'`)).rows[0].n);
+      if (c >= txns) break;
+      if (now() > deadline) throw new Error(`latency: only ${c} of ${txns} transactions applied 120 s after the last`);
+      await sleep(20);
+    }
+    const tDone = now();
+    const cpu = cpuDiff(cpu0, cpuSnap([pid]));
+    await sleep(300); // the log is written
+    const events = parseWorkerLog(fs.readFileSync(env.logFile, 'utf8'), local, wall0 - 5);
+    const { batch_changes: _bc, ...lat } = latencies(events);
+    const resps = events.filter((e) => e.kind === 'response' && e.status === 200 && e.changes > 0);
+    const commits = events.filter((e) => e.kind === 'commit' && e.changes > 0 && e.lsn != null);
+    // POST answered → the first local commit up to (at least) its LSN
+    const e2e = [];
+    let j = 0;
+    for (const p of posts) {
+      while (j < commits.length && commits[j].lsn < p.lsn) j++;
+      if (j < commits.length) e2e.push(commits[j].t - p.wall);
+    }
+    const postMs = posts.map((p) => p.post_ms);
+    return {
+      txns, rate, pid,
+      achieved_rate: txns / ((tPosted - t0) / 1000),
+      post_p50_ms: percentile(postMs, 50), post_p99_ms: percentile(postMs, 99),
+      late_max_ms: Math.max(...posts.map((p) => p.late_ms)),
+      post_max_ms: Math.max(...postMs),
+      gap_max_ms: Math.max(...posts.slice(1).map((p) => p.gap_ms)),
+      seconds: (tDone - t0) / 1000,
+      lag_after_last_post_ms: tDone - tPosted,
+      ...lat,
+      responses_one_change: resps.filter((e) => e.changes === 1).length,
+      max_changes_per_response: resps.length ? Math.max(...resps.map((e) => e.changes)) : null,
+      commits: commits.length,
+      e2e_samples: e2e.length,
+      e2e_p50_ms: percentile(e2e, 50), e2e_p99_ms: percentile(e2e, 99), e2e_max_ms: e2e.length ? Math.max(...e2e) : null,
+      worker_cpu_s: cpu.cpu_s,
+      worker_cpu_ms_per_txn: (cpu.cpu_s * 1000) / txns,
+    };
+  } finally {
+    await ctl.query('SELECT electric.delete_subscription($1)', [local]).catch(() => {});
+    await ctl.query('ALTER SYSTEM RESET pglite_sync.debug');
+    await ctl.query('SELECT pg_reload_conf()');
+    await ctl.query(`DROP TABLE IF EXISTS ${local}`);
+    await env.control('DELETE', `/tables/${src}`).catch(() => {});
+  }
+}
+
+// ---- phase 6: one group of N shapes against N single subscriptions
+
+// N small transactions, each updating one row in every member table
+// (POST /_control/txn, one after the other as fast as the server answers).
+// stream: the workers see them as they come; timed from the first POST until
+// the last transaction is visible in every local table. burst: the first
+// transaction has a publish delay that outlasts the POSTs, so that all are
+// published to the shapes at once; timed from that moment (the server's
+// commit time of the first transaction plus the delay, known within the
+// first POST's round trip).
+async function groupLive(env, { srcs, locals, rows, txns, pids, mem, tag, delayMs = 0 }) {
+  const set = new Set(srcs);
+  await env.control('DELETE', '/requests');
+  const c0 = cpuSnap(pids);
+  const t0 = now();
+  let release = null;
+  for (let k = 1; k <= txns; k++) {
+    const id = String(((k - 1) % rows) + 1);
+    const a = now();
+    await env.control('POST', '/txn', {
+      ops: srcs.map((t) => ({ table: t, op: 'update', row: { id, title: `${tag} txn ${k}` } })),
+      ...(k === 1 && delayMs ? { publish_delay_ms: delayMs } : {}),
+    });
+    if (k === 1 && delayMs) release = { at: (a + now()) / 2 + delayMs, uncertainty_ms: (now() - a) / 2 };
+  }
+  const tPosted = now();
+  const lastId = ((txns - 1) % rows) + 1;
+  const q = `SELECT ${locals.map((t) => `(SELECT count(*) FROM ${t} WHERE id = ${lastId} AND title = $1)`).join(' + ')} AS n`;
+  const deadline = now() + 300_000 + delayMs;
+  if (release) await sleep(Math.max(0, release.at - now() - 50));
+  let early = false;
+  for (;;) {
+    mem.sample(pids);
+    const n = Number((await env.mon.query(q, [`${tag} txn ${txns}`])).rows[0].n);
+    if (n === locals.length) break;
+    if (now() > deadline) throw new Error(`group live (${tag}): the last transaction reached only ${n} of ${locals.length} tables`);
+    await sleep(10);
+  }
+  const t1 = now();
+  if (release && tPosted > release.at) early = true;
+  const cpu = cpuDiff(c0, cpuSnap(pids));
+  const reqs = (await env.control('GET', '/requests')).filter((r) => set.has(r.query?.table) && r.status === 200);
+  const from = release ? release.at : t0;
+  const seconds = (t1 - from) / 1000;
+  return {
+    mode: release ? 'burst' : 'stream',
+    txns, changes: txns * srcs.length, seconds, post_s: (tPosted - t0) / 1000,
+    lag_after_last_post_s: release ? null : (t1 - tPosted) / 1000,
+    release_uncertainty_ms: release?.uncertainty_ms ?? null,
+    published_before_last_post: early,
+    txns_per_s: txns / seconds, changes_per_s: (txns * srcs.length) / seconds,
+    worker_cpu_s: cpu.cpu_s, responses: reqs.length, workers_gone: cpu.gone,
+  };
+}
+
+async function group(env, { shapes, rows, txns, seconds }) {
+  const { ctl } = env;
+  const out = { shapes, rows, txns, idle_seconds: seconds, variants: [] };
+  for (const kind of ['single', 'group']) {
+    const pfx = kind === 'group' ? 'grp_g' : 'grp_s';
+    const srcs = Array.from({ length: shapes }, (_, i) => `${pfx}_src_${i + 1}`);
+    const locals = Array.from({ length: shapes }, (_, i) => `${pfx}_${i + 1}`);
+    log(`group: ${kind === 'group' ? `one group of ${shapes} shapes` : `${shapes} single subscriptions`}, ${fmtInt(rows)} rows each`);
+    for (const s of srcs) await env.control('POST', `/tables/${s}/generate`, { rows });
+    for (const t of locals) {
+      await ctl.query(`DROP TABLE IF EXISTS ${t}`);
+      await ctl.query(TABLE_DDL(t));
+    }
+    await ctl.query('CHECKPOINT');
+    const shapeOf = (s) => ({ url: env.shapeUrl, params: { table: s } });
+    const names = kind === 'group' ? ['grp_group'] : locals;
+    const mem = new MemTrack();
+    const v = { kind, subscriptions: names.length };
+    let open = false;
+    try {
+      await ctl.query('BEGIN');
+      open = true;
+      if (kind === 'group') {
+        const members = Object.fromEntries(srcs.map((s, i) => [`m${i + 1}`, { shape: shapeOf(s), table_name: locals[i], primary_key: ['id'] }]));
+        await ctl.query('SELECT electric.sync_shapes_to_tables(shapes => $1::jsonb, shape_key => $2)', [JSON.stringify(members), names[0]]);
+      } else {
+        for (let i = 0; i < shapes; i++) {
+          await ctl.query(`SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}', shape_key => $2)`,
+            [JSON.stringify(shapeOf(srcs[i])), locals[i]]);
+        }
+      }
+      await ctl.query('COMMIT');
+      open = false;
+      const init = await waitAllLive(env, names, { wall0: Date.now(), timeoutMs: 600_000, mem, what: `group (${kind})` });
+      v.initial_s = init.seconds;
+      v.first_live_s = init.first_s;
+      v.errors = init.errors;
+      v.rows_ok = (await rowsIn(env, locals)) === shapes * rows;
+      log(`  initial sync of all: ${fmtS(init.seconds)} s (rows ${v.rows_ok ? 'ok' : 'WRONG'})`);
+      await sleep(3000); // every worker in its first live long-poll
+      const pids = init.pids;
+      await assertRunning(env, pids, `group (${kind})`);
+      v.workers = pids.length;
+      v.rss_live = memStats(mem.sample(pids));
+      v.idle = await idleWindow(env, pids, seconds);
+      v.rss_after_idle = memStats(mem.sample(pids));
+      log(`  idle ${fmtS(v.idle.seconds, 1)} s: ${fmtS(v.idle.worker_cpu_s, 3)} CPU s (${fmtS(v.idle.pct_one_core, 3)}% of one core); RssAnon total ${fmtMB(v.rss_after_idle?.total_kb)} MB`);
+      v.live = await groupLive(env, { srcs, locals, rows, txns, pids, mem, tag: `${kind} stream` });
+      log(`  live, stream: ${fmtInt(txns)} transactions × ${shapes} tables in ${fmtS(v.live.seconds)} s (POSTs ${fmtS(v.live.post_s)} s), ` +
+        `${fmtInt(v.live.changes_per_s)} changes/s, worker CPU ${fmtS(v.live.worker_cpu_s, 3)} s, ${v.live.responses} responses`);
+      const delayMs = Math.round(Math.max(2000, v.live.post_s * 1500 + 1000));
+      v.burst = await groupLive(env, { srcs, locals, rows, txns, pids, mem, tag: `${kind} burst`, delayMs });
+      log(`  live, burst: ${fmtInt(txns)} transactions × ${shapes} tables published at once, applied in ${fmtS(v.burst.seconds)} s, ` +
+        `${fmtInt(v.burst.changes_per_s)} changes/s, worker CPU ${fmtS(v.burst.worker_cpu_s, 3)} s, ${v.burst.responses} responses` +
+        `${v.burst.published_before_last_post ? ' (NOTE: published before the last POST)' : ''}`);
+      v.rss_after_live = memStats(mem.sample(pids));
+      v.peak_kb = mem.maxKb();
+      v.peak_total_kb = [...mem.peak.values()].reduce((a, b) => a + b, 0);
+    } finally {
+      if (open) await ctl.query('ROLLBACK').catch(() => {});
+      for (const n of names) await ctl.query('SELECT electric.delete_subscription($1)', [n]).catch(() => {});
+      await waitNoWorkers(env);
+      for (const t of locals) await ctl.query(`DROP TABLE IF EXISTS ${t}`);
+      for (const s of srcs) await env.control('DELETE', `/tables/${s}`).catch(() => {});
+    }
+    out.variants.push(v);
+  }
+  return out;
+}
+
+// ---- phase 7: many single-shape subscriptions on one server
+
+async function scale(env, { subs, rows, seconds }) {
+  const { ctl } = env;
+  const names = Array.from({ length: subs }, (_, i) => `scale_${i + 1}`);
+  const srcs = names.map((n) => `${n}_src`);
+  log(`scale: ${subs} single-shape subscriptions, ${fmtInt(rows)} rows each`);
+  const out = { subs, rows, idle_seconds: seconds };
+  const mem = new MemTrack();
+  let open = false;
+  try {
+    for (const s of srcs) await env.control('POST', `/tables/${s}/generate`, { rows });
+    for (const t of names) {
+      await ctl.query(`DROP TABLE IF EXISTS ${t}`);
+      await ctl.query(TABLE_DDL(t));
+    }
+    await ctl.query('CHECKPOINT');
+    await ctl.query('BEGIN');
+    open = true;
+    for (let i = 0; i < subs; i++) {
+      await ctl.query(`SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}', shape_key => $2)`,
+        [JSON.stringify({ url: env.shapeUrl, params: { table: srcs[i] } }), names[i]]);
+    }
+    await ctl.query('COMMIT');
+    open = false;
+    const init = await waitAllLive(env, names, { wall0: Date.now(), timeoutMs: 600_000, mem, what: 'scale' });
+    out.initial_s = init.seconds;
+    out.first_live_s = init.first_s;
+    out.errors = init.errors;
+    out.rows_ok = (await rowsIn(env, names)) === subs * rows;
+    log(`  all ${subs} live in ${fmtS(init.seconds)} s after the commit (rows ${out.rows_ok ? 'ok' : 'WRONG'})`);
+    await sleep(3000); // every worker in its first live long-poll
+    let pids = init.pids;
+    await assertRunning(env, pids, 'scale');
+    out.workers = pids.length;
+    const launcher = await launcherPid(env);
+    out.rss_live = memStats(mem.sample(pids));
+    out.launcher_rss_kb = launcher ? procStatus(launcher, 'RssAnon') : null;
+    out.idle = await idleWindow(env, pids, seconds);
+    out.rss_after_idle = memStats(mem.sample(pids));
+    out.same_workers_after_idle = JSON.stringify((await waitAllLive(env, names, { wall0: Date.now(), timeoutMs: 10_000, what: 'scale' })).pids) === JSON.stringify(pids);
+    log(`  idle ${fmtS(out.idle.seconds, 1)} s: workers ${fmtS(out.idle.worker_cpu_s, 3)} + launcher ${fmtS(out.idle.launcher_cpu_s, 3)} CPU s ` +
+      `= ${fmtS(out.idle.pct_one_core, 3)}% of one core; RssAnon per worker median ${fmtMB(out.rss_after_idle?.median_kb)} MB, ` +
+      `max ${fmtMB(out.rss_after_idle?.max_kb)} MB, total ${fmtMB(out.rss_after_idle?.total_kb)} MB`);
+
+    // pg_ctl restart; then until every subscription is live and up to date again
+    const logLen = fs.readFileSync(env.logFile, 'utf8').length;
+    const wallR = Date.now();
+    out.restart_cmd_s = await env.restart();
+    // from the new postmaster's start (its own clock, the same machine's)
+    const pmStart = Number((await env.ctl.query('SELECT extract(epoch FROM pg_postmaster_start_time()) * 1000 AS t')).rows[0].t);
+    out.restart_shutdown_s = (pmStart - wallR) / 1000;
+    const again = await waitAllLive(env, names, { wall0: pmStart, timeoutMs: 600_000, mem, what: 'scale after restart' });
+    out.restart_live_s = again.seconds;
+    out.restart_first_live_s = again.first_s;
+    out.restart_live_by = again.by;
+    out.restart_total_s = out.restart_shutdown_s + again.seconds;
+    out.restart_errors = again.errors;
+    out.rows_ok_after_restart = (await rowsIn(env, names)) === subs * rows;
+    pids = again.pids;
+    await sleep(3000);
+    out.rss_after_restart = memStats(mem.sample(pids));
+    out.peak_kb = mem.maxKb();
+    out.peak_pid_count = mem.peak.size;
+    out.mem_samples = mem.samples;
+    const tail = fs.readFileSync(env.logFile, 'utf8').slice(logLen);
+    out.restart_log_problems = tail.split('\n').filter((l) => /ERROR|WARNING|FATAL|PANIC/.test(l) &&
+      !/terminating background worker|terminating connection due to administrator command|canceling autovacuum/.test(l)).slice(0, 20);
+    log(`  restart: pg_ctl ${fmtS(out.restart_cmd_s)} s (new postmaster after ${fmtS(out.restart_shutdown_s)} s), from its start all ${subs} live in ` +
+      `${fmtS(again.seconds)} s (first after ${fmtS(again.first_s)} s, by ${again.by}); ` +
+      `peak RssAnon of any worker ${fmtMB(out.peak_kb)} MB`);
+  } finally {
+    if (open) await ctl.query('ROLLBACK').catch(() => {});
+    for (const n of names) await env.ctl.query('SELECT electric.delete_subscription($1)', [n]).catch(() => {});
+    await waitNoWorkers(env);
+    for (const t of names) await env.ctl.query(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
+    for (const s of srcs) await env.control('DELETE', `/tables/${s}`).catch(() => {});
+  }
+  return out;
+}
+
 // ---- the machine --------------------------------------------------------------------------
 
 async function machineInfo(env) {
@@ -1034,6 +1556,101 @@ function report(R) {
     p();
   }
 
+  if (R.latency) {
+    const L = R.latency;
+    p('## Latency of isolated transactions');
+    p();
+    p(`${fmtInt(L.txns)} single-row UPDATE transactions on a ${fmtInt(L.txns)}-row table, one \`POST /_control/tables/:name/txn\` at a time, ` +
+      `started on a timer at ${L.rate} per second, never sooner than ${fmtS(1000 / L.rate, 1)} ms after the previous one (so a slow POST delays ` +
+      `the rest instead of bunching them; achieved ${fmtS(L.achieved_rate, 1)}/s; a POST took p50 ${fmtS(L.post_p50_ms, 1)} ms, ` +
+      `p99 ${fmtS(L.post_p99_ms, 1)} ms, at most ${fmtS(L.post_max_ms, 1)} ms), while the worker long-polls, so that each ` +
+      'response carries one transaction (the table shows how many did). pglite_sync.debug is on; latencies come from the worker\'s ' +
+      'log lines as in the live phase (millisecond timestamps): *response → commit* from the "response" line (written once the ' +
+      'response is fully received) to the "committed batch" line of the batch it completed; *POST answered → commit* from the moment ' +
+      'the test server answered the POST (it has committed the transaction) to the first local commit up to its LSN, so it adds ' +
+      'the long-poll wake-up and the HTTP round trip. Worker CPU from /proc/<pid>/schedstat over the whole run.');
+    p();
+    p(mdTable(['txns', 'rate /s', 'responses with changes', 'with one change', 'max changes/response', 'commits',
+      'response → commit p50 ms', 'p99 ms', 'max ms', 'POST answered → commit p50 ms', 'p99 ms', 'max ms', 'worker CPU ms/txn'],
+    [[fmtInt(L.txns), L.rate, L.responses, L.responses_one_change, L.max_changes_per_response, L.commits,
+      L.p50_ms, L.p99_ms, L.max_ms, L.e2e_p50_ms, L.e2e_p99_ms, L.e2e_max_ms, fmtS(L.worker_cpu_ms_per_txn, 2)]]));
+    p();
+  }
+
+  if (R.group) {
+    const G = R.group;
+    const name = (v) => (v.kind === 'group' ? `one group of ${G.shapes} shapes` : `${G.shapes} single subscriptions`);
+    p('## One group against single subscriptions');
+    p();
+    p(`${G.shapes} source tables of ${fmtInt(G.rows)} rows (generated), synced once as ${G.shapes} single-shape subscriptions ` +
+      `(\`sync_shape_to_table\`, all in one transaction) and once as one group (\`sync_shapes_to_tables\`, one worker), each ` +
+      'variant into its own tables from its own source tables, one after the other. *initial sync* runs from the COMMIT until ' +
+      'electric.subscriptions shows every subscription live and up to date (polled every 25 ms; the time is the latest `last_up_to_date_at`). *Idle* is the CPU of the workers ' +
+      `and the launcher over ${G.idle_seconds} s (/proc/<pid>/schedstat) once all are in their live long-poll. RssAnon is from ` +
+      '/proc/<pid>/status after the idle window; *peak* sums each worker\'s highest sample over the variant.');
+    p();
+    p(mdTable(['variant', 'workers', 'initial sync s', `idle CPU s (${G.idle_seconds} s)`, '% of one core', 'wake-ups/s per worker',
+      'RssAnon total MB', 'RssAnon per worker MB', 'peak total MB'],
+    G.variants.map((v) => [name(v), v.workers, fmtS(v.initial_s), fmtS(v.idle.worker_cpu_s + (v.idle.launcher_cpu_s ?? 0), 3),
+      `${fmtS(v.idle.pct_one_core, 3)}%`, fmtS(v.idle.wakeups_per_worker_s, 2), fmtMB(v.rss_after_idle?.total_kb),
+      v.rss_after_idle ? (v.rss_after_idle.n > 1 ? `${fmtMB(v.rss_after_idle.min_kb)}–${fmtMB(v.rss_after_idle.max_kb)}` : fmtMB(v.rss_after_idle.max_kb)) : '–',
+      fmtMB(v.peak_total_kb)])));
+    p();
+    p(`Live apply: ${fmtInt(G.txns)} transactions, each updating one row in every one of the ${G.shapes} source tables ` +
+      '(`POST /_control/txn`, one after another as fast as the test server answers). *stream*: the workers see them as they come; ' +
+      'seconds from the first POST until the last transaction is visible in every local table (*lag* is the part after the last POST ' +
+      'was answered). *burst*: the same once more, but the first transaction carries a publish delay that outlasts the POSTs, so ' +
+      'that the test server publishes all of them at once; seconds from that moment. Worker CPU (all workers) covers each run; ' +
+      '*responses* are the test server\'s 200 answers to the shape requests of these tables during the run.');
+    p();
+    p(mdTable(['variant', 'stream s', 'lag after last POST s', 'stream worker CPU s', 'stream responses', 'burst s', 'burst changes/s', 'burst worker CPU s', 'burst responses'],
+      G.variants.map((v) => [name(v), fmtS(v.live.seconds), fmtS(v.live.lag_after_last_post_s, 3), fmtS(v.live.worker_cpu_s, 3), v.live.responses,
+        fmtS(v.burst.seconds), fmtInt(v.burst.changes_per_s), fmtS(v.burst.worker_cpu_s, 3), v.burst.responses])));
+    p();
+    const notes = G.variants.filter((v) => !v.rows_ok || v.errors?.length || v.burst.published_before_last_post);
+    for (const v of notes) {
+      p(`- ${name(v)}: ${!v.rows_ok ? '**row count after the initial sync is wrong**; ' : ''}` +
+        `${v.burst.published_before_last_post ? 'the burst was published before the last POST; ' : ''}` +
+        `${(v.errors ?? []).map((e) => `\`${e}\``).join('; ')}`);
+    }
+    if (notes.length) p();
+  }
+
+  if (R.scale) {
+    const S = R.scale;
+    const I = S.idle;
+    p('## Scale: many subscriptions on one server');
+    p();
+    p(`${S.subs} single-shape subscriptions (keyed), each from its own ${fmtInt(S.rows)}-row source table into its own table, ` +
+      `subscribed in one transaction; all live and up to date ${fmtS(S.initial_s)} s after the COMMIT (the first after ${fmtS(S.first_live_s)} s). With ${S.workers} distinct running workers ` +
+      `(asserted from electric.subscriptions.worker_pid, pg_stat_activity and /proc), CPU of all workers and the launcher over ` +
+      `${fmtS(I.seconds, 1)} s from /proc/<pid>/schedstat and, as utime+stime, from /proc/<pid>/stat (${1000 / CLK_TCK} ms ticks). ` +
+      `Each worker makes about ${(60000 / LONG_POLL_MS).toFixed(0)} requests a minute (${LONG_POLL_MS / 1000} s long-poll).`);
+    p();
+    p(mdTable(['subscriptions', 'seconds', 'workers CPU s', 'busiest worker CPU s', 'launcher CPU s', '% of one core', '% of one core (utime+stime)',
+      'wake-ups/s per worker', 'postmaster CPU s', 'requests served (expected)', 'same workers after'],
+    [[S.subs, fmtS(I.seconds, 1), fmtS(I.worker_cpu_s, 3), fmtS(I.worker_max_cpu_s, 4), fmtS(I.launcher_cpu_s, 4), `${fmtS(I.pct_one_core, 3)}%`,
+      `${fmtS(I.pct_one_core_ticks, 3)}%`, fmtS(I.wakeups_per_worker_s, 3), fmtS(I.postmaster_cpu_s, 3), `${I.requests} (${I.requests_expected})`,
+      S.same_workers_after_idle ? 'yes' : 'NO']]));
+    p();
+    p('Private memory (RssAnon from /proc/<pid>/status; shared buffers do not count) per worker and in total: when all are live, ' +
+      'after the idle window, and after the restart; *peak* is the highest sample of any worker over the whole phase ' +
+      `(${fmtInt(S.mem_samples)} samples of ${S.peak_pid_count} worker processes, taken while waiting for the subscriptions to become live). ` +
+      `The launcher's RssAnon: ${fmtMB(S.launcher_rss_kb)} MB.`);
+    p();
+    const mrow = (label, m) => [label, m?.n, fmtMB(m?.min_kb), fmtMB(m?.median_kb), fmtMB(m?.max_kb), fmtMB(m?.total_kb)];
+    p(mdTable(['when', 'workers', 'min MB', 'median MB', 'max MB', 'total MB'],
+      [mrow('all live', S.rss_live), mrow('after idle', S.rss_after_idle), mrow('after restart', S.rss_after_restart),
+        ['peak of any worker', S.peak_pid_count, '', '', fmtMB(S.peak_kb), '']]));
+    p();
+    p(`Restart: \`pg_ctl restart -m fast\` (shutdown, start, until it accepts connections) took ${fmtS(S.restart_cmd_s)} s, of which ` +
+      `${fmtS(S.restart_shutdown_s)} s until the new postmaster started (\`pg_postmaster_start_time()\`). From that start until the last of the ${S.subs} ` +
+      `subscriptions was live and up to date with a new worker (by ${S.restart_live_by === 'poll' ? 'polling electric.subscriptions' : 'their \`last_up_to_date_at\`, once electric.subscriptions showed all live'}): ` +
+      `${fmtS(S.restart_live_s)} s (the first after ${fmtS(S.restart_first_live_s)} s); **${fmtS(S.restart_total_s)} s from the restart command**. Rows after the restart: ${S.rows_ok_after_restart ? 'all there' : '**WRONG**'}.` +
+      (S.restart_log_problems?.length ? ` Log lines after the restart: ${S.restart_log_problems.map((l) => `\`${l}\``).join('; ')}.` : ''));
+    p();
+  }
+
   if (R.pglite) {
     const P = R.pglite;
     p('## PGlite');
@@ -1129,6 +1746,42 @@ function verdicts(R) {
       measured: `${fmtS(R.idle.worker_cpu_s + (R.idle.launcher_cpu_s ?? 0), 3)} CPU s in ${fmtS(R.idle.seconds, 0)} s for ${R.idle.subs} workers = ${fmtS(R.idle.pct_one_core, 3)}% of one core`,
       met: R.idle.pct_one_core < 1 });
   } else v.push({ target: 'idle subscriptions ≈ 0 CPU', measured: '–', met: null });
+  if (R.latency) {
+    const L = R.latency;
+    v.push({ target: 'isolated-transaction latency p99 < 20 ms (response received → commit)',
+      measured: `p99 ${L.p99_ms} ms, p50 ${L.p50_ms} ms over ${L.batches} commits (${fmtInt(L.txns)} transactions at ${L.rate}/s, ` +
+        `${L.responses_one_change} of ${L.responses} responses with one change)`,
+      met: L.p99_ms == null ? null : L.p99_ms < 20 });
+  } else v.push({ target: 'isolated-transaction latency p99 < 20 ms', measured: '–', met: null });
+  if (R.scale) {
+    const S = R.scale;
+    v.push({ target: '200 idle subscriptions < 2 % of one core (all workers + launcher)',
+      measured: `${fmtS(S.idle.worker_cpu_s + (S.idle.launcher_cpu_s ?? 0), 3)} CPU s in ${fmtS(S.idle.seconds, 0)} s for ${S.subs} workers = ` +
+        `${fmtS(S.idle.pct_one_core, 3)}% of one core${S.subs !== 200 ? ` (only ${S.subs} subscriptions)` : ''}`,
+      met: S.idle.pct_one_core < 2 });
+  } else v.push({ target: '200 idle subscriptions < 2 % of one core', measured: '–', met: null });
+  {
+    const parts = [];
+    let worst = null;
+    if (R.scale?.peak_kb) {
+      parts.push(`scale: ${fmtMB(R.scale.peak_kb)} MB (highest of ${R.scale.peak_pid_count} workers)`);
+      worst = Math.max(worst ?? 0, R.scale.peak_kb);
+    }
+    const ini = (R.initial?.runs ?? []).filter((r) => r.peak_rss_anon_kb);
+    if (ini.length) {
+      const top = ini.reduce((a, b) => (b.peak_rss_anon_kb > a.peak_rss_anon_kb ? b : a));
+      parts.push(`initial sync: ${fmtMB(top.peak_rss_anon_kb)} MB (${top.method}, N = ${fmtInt(top.n)})`);
+      worst = Math.max(worst ?? 0, top.peak_rss_anon_kb);
+    }
+    if (R.group) {
+      const g = R.group.variants.find((x) => x.kind === 'group');
+      if (g?.peak_kb) {
+        parts.push(`group of ${R.group.shapes}: ${fmtMB(g.peak_kb)} MB`);
+        worst = Math.max(worst ?? 0, g.peak_kb);
+      }
+    }
+    v.push({ target: 'worker peak private memory (RssAnon) < 64 MB', measured: parts.length ? parts.join('; ') : '–', met: worst == null ? null : worst < 64 * 1024 });
+  }
   if (R.pglite) {
     const P = R.pglite;
     const n = P.sizes[0];
@@ -1254,11 +1907,19 @@ async function main() {
       if (R.live.profile) (R.profiles ??= {}).live = R.live.profile;
     }
     if (opts.only.includes('idle')) R.idle = await idle(env, opts.idleSubs, opts.idleSeconds);
+    if (opts.only.includes('latency')) {
+      R.latency = await latency(env, { txns: opts.latencyTxns, rate: opts.latencyRate });
+      log(`  response received → commit p50 ${R.latency.p50_ms} ms, p99 ${R.latency.p99_ms} ms over ${R.latency.batches} commits; ` +
+        `${R.latency.responses_one_change} of ${R.latency.responses} responses carried one change`);
+    }
+    if (opts.only.includes('group')) R.group = await group(env, { shapes: opts.groupShapes, rows: opts.groupRows, txns: opts.groupTxns, seconds: opts.groupSeconds });
+    if (opts.only.includes('scale')) R.scale = await scale(env, { subs: opts.scaleSubs, rows: opts.scaleRows, seconds: opts.scaleSeconds });
     if (opts.only.includes('pglite')) R.pglite = await runPglite(env, { sizes: opts.pgliteRows, methods: opts.pgliteMethods, repeat: opts.repeat });
   } finally {
     R.total_s = (now() - started) / 1000;
     R.postgres_log_tail = env.logFile && fs.existsSync(env.logFile)
-      ? fs.readFileSync(env.logFile, 'utf8').split('\n').filter((l) => /ERROR|WARNING|FATAL|PANIC|terminated/.test(l) && !/canceling autovacuum task/.test(l)).slice(-30)
+      ? fs.readFileSync(env.logFile, 'utf8').split('\n').filter((l) => /ERROR|WARNING|FATAL|PANIC|terminated/.test(l) && !/canceling autovacuum task/.test(l) &&
+        !(opts.only.includes('scale') && /terminating background worker "pglite_sync (worker|launcher)" due to administrator command/.test(l))).slice(-30)
       : [];
     await cleanup();
   }
