@@ -350,8 +350,15 @@ function shapeOptions(o, what) {
     if (typeof v === 'function') dynamicHeaders[k] = v
     else if (v !== undefined && v !== null) staticHeaders[k] = String(v)
   }
-  const shape = { url: s.url, params: s.params ?? {} }
+  const shape = { url: s.url, params: { ...(s.params ?? {}) } }
   if (Object.keys(staticHeaders).length) shape.headers = staticHeaders
+  // the client's top-level options that define the shape or where it starts;
+  // liveSse needs no mapping: the host long-polls (the engine asks it to)
+  if (s.log !== undefined) shape.params.log = s.log
+  if (s.offset !== undefined) {
+    check(s.offset === 'now' || s.offset === '-1', `${what}: shape.offset must be "now" or "-1" (a stored position resumes by shapeKey)`)
+    if (s.offset === 'now') shape.offset = 'now'
+  }
   const fetchClient = s.fetchClient ?? globalThis.fetch
   const member = {
     shape,

@@ -79,6 +79,7 @@ ps_apply_open(PsSubscription *sub, PsShapeDef *def, PsSpool *spool, const PsAppl
 	/* bulk loading a shared table would collide with rows others hold */
 	a->bulk_done = !opts->bulk || opts->row_by_row || a->opts.shared ||
 		strcmp(opts->method, "insert") == 0;
+	ps_subset_open(a);
 	ps_spool_rewind(spool);
 	return a;
 }
@@ -164,6 +165,8 @@ step(PsApply *a)
 		a->res.rows += ps_tags_move(a);
 		return;
 	}
+	if (ps_subset_skip(a))
+		return;					/* a subset snapshot brought this change already */
 	old = MemoryContextSwitchTo(a->exec_cxt);
 	a->res.rows += ps_spi_apply_row(a);
 	ps_tags_after_change(a);

@@ -36,6 +36,8 @@ typedef struct PsApplyOptions
 	const char *method;			/* initial_insert_method */
 	bool		row_by_row;		/* one statement per change (names the key) */
 	bool		shared;			/* other shapes sync into the table too */
+	bool		changes_only;	/* no snapshot: rows may be unknown here */
+	bool		replica_full;	/* updates carry whole rows */
 	uint64		limit_lsn;		/* apply records up to this LSN */
 } PsApplyOptions;
 

@@ -54,6 +54,7 @@ typedef struct PsRow
 	const char *key;
 	uint32		key_len;
 	uint64		lsn;			/* 0: a snapshot row */
+	uint64		txid;			/* its source transaction, 0 when not known */
 	uint32		op_position;
 	bool		move_in;
 	int			n;				/* columns present */
@@ -100,6 +101,7 @@ struct PsApply
 	bool		bulk_done;		/* the leading snapshot rows were considered */
 	PsApplyResult res;
 	int			has_tags;		/* the shape has tag state: -1 not known yet */
+	List	   *subsets;		/* subset snapshots merged with the stream (PsSubset) */
 
 	/* cache of the previous record's field names -> attnums */
 	int			last_nfields;
@@ -165,6 +167,10 @@ extern int64 ps_spi_insert_batch_flush(PsApply *a);
 extern void ps_tags_after_change(PsApply *a);
 extern int64 ps_tags_move(PsApply *a);
 extern void ps_tags_clear(PsApply *a);
+
+/* subset.c */
+extern void ps_subset_open(PsApply *a);
+extern bool ps_subset_skip(PsApply *a);
 
 /* apply_bulk.c */
 extern bool ps_bulk_copy_allowed(PsApply *a);

@@ -205,6 +205,17 @@ ps_spi_apply_row(PsApply *a)
 			break;
 		case 'U':
 			ps_row_require_pk(a);
+			if (a->opts.changes_only && a->opts.replica_full)
+			{
+				/*
+				 * changes_only: the row may never have been seen here; a
+				 * whole row (replica full) can be written all the same.
+				 */
+				cols = r->set;
+				expected = SPI_OK_INSERT;
+				op = 'V';
+				break;
+			}
 			cols = bms_copy(r->set);
 			for (int i = 0; i < a->npk; i++)
 				cols = bms_del_member(cols, a->pk[i]);
@@ -250,7 +261,9 @@ ps_spi_apply_row(PsApply *a)
 		return 0;
 	if (SPI_processed == 0)
 	{
-		if (r->op == 'U')
+		if (r->op == 'U' && a->opts.changes_only)
+			a->res.skipped++;	/* a row this changes_only shape never brought */
+		else if (r->op == 'U')
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("update for a row that does not exist in table %s", a->qualname),

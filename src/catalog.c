@@ -200,7 +200,8 @@ col_text_array(HeapTuple tup, TupleDesc desc, int col)
 #define SHAPE_COLUMNS \
 	"p.shape, p.position, p.relid::oid, p.schema_name, p.table_name, p.primary_key, " \
 	"pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('url', p.shape_url, " \
-	"'params', p.shape_params, 'headers', p.shape_headers))::text, " \
+	"'params', p.shape_params, 'headers', p.shape_headers) " \
+	"OPERATOR(pg_catalog.||) coalesce(p.shape_options, '{}'))::text, " \
 	"p.map_columns::text, p.map_function::oid, p.on_must_refetch::oid, p.target_fingerprint, " \
 	"x.handle, x.\"offset\", x.target_fingerprint, x.stream::text, coalesce(x.rows_applied, 0) "
 
@@ -688,6 +689,139 @@ ps_catalog_tags_close(Portal portal)
 	SPI_cursor_close(portal);
 }
 
+/* ---- subset snapshots ------------------------------------------------------------- */
+
+static Stmt subset_add = {
+	"WITH s AS (INSERT INTO " PS_SCHEMA ".subset_snapshot (subid, shape, snap_xmin, snap_xmax, snap_xip, database_lsn) "
+	"  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id), "
+	"k AS (INSERT INTO " PS_SCHEMA ".subset_key (subid, shape, snapshot, key) "
+	"  SELECT DISTINCT $1, $2, s.id, k FROM s, pg_catalog.unnest($7::text[]) k RETURNING 1) "
+	"SELECT id, (SELECT count(*) FROM k) FROM s",
+	7, {INT4OID, TEXTOID, INT8OID, INT8OID, INT8ARRAYOID, INT8OID, TEXTARRAYOID}
+};
+static Stmt subset_load = {
+	"SELECT id, snap_xmin, snap_xmax, snap_xip, database_lsn FROM " PS_SCHEMA ".subset_snapshot "
+	"WHERE subid = $1 AND shape = $2 ORDER BY id", 2, {INT4OID, TEXTOID}
+};
+static Stmt subset_has_key = {
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".subset_key "
+	"WHERE subid = $1 AND shape = $2 AND key = $3 AND snapshot = $4)", 4, {INT4OID, TEXTOID, TEXTOID, INT8OID}
+};
+static Stmt subset_retire = {
+	"DELETE FROM " PS_SCHEMA ".subset_snapshot WHERE subid = $1 AND shape = $2 AND id = $3",
+	3, {INT4OID, TEXTOID, INT8OID}
+};
+static Stmt subset_clear = {
+	"DELETE FROM " PS_SCHEMA ".subset_snapshot WHERE subid = $1 AND shape = $2",
+	2, {INT4OID, TEXTOID}
+};
+
+static Stmt subset_lock = {
+	"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pglite_sync subset'), $1)",
+	1, {INT4OID}
+};
+static Stmt subset_lock_shared = {
+	"SELECT pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtext('pglite_sync subset'), $1)",
+	1, {INT4OID}
+};
+
+/*
+ * request_snapshot takes it exclusively, every commit of a batch shared:
+ * while a subset is fetched and loaded no batch of that subscription
+ * commits, so the subset is never older than what the table holds.
+ */
+void
+ps_catalog_subset_lock(int32 subid, bool exclusive)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	run(exclusive ? &subset_lock : &subset_lock_shared, &v, NULL, false, 0, SPI_OK_SELECT);
+}
+
+/* Record a subset snapshot and the keys it loaded; returns its id. */
+int64
+ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datum keys)
+{
+	Datum	   *xip = palloc(sizeof(Datum) * Max(snap->nxip, 1));
+	Datum		v[7];
+	bool		isnull;
+
+	for (int i = 0; i < snap->nxip; i++)
+		xip[i] = Int64GetDatum((int64) snap->xip[i]);
+	v[0] = Int32GetDatum(subid);
+	v[1] = CStringGetTextDatum(shape);
+	v[2] = Int64GetDatum((int64) snap->xmin);
+	v[3] = Int64GetDatum((int64) snap->xmax);
+	v[4] = PointerGetDatum(construct_array(xip, snap->nxip, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	v[5] = Int64GetDatum((int64) snap->database_lsn);
+	v[6] = keys;
+	run(&subset_add, v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* The shape's snapshots still merged with its stream, oldest first (a list of PsSubset). */
+List *
+ps_catalog_subset_load(int32 subid, const char *shape)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
+	List	   *out = NIL;
+
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		return NIL;
+	run(&subset_load, v, NULL, false, 0, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		PsSubset   *snap = palloc0(sizeof(PsSubset));
+		bool		isnull;
+		Datum	   *elems;
+		bool	   *nulls;
+
+		snap->id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+		snap->xmin = (uint64) DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+		snap->xmax = (uint64) DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(t, d, 4, &isnull)), INT8OID, 8,
+						  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &snap->nxip);
+		snap->xip = palloc(sizeof(uint64) * Max(snap->nxip, 1));
+		for (int k = 0; k < snap->nxip; k++)
+			snap->xip[k] = (uint64) DatumGetInt64(elems[k]);
+		snap->database_lsn = (uint64) DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
+		out = lappend(out, snap);
+	}
+	return out;
+}
+
+bool
+ps_catalog_subset_has_key(int32 subid, const char *shape, int64 snapshot, const char *key)
+{
+	Datum		v[4] = {Int32GetDatum(subid), CStringGetTextDatum(shape), CStringGetTextDatum(key),
+	Int64GetDatum(snapshot)};
+	bool		isnull;
+
+	run(&subset_has_key, v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void
+ps_catalog_subset_retire(int32 subid, const char *shape, int64 snapshot)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), Int64GetDatum(snapshot)};
+
+	run(&subset_retire, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+/* A start from -1 replaces every row: no snapshot is merged any more. */
+void
+ps_catalog_subset_clear(int32 subid, const char *shape)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
+
+	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+		return;
+	run(&subset_clear, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
 /* ---- shared tables ----------------------------------------------------------------- */
 
 static Stmt shapes_on_table = {
@@ -1082,11 +1216,13 @@ ps_catalog_reenable_subscription(int32 subid, Oid owner, const char *method,
  */
 static Stmt upsert_shape = {
 	"INSERT INTO " PS_SCHEMA ".subscription_shape AS p (subid, shape, position, relid, "
-	" schema_name, table_name, primary_key, shape_url, shape_params, shape_headers, map_columns, "
-	" map_function, on_must_refetch, target_fingerprint) "
+	" schema_name, table_name, primary_key, shape_url, shape_params, shape_headers, shape_options, "
+	" map_columns, map_function, on_must_refetch, target_fingerprint) "
 	"SELECT $1, d->>'shape', (d->>'position')::integer, (d->>'relid')::oid::regclass, "
 	" d->>'schema_name', d->>'table_name', $3, $2::jsonb->>'url', $2::jsonb->'params', "
-	" $2::jsonb->'headers', d->'map_columns', (d->>'map_function')::oid::regprocedure, "
+	" $2::jsonb->'headers', "
+	" NULLIF($2::jsonb OPERATOR(pg_catalog.-) ARRAY['url', 'params', 'headers'], '{}'::jsonb), "
+	" d->'map_columns', (d->>'map_function')::oid::regprocedure, "
 	" (d->>'on_must_refetch')::oid::regprocedure, "
 	/* the 0.1.0 fingerprint, so that an upgraded subscription resumes */
 	" pg_catalog.md5(pg_catalog.concat_ws('|', d->>'relid', $3::text, (d->'map_columns')::text, "
@@ -1096,7 +1232,8 @@ static Stmt upsert_shape = {
 	" relid = EXCLUDED.relid, schema_name = EXCLUDED.schema_name, "
 	" table_name = EXCLUDED.table_name, primary_key = EXCLUDED.primary_key, "
 	" shape_url = EXCLUDED.shape_url, shape_params = EXCLUDED.shape_params, "
-	" shape_headers = EXCLUDED.shape_headers, map_columns = EXCLUDED.map_columns, "
+	" shape_headers = EXCLUDED.shape_headers, shape_options = EXCLUDED.shape_options, "
+	" map_columns = EXCLUDED.map_columns, "
 	" map_function = EXCLUDED.map_function, on_must_refetch = EXCLUDED.on_must_refetch, "
 	" target_fingerprint = EXCLUDED.target_fingerprint",
 	5, {INT4OID, TEXTOID, TEXTARRAYOID, TEXTOID, OIDOID}

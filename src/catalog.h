@@ -107,6 +107,24 @@ extern bool ps_catalog_hold_newer(Oid relid, Datum key, int32 subid, const char 
 extern bool ps_catalog_hold_release(Oid relid, Datum key, int32 subid, const char *shape);
 extern void ps_catalog_hold_drop(Oid relid, int32 subid, const char *shape);
 
+/* subset snapshots (request_snapshot) */
+typedef struct PsSubset
+{
+	int64		id;
+	uint64		xmin;
+	uint64		xmax;
+	uint64	   *xip;
+	int			nxip;
+	uint64		database_lsn;
+} PsSubset;
+
+extern int64 ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datum keys);
+extern List *ps_catalog_subset_load(int32 subid, const char *shape);
+extern bool ps_catalog_subset_has_key(int32 subid, const char *shape, int64 snapshot, const char *key);
+extern void ps_catalog_subset_retire(int32 subid, const char *shape, int64 snapshot);
+extern void ps_catalog_subset_clear(int32 subid, const char *shape);
+extern void ps_catalog_subset_lock(int32 subid, bool exclusive);
+
 /* subquery shapes: the tag state of a row (row_tags), as arrays */
 typedef struct PsTagState
 {

@@ -140,6 +140,8 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 		opts.bulk = m->from_start;
 		opts.method = run->sub->initial_insert_method;
 		opts.row_by_row = run->row_by_row;
+		opts.changes_only = m->shape.changes_only;
+		opts.replica_full = m->shape.replica_full;
 		opts.limit_lsn = target;
 		shapes[i].apply = ps_apply_open(run->sub, m->def, m->spool, &opts);
 		if (run->slot)
@@ -204,6 +206,8 @@ ps_run_commit(PsRun *run, uint64 target)
 	/* still the running incarnation?  (a plain read: management never waits) */
 	if (!ps_catalog_is_current(sub->id, sub->version) || ps_run_stop_requested(run))
 		gone(run);
+	/* a request_snapshot under way holds batches back until it committed */
+	ps_catalog_subset_lock(sub->id, false);
 
 	become_owner(run, &u);
 	guc_level = NewGUCNestLevel();
@@ -302,4 +306,38 @@ ps_run_commit(PsRun *run, uint64 target)
 			ps_slot_batch_done(run->slot, ticket);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * request_snapshot: the subset spooled in m's spool, applied in the
+ * caller's transaction as upserts, as the owner; returns the rows written.
+ */
+int64
+ps_run_apply_subset(PsRun *run, PsMember *m)
+{
+	PsApplyOptions opts;
+	PsApply    *a;
+	PsApplyResult res;
+	ApplyUser	u;
+	int			guc_level;
+	uint64		lsn;
+	uint32		pos;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.method = "insert";
+	opts.changes_only = m->shape.changes_only;
+	opts.replica_full = m->shape.replica_full;
+	opts.limit_lsn = PG_UINT64_MAX;
+	become_owner(run, &u);
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	a = ps_apply_open(run->sub, m->def, m->spool, &opts);
+	while (ps_apply_peek(a, &lsn, &pos))
+		ps_apply_step(a);
+	ps_apply_close(a, &res);
+	AtEOXact_GUC(false, guc_level);
+	restore_user(&u);
+	ps_spool_clear(m->spool);
+	return res.rows;
 }

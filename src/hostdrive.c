@@ -527,7 +527,7 @@ ps_ingest_response(PG_FUNCTION_ARGS)
 		}
 		else if (resp.status >= 200 && resp.status < 300)
 		{
-			if (!ps_member_response_body(m, VARDATA_ANY(body), len, &resp))
+			if (ps_member_response_body(m, VARDATA_ANY(body), len, &resp) != PS_BODY_OK)
 				resp.outcome = PS_XFER_BODY_REJECTED;
 		}
 		else

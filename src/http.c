@@ -31,6 +31,7 @@ struct PsHttpPool
 	WaitEventSet *wes;			/* latch + postmaster death + mux */
 	TimestampTz timer_at;		/* curl's next timeout, 0 = none */
 	List	   *xfers;
+	bool		paused_some;	/* a body callback paused its transfer: the caller must look */
 };
 
 struct PsHttpXfer
@@ -47,6 +48,9 @@ struct PsHttpXfer
 	List	   *header_names;
 	List	   *header_values;
 	bool		live;
+	bool		sse;			/* an event stream: no total timeout, no size limit */
+	bool		paused;
+	char	   *post_body;		/* a POST (request_snapshot), else a GET */
 	int			redirects;
 	char	   *origin;			/* scheme://host:port of the first URL */
 	TimestampTz started;
@@ -131,10 +135,20 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	r->status = status;
 	if (status >= 200 && status < 300)
 	{
-		if (!x->body_cb(x->body_arg, ptr, len, r))
+		PsHttpBody	verdict = x->body_cb(x->body_arg, ptr, len, r);
+
+		if (verdict == PS_HTTP_BODY_STOP)
 		{
 			x->body_rejected = true;
 			return 0;
+		}
+		if (verdict == PS_HTTP_BODY_PAUSE)
+		{
+			/* libcurl keeps the piece and delivers it again on resume */
+			r->body_bytes -= len;
+			x->paused = true;
+			x->pool->paused_some = true;
+			return CURL_WRITEFUNC_PAUSE;
 		}
 	}
 	else
@@ -192,6 +206,8 @@ ps_http_pool_destroy(PsHttpPool *p)
 		xfer_detach(x);
 		curl_easy_cleanup(x->easy);
 		curl_slist_free_all(x->headers);
+		if (x->post_body)
+			pfree(x->post_body);
 		if (x->url)
 			curl_url_cleanup(x->url);
 	}
@@ -277,7 +293,9 @@ build_headers(PsHttpXfer *x)
 
 	curl_slist_free_all(x->headers);
 	initStringInfo(&line);
-	list = curl_slist_append(list, "Accept: application/json");
+	list = curl_slist_append(list, x->sse ? "Accept: text/event-stream" : "Accept: application/json");
+	if (list && x->post_body)
+		list = curl_slist_append(list, "Content-Type: application/json");
 	if (x->send_headers)
 		forboth(a, x->header_names, b, x->header_values)
 		{
@@ -305,7 +323,13 @@ set_request_options(PsHttpXfer *x)
 
 	curl_easy_reset(e);
 	curl_easy_setopt(e, CURLOPT_CURLU, x->url);
-	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	if (x->post_body)
+	{
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->post_body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long) strlen(x->post_body));
+	}
+	else
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* redirects are ours to check and follow (see finish_or_redirect) */
@@ -314,7 +338,17 @@ set_request_options(PsHttpXfer *x)
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "pglite_sync/" PS_VERSION);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, Min(timeout, 10000L));
-	if (x->live)
+	if (x->sse)
+	{
+		/*
+		 * An event stream lasts as long as the server keeps it (Electric's
+		 * sse_timeout): it only times out when it stays silent, keep-alives
+		 * included, for the timeout.
+		 */
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, Max(timeout / 1000, 1L));
+	}
+	else if (x->live)
 	{
 		/* a long-poll must answer within the timeout */
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
@@ -372,7 +406,7 @@ launch(PsHttpXfer *x)
 
 void
 ps_http_start(PsHttpXfer *x, const char *url, List *header_names, List *header_values,
-			  bool live, PsHttpBodyCallback body_cb, void *body_arg, PsResponse *resp)
+			  bool live, bool sse, PsHttpBodyCallback body_cb, void *body_arg, PsResponse *resp)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	char	   *host = NULL;
@@ -382,8 +416,11 @@ ps_http_start(PsHttpXfer *x, const char *url, List *header_names, List *header_v
 	x->resp = resp;
 	x->body_cb = body_cb;
 	x->body_arg = body_arg;
-	x->max_bytes = (size_t) ps_max_response_size * 1024;
+	/* an event stream is limited event by event (see member.c) */
+	x->max_bytes = sse ? 0 : (size_t) ps_max_response_size * 1024;
 	x->live = live;
+	x->sse = sse;
+	x->paused = false;
 	x->redirects = 0;
 	x->send_headers = true;
 	x->started = GetCurrentTimestamp();
@@ -432,6 +469,19 @@ ps_http_abort(PsHttpXfer *x)
 	x->finished = true;
 }
 
+void
+ps_http_resume(PsHttpXfer *x)
+{
+	int			running;
+
+	if (!x->busy || !x->paused)
+		return;
+	x->paused = false;
+	/* the paused piece may be delivered (and the body pause again) right here */
+	curl_easy_pause(x->easy, CURLPAUSE_CONT);
+	curl_multi_socket_action(x->pool->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
 /*
  * A 3xx with a Location: follow it ourselves, to the same origin with the
  * shape's headers, or to an allowed host without them (they may hold
@@ -457,7 +507,9 @@ follow_redirect_in(PsHttpXfer *x)
 	char	   *origin;
 	char	   *scheme;
 
-	if (r->status < 300 || r->status > 399 || r->status == 304 || r->location[0] == '\0')
+	/* a POST is not sent again elsewhere: its 3xx is its answer */
+	if (r->status < 300 || r->status > 399 || r->status == 304 || r->location[0] == '\0' ||
+		x->post_body)
 		return false;
 	if (++x->redirects > MAX_REDIRECTS)
 	{
@@ -642,8 +694,12 @@ ps_http_wait(PsHttpPool *p, long timeout_ms, uint32 wait_event, PsHttpXfer **don
 		WaitEvent	events[3];
 		int			nev;
 
-		if (n > 0)
+		/* a paused event stream has a batch for the caller to commit */
+		if (n > 0 || p->paused_some)
+		{
+			p->paused_some = false;
 			return n;
+		}
 		now = GetCurrentTimestamp();
 		if (end != 0)
 		{
@@ -678,4 +734,46 @@ ps_http_wait(PsHttpPool *p, long timeout_ms, uint32 wait_event, PsHttpXfer **don
 		if (*latch_set)
 			return collect(p, done, max);
 	}
+}
+
+/* ---- one request in a backend (request_snapshot) --------------------------------- */
+
+static PsHttpBody
+collect_body(void *arg, const char *data, size_t len, const PsResponse *resp)
+{
+	appendBinaryStringInfo((StringInfo) arg, data, (int) len);
+	return PS_HTTP_BODY_OK;
+}
+
+/*
+ * POST body (JSON) to url and wait for the whole answer, interruptibly: the
+ * 2xx body goes to out (up to pglite_sync.max_response_size), resp says the
+ * rest.  Redirects are not followed.
+ */
+void
+ps_http_post(const char *url, List *header_names, List *header_values, const char *body,
+			 PsResponse *resp, StringInfo out)
+{
+	PsHttpPool *volatile pool = ps_http_pool_create();
+
+	PG_TRY();
+	{
+		PsHttpXfer *x = ps_http_xfer_create(pool, NULL);
+		PsHttpXfer *done[1];
+		bool		latch_set;
+
+		x->post_body = MemoryContextStrdup(TopMemoryContext, body);
+		ps_http_start(x, url, header_names, header_values, false, false, collect_body, out, resp);
+		while (ps_http_xfer_busy(x) || !x->finished)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (ps_http_wait(pool, 1000, PG_WAIT_EXTENSION, done, 1, &latch_set) > 0)
+				break;
+		}
+	}
+	PG_FINALLY();
+	{
+		ps_http_pool_destroy(pool);
+	}
+	PG_END_TRY();
 }

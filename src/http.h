@@ -12,13 +12,22 @@
 
 #include "pglite_sync.h"
 
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
 #include "response.h"
 
-/* Called with each piece of a 2xx body; false stops the transfer. */
-typedef bool (*PsHttpBodyCallback) (void *arg, const char *data, size_t len,
-									const PsResponse *resp);
+/* What a body callback says: go on, stop, or pause (the piece comes again). */
+typedef enum PsHttpBody
+{
+	PS_HTTP_BODY_OK,
+	PS_HTTP_BODY_STOP,
+	PS_HTTP_BODY_PAUSE
+} PsHttpBody;
+
+/* Called with each piece of a 2xx body. */
+typedef PsHttpBody (*PsHttpBodyCallback) (void *arg, const char *data, size_t len,
+										  const PsResponse *resp);
 
 typedef struct PsHttpPool PsHttpPool;
 typedef struct PsHttpXfer PsHttpXfer;
@@ -36,16 +45,24 @@ extern bool ps_http_xfer_busy(PsHttpXfer *x);
  * only, or to an allowed host without the custom headers.
  */
 extern void ps_http_start(PsHttpXfer *x, const char *url, List *header_names,
-						  List *header_values, bool live, PsHttpBodyCallback body_cb,
+						  List *header_values, bool live, bool sse, PsHttpBodyCallback body_cb,
 						  void *body_arg, PsResponse *resp);
+
+/* A POST of JSON in the calling backend, waited for whole (request_snapshot). */
+extern void ps_http_post(const char *url, List *header_names, List *header_values,
+						 const char *body, PsResponse *resp, StringInfo out);
+
+/* Go on with a transfer its body callback paused (the callback may run at once). */
+extern void ps_http_resume(PsHttpXfer *x);
 
 /* Abandon a transfer: its response says PS_XFER_INTERRUPTED. */
 extern void ps_http_abort(PsHttpXfer *x);
 
 /*
- * Wait up to timeout_ms (-1: no limit) for transfers to complete or the
- * latch to be set.  Completed transfers are returned in done[] (their
- * responses are final); *latch_set says whether the latch woke us.
+ * Wait up to timeout_ms (-1: no limit) for transfers to complete, the
+ * latch to be set, or a body callback to pause its transfer.  Completed
+ * transfers are returned in done[] (their responses are final); *latch_set
+ * says whether the latch woke us.
  */
 extern int	ps_http_wait(PsHttpPool *pool, long timeout_ms, uint32 wait_event,
 						 PsHttpXfer **done, int max, bool *latch_set);

@@ -51,6 +51,19 @@ parse_definition(PsMember *m, PsShapeDef *def, MemoryContext cxt)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Where a stream starts without a stored position: the snapshot (-1), whose
+ * batch replaces the table's rows; or, for changes_only from "now", the log's
+ * end, which replaces nothing.
+ */
+static void
+start_over(PsMember *m)
+{
+	strcpy(m->offset, m->shape.offset_now ? "now" : "-1");
+	m->replace = !m->shape.offset_now;
+	m->from_start = !m->shape.offset_now;
+}
+
 void
 ps_member_init(PsMember *m, PsRun *run, int index, PsShapeDef *def, MemoryContext cxt)
 {
@@ -70,13 +83,19 @@ ps_member_init(PsMember *m, PsRun *run, int index, PsShapeDef *def, MemoryContex
 		strlcpy(m->offset, def->offset, sizeof(m->offset));
 		strlcpy(m->committed_handle, def->handle, sizeof(m->committed_handle));
 		strlcpy(m->committed_offset, def->offset, sizeof(m->committed_offset));
+		/* what came before the stored position is never applied again */
+		{
+			ps_offset	o;
+
+			if (ps_offset_parse(m->offset, strlen(m->offset), &o) && o.kind == PS_OFFSET_LOG)
+			{
+				m->last_lsn = o.tx;
+				m->last_op = o.op_inf ? PG_UINT32_MAX : (uint32) o.op;
+			}
+		}
 	}
 	else
-	{
-		strcpy(m->offset, "-1");
-		m->replace = true;
-		m->from_start = true;
-	}
+		start_over(m);
 	old = MemoryContextSwitchTo(cxt);
 	ps_message_init(&m->msg);
 	MemoryContextSwitchTo(old);
@@ -98,6 +117,17 @@ ps_member_request_url(PsMember *m, bool live)
 	ps_strbuf_init(&url);
 	ps_request_url(&url, m->base_url, m->offset, m->handle, live, m->cursor,
 				   m->buster[0] ? m->buster : NULL);
+	/*
+	 * live_sse: the live stream as one event stream, for workers (a host
+	 * feeds whole responses, sync_now stops at the first up-to-date); older
+	 * servers know the parameter by its experimental name.
+	 */
+	m->request_sse = live && m->shape.live_sse && !m->sse_off && m->run->mode == PS_RUN_WORKER;
+	if (m->request_sse)
+	{
+		ps_url_add_param(&url, "live_sse", "true");
+		ps_url_add_param(&url, "experimental_live_sse", "true");
+	}
 	return url.data;
 }
 
@@ -126,6 +156,16 @@ ps_member_response_begin(PsMember *m, bool live, uint64 ticket)
 	m->resp_open_lsn = m->align.open_lsn;
 	m->resp_error[0] = '\0';
 	m->cb_error = NULL;
+	m->resp_last_lsn = m->last_lsn;
+	m->resp_last_op = m->last_op;
+	if (m->request_sse)
+	{
+		ps_sse_free(&m->sse);
+		ps_sse_init(&m->sse, ps_max_response_size > 0 ? (size_t) ps_max_response_size * 1024 : 0);
+	}
+	m->sse_skip = 0;
+	m->sse_batch = false;
+	m->sse_counted = 0;
 	if (slot)
 		ps_slot_count_request(slot);
 }
@@ -200,6 +240,16 @@ on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
 				return fail_message(m, PS_OUT_RETRY, "the server sent a change of key %.*s with an invalid lsn \"%.*s\"",
 									(int) Min(msg->key_len, 200), msg->key,
 									(int) Min(msg->lsn_len, 40), msg->lsn);
+			if (lsn != 0 && msg->has_op_position)
+			{
+				uint32		op = (uint32) msg->op_position;
+
+				/* sent again after a reconnect (an event stream resumes at <lsn>_0) */
+				if (lsn < m->resp_last_lsn || (lsn == m->resp_last_lsn && op <= m->resp_last_op))
+					break;
+				m->resp_last_lsn = lsn;
+				m->resp_last_op = op;
+			}
 			ps_spool_add(m->spool, msg, lsn, json, len, OidIsValid(m->def->map_function));
 			m->resp_changes++;
 			if (lsn > m->resp_max_lsn)
@@ -241,7 +291,61 @@ on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
 	return 0;
 }
 
-bool
+/* One event of a stream: a message, and a stop (2) once it ends a batch. */
+static int
+sse_event(void *arg, const char *data, size_t len)
+{
+	PsMember   *m = arg;
+	int			rc = on_message(m, data, len, true, NULL);
+
+	if (rc != 0)
+		return 1;
+	return m->resp_up_to_date ? 2 : 0;
+}
+
+/*
+ * A piece of an event stream.  At an up-to-date the batch is complete: the
+ * transfer pauses (libcurl delivers the same piece again later, whose first
+ * sse_skip bytes are read already) until the driver has committed it.
+ */
+static PsBodyVerdict
+sse_body(PsMember *m, const char *data, size_t len)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	size_t		skip = Min(m->sse_skip, len);
+	size_t		consumed = 0;
+	int			rc = 0;
+
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(m->run->cxt);
+		rc = ps_sse_feed(&m->sse, data + skip, len - skip, sse_event, m, &consumed);
+		MemoryContextSwitchTo(cxt);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		m->cb_error = CopyErrorData();
+		FlushErrorState();
+		rc = 1;
+	}
+	PG_END_TRY();
+
+	if (rc == 2)
+	{
+		m->sse_skip = skip + consumed;
+		m->sse_batch = true;
+		return PS_BODY_PAUSE;
+	}
+	m->sse_skip = 0;
+	if (rc == -1)
+		fail_message(m, PS_OUT_RETRY, "malformed event stream: %s", m->sse.error);
+	if (rc != 0)
+		return PS_BODY_REJECT;
+	return PS_BODY_OK;
+}
+
+PsBodyVerdict
 ps_member_response_body(PsMember *m, const char *data, size_t len, const PsResponse *resp)
 {
 	MemoryContext cxt = CurrentMemoryContext;
@@ -249,15 +353,20 @@ ps_member_response_body(PsMember *m, const char *data, size_t len, const PsRespo
 
 	if (!m->resp_checked)
 	{
+		static const char sse_type[] = "text/event-stream";
+
 		m->resp_checked = true;
-		if (resp->has_content_type &&
-			!ps_content_type_ok(resp->content_type, strlen(resp->content_type)))
+		if (resp->has_content_type && !(m->request_sse ?
+										 pg_strncasecmp(resp->content_type, sse_type, sizeof(sse_type) - 1) == 0 :
+										 ps_content_type_ok(resp->content_type, strlen(resp->content_type))))
 		{
 			fail_message(m, PS_OUT_RETRY, "unexpected content type \"%s\" in a shape response",
 						 resp->content_type);
-			return false;
+			return PS_BODY_REJECT;
 		}
 	}
+	if (m->request_sse)
+		return sse_body(m, data, len);
 
 	/*
 	 * A transport may call us from inside a library: no ERROR unwinds from
@@ -282,7 +391,8 @@ ps_member_response_body(PsMember *m, const char *data, size_t len, const PsRespo
 	if (rc == -1)
 		fail_message(m, PS_OUT_RETRY, "malformed response body: %s", m->split.error);
 	/* a must-refetch ends reading without being a failure */
-	return rc == 0 || (rc == 1 && m->resp_must_refetch && m->resp_error[0] == '\0' && !m->cb_error);
+	return rc == 0 || (rc == 1 && m->resp_must_refetch && m->resp_error[0] == '\0' && !m->cb_error) ?
+		PS_BODY_OK : PS_BODY_REJECT;
 }
 
 static PsOutcome
@@ -336,6 +446,11 @@ status_text(long status)
 }
 
 static PsOutcome read_response(PsMember *m, PsResponse *resp);
+static PsOutcome sse_end(PsMember *m, PsResponse *resp);
+static void keep_records(PsMember *m);
+static void set_position(PsMember *m, const char *handle, const char *offset);
+static PsOutcome good_response(PsMember *m);
+static const char *bad_headers(PsMember *m, PsResponse *resp, bool need_cursor, PsOutcomeKind *kind);
 
 PsOutcome
 ps_member_response_end(PsMember *m, PsResponse *resp)
@@ -353,6 +468,8 @@ read_response(PsMember *m, PsResponse *resp)
 	ps_offset	o;
 
 	m->in_flight = false;
+	if (m->request_sse && resp->status == 200 && !m->resp_must_refetch)
+		return sse_end(m, resp);
 	if (resp->outcome == PS_XFER_DONE && ok_status && !m->resp_must_refetch &&
 		ps_bodysplit_finish(&m->split) != 0)
 	{
@@ -362,8 +479,9 @@ read_response(PsMember *m, PsResponse *resp)
 	/* only a complete 200 keeps what it spooled */
 	if (resp->outcome != PS_XFER_DONE || m->resp_must_refetch || resp->status != 200)
 		ps_spool_response_failed(m->spool);
-	if (m->run->slot && m->resp_changes > 0 && resp->outcome == PS_XFER_DONE && resp->status == 200)
-		ps_slot_count_bytes(m->run->slot, 0, m->resp_changes);
+	/* batch_rows and batch_bytes: only what the batch keeps */
+	if (m->run->slot && resp->outcome == PS_XFER_DONE && resp->status == 200 && !m->resp_must_refetch)
+		ps_slot_count_batch(m->run->slot, resp->body_bytes, m->resp_changes);
 
 	if (m->cb_error)
 	{
@@ -421,51 +539,52 @@ read_response(PsMember *m, PsResponse *resp)
 				ps_member_refetch(m, NULL);
 				return outcome(PS_OUT_REFETCH, -1, NULL, NULL);
 			}
-			if (resp->too_long)
 			{
-				ps_spool_response_failed(m->spool);
-				return outcome(PS_OUT_FATAL, -1,
-							   psprintf("the response's %s header is longer than this version accepts",
-										resp->too_long_name), NULL);
+				PsOutcomeKind kind;
+				const char *bad = bad_headers(m, resp, m->request_live, &kind);
+
+				if (bad == NULL && (!ps_offset_parse(resp->offset, strlen(resp->offset), &o) ||
+									o.kind != PS_OFFSET_LOG))
+					bad = psprintf("response has an invalid electric-offset \"%s\"", resp->offset);
+				if (bad)
+				{
+					ps_spool_response_failed(m->spool);
+					return outcome(kind, -1, bad, NULL);
+				}
 			}
-			if (!resp->has_handle || !resp->has_offset || (m->request_live && !resp->has_cursor))
-			{
-				ps_spool_response_failed(m->spool);
-				return outcome(PS_OUT_RETRY, -1,
-							   psprintf("response lacks the %s header (a proxy may be hiding electric-* headers)",
-										!resp->has_handle ? "electric-handle" :
-										!resp->has_offset ? "electric-offset" : "electric-cursor"),
-							   NULL);
-			}
-			if (!ps_offset_parse(resp->offset, strlen(resp->offset), &o) || o.kind != PS_OFFSET_LOG)
-			{
-				ps_spool_response_failed(m->spool);
-				return outcome(PS_OUT_RETRY, -1,
-							   psprintf("response has an invalid electric-offset \"%s\"", resp->offset),
-							   NULL);
-			}
-			if (m->handle[0] && strcmp(m->handle, resp->handle) != 0)
-			{
-				/* a stale cache or a misrouted answer: only a 409 changes the handle */
-				ps_spool_response_failed(m->spool);
-				return outcome(PS_OUT_RETRY, -1,
-							   psprintf("response is for shape handle \"%s\", not the requested \"%s\"",
-										resp->handle, m->handle),
-							   NULL);
-			}
-			ps_spool_response_done(m->spool);
-			m->align.max_lsn = m->resp_max_lsn;
-			m->align.open_lsn = m->resp_open_lsn;
-			if (strcmp(m->handle, resp->handle) != 0 || strcmp(m->offset, resp->offset) != 0)
-				m->position_dirty = true;
-			strlcpy(m->handle, resp->handle, sizeof(m->handle));
-			strlcpy(m->offset, resp->offset, sizeof(m->offset));
+			keep_records(m);
+			set_position(m, resp->handle, resp->offset);
 			if (resp->has_cursor)
 				strlcpy(m->cursor, resp->cursor, sizeof(m->cursor));
 			break;
 	}
+	return good_response(m);
+}
 
-	/* a good response */
+/* The response's records are good: they count, and so does its alignment. */
+static void
+keep_records(PsMember *m)
+{
+	ps_spool_response_done(m->spool);
+	m->align.max_lsn = m->resp_max_lsn;
+	m->align.open_lsn = m->resp_open_lsn;
+	m->last_lsn = m->resp_last_lsn;
+	m->last_op = m->resp_last_op;
+}
+
+static void
+set_position(PsMember *m, const char *handle, const char *offset)
+{
+	if (strcmp(m->handle, handle) != 0 || strcmp(m->offset, offset) != 0)
+		m->position_dirty = true;
+	strlcpy(m->handle, handle, sizeof(m->handle));
+	strlcpy(m->offset, offset, sizeof(m->offset));
+}
+
+/* A good response (or a batch of an event stream): a page, or caught up. */
+static PsOutcome
+good_response(PsMember *m)
+{
 	m->buster[0] = '\0';
 	m->failures = 0;
 	m->auth_retried = false;
@@ -480,6 +599,126 @@ read_response(PsMember *m, PsResponse *resp)
 	return outcome(PS_OUT_BATCH, -1, NULL, NULL);
 }
 
+/* Checks of a 200's headers that every good response must pass; NULL if it does. */
+static const char *
+bad_headers(PsMember *m, PsResponse *resp, bool need_cursor, PsOutcomeKind *kind)
+{
+	*kind = PS_OUT_RETRY;
+	if (resp->too_long)
+	{
+		*kind = PS_OUT_FATAL;
+		return psprintf("the response's %s header is longer than this version accepts",
+						resp->too_long_name);
+	}
+	if (!resp->has_handle || !resp->has_offset || (need_cursor && !resp->has_cursor))
+		return psprintf("response lacks the %s header (a proxy may be hiding electric-* headers)",
+						!resp->has_handle ? "electric-handle" :
+						!resp->has_offset ? "electric-offset" : "electric-cursor");
+	/* a stale cache or a misrouted answer: only a 409 changes the handle */
+	if (m->handle[0] && strcmp(m->handle, resp->handle) != 0)
+		return psprintf("response is for shape handle \"%s\", not the requested \"%s\"",
+						resp->handle, m->handle);
+	return NULL;
+}
+
+/*
+ * An event stream paused at an up-to-date: its batch counts, and the stream
+ * resumes after <global_last_seen_lsn>_<op> (the position the headers of a
+ * long-poll would give; changes a reconnect sends again are dropped).
+ */
+PsOutcome
+ps_member_sse_batch(PsMember *m, PsResponse *resp)
+{
+	PsOutcomeKind kind;
+	const char *bad = bad_headers(m, resp, false, &kind);
+	PsOutcome	o;
+
+	m->sse_batch = false;
+	if (m->cb_error)
+	{
+		ErrorData  *e = m->cb_error;
+
+		m->cb_error = NULL;
+		ReThrowError(e);
+	}
+	if (bad)
+	{
+		/* the stream goes: the driver abandons it as failed */
+		ps_spool_response_failed(m->spool);
+		o = outcome(kind, -1, bad, NULL);
+		o.status = resp->status;
+		return o;
+	}
+	keep_records(m);
+	if (m->run->slot)
+		ps_slot_count_batch(m->run->slot, resp->body_bytes - m->sse_counted, m->resp_changes);
+	m->sse_counted = resp->body_bytes;
+	if (m->resp_has_global_lsn)
+	{
+		char		offset[PS_OFFSET_MAX];
+
+		snprintf(offset, sizeof(offset), UINT64_FORMAT "_%u", m->resp_global_lsn,
+				 m->last_lsn == m->resp_global_lsn ? m->last_op : 0);
+		set_position(m, resp->handle, offset);
+	}
+	o = good_response(m);
+	o.status = resp->status;
+	/* the next batch of the stream starts afresh */
+	m->resp_up_to_date = false;
+	m->resp_has_global_lsn = false;
+	m->resp_changes = 0;
+	return o;
+}
+
+/*
+ * The end of an event stream: the server closes it (after its sse_timeout,
+ * or on rotation), or it broke.  What came after the last up-to-date is
+ * dropped; the stream is asked for again from the last batch's position.
+ * Three streams in a row that last under a second: long-polling from now on,
+ * as Electric's own client does.
+ */
+static PsOutcome
+sse_end(PsMember *m, PsResponse *resp)
+{
+	bool		brief = GetCurrentTimestamp() - m->request_started < USECS_PER_SEC;
+	PsOutcomeKind kind;
+	const char *bad;
+
+	ps_spool_response_failed(m->spool);
+	if (m->cb_error)
+	{
+		ErrorData  *e = m->cb_error;
+
+		m->cb_error = NULL;
+		ReThrowError(e);
+	}
+	m->sse_short = brief ? m->sse_short + 1 : 0;
+	if (m->sse_short >= 3 && !m->sse_off)
+	{
+		m->sse_off = true;
+		ereport(LOG,
+				(errmsg("pglite_sync: subscription \"%s\"%s%s%s: three event streams in a row lasted under a second; long-polling from now on",
+						m->run->sub->name, m->run->nmembers > 1 ? ", shape \"" : "",
+						m->run->nmembers > 1 ? m->def->name : "", m->run->nmembers > 1 ? "\"" : "")));
+	}
+	switch (resp->outcome)
+	{
+		case PS_XFER_INTERRUPTED:
+			return outcome(PS_OUT_INTERRUPTED, -1, NULL, NULL);
+		case PS_XFER_DONE:
+			bad = bad_headers(m, resp, false, &kind);
+			if (bad)
+				return outcome(kind, -1, bad, NULL);
+			/* closed by the server: ask again (a page, with nothing in it) */
+			m->failures = 0;
+			return outcome(PS_OUT_PAGE, -1, NULL, NULL);
+		case PS_XFER_BODY_REJECTED:
+			return outcome(m->resp_fail_kind, -1, pstrdup(m->resp_error), NULL);
+		default:
+			return outcome(PS_OUT_RETRY, -1, psprintf("event stream failed: %s", resp->error), NULL);
+	}
+}
+
 /* ---- 409 and must-refetch ------------------------------------------------------ */
 
 void
@@ -487,11 +726,11 @@ ps_member_refetch(PsMember *m, const char *new_handle)
 {
 	ps_spool_clear(m->spool);
 	strlcpy(m->handle, new_handle ? new_handle : "", sizeof(m->handle));
-	strcpy(m->offset, "-1");
+	start_over(m);
+	m->last_lsn = 0;
+	m->last_op = 0;
 	m->cursor[0] = '\0';
 	m->live = false;
-	m->replace = true;
-	m->from_start = true;
 	memset(&m->align, 0, sizeof(m->align));
 	snprintf(m->buster, sizeof(m->buster), "%016llx",
 			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));

@@ -17,6 +17,7 @@
 #include "response.h"
 #include "shapeopts.h"
 #include "spool.h"
+#include "sse.h"
 
 typedef enum PsOutcomeKind
 {
@@ -95,7 +96,30 @@ typedef struct PsMember
 	PsOutcomeKind resp_fail_kind;
 	char		resp_error[600];
 	ErrorData  *cb_error;		/* an ERROR raised while reading the body */
+
+	/* changes already spooled, to drop what a reconnect sends again */
+	uint64		last_lsn;
+	uint32		last_op;
+	uint64		resp_last_lsn;	/* as it stands after this response */
+	uint32		resp_last_op;
+
+	/* live_sse: one event stream carries batch after batch */
+	bool		request_sse;	/* the next request (or the one in flight) is one */
+	ps_sse		sse;
+	size_t		sse_skip;		/* bytes libcurl delivers again after a pause */
+	bool		sse_batch;		/* an up-to-date ended a batch: the stream is paused */
+	size_t		sse_counted;	/* bytes of the stream counted into batches already */
+	int			sse_short;		/* streams in a row that lasted under a second */
+	bool		sse_off;		/* fell back to long-polling */
 } PsMember;
+
+/* What the body of a response says to its transfer. */
+typedef enum PsBodyVerdict
+{
+	PS_BODY_OK,					/* go on */
+	PS_BODY_REJECT,				/* stop: the outcome says why */
+	PS_BODY_PAUSE				/* a batch is complete: pause, deliver again later */
+} PsBodyVerdict;
 
 /* Set up from the catalog's definition (parsing the stored shape). */
 extern void ps_member_init(PsMember *m, struct PsRun *run, int index, PsShapeDef *def,
@@ -108,9 +132,12 @@ extern char *ps_member_request_url(PsMember *m, bool live);
 
 /* Reading a response: begin, the body in pieces, then the outcome. */
 extern void ps_member_response_begin(PsMember *m, bool live, uint64 ticket);
-extern bool ps_member_response_body(PsMember *m, const char *data, size_t len,
-									const PsResponse *resp);
+extern PsBodyVerdict ps_member_response_body(PsMember *m, const char *data, size_t len,
+											 const PsResponse *resp);
 extern PsOutcome ps_member_response_end(PsMember *m, PsResponse *resp);
+
+/* An event stream paused at an up-to-date: that batch's outcome (BATCH). */
+extern PsOutcome ps_member_sse_batch(PsMember *m, PsResponse *resp);
 
 /* 409 or must-refetch: drop what was spooled and restart at -1. */
 extern void ps_member_refetch(PsMember *m, const char *new_handle);

@@ -209,6 +209,7 @@ ps_row_next(PsApply *a)
 		a->row.key = rec->key;
 		a->row.key_len = rec->key_len;
 		a->row.lsn = rec->lsn;
+		a->row.txid = rec->txid;
 		a->row.op_position = rec->op_position;
 		a->row.move_in = (rec->flags & PS_REC_MOVE_IN) != 0;
 		a->row.n = 0;

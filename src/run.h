@@ -81,6 +81,9 @@ extern int	ps_run_laggards(PsRun *run, uint64 target, bool *lagging);
 /* Commit (commit.c): in a transaction of its own (worker) or the caller's. */
 extern void ps_run_commit(PsRun *run, uint64 target);
 
+/* request_snapshot: apply the subset spooled for m in the caller's transaction. */
+extern int64 ps_run_apply_subset(PsRun *run, PsMember *m);
+
 /* An ERROR escaped a step (the transaction is aborted already). */
 extern void ps_run_failed(PsRun *run, PsMember *m, ErrorData *e, bool in_commit);
 

@@ -4,7 +4,8 @@
  *
  * The shape is the JSON form of the seed plugin's ShapeStream options:
  * {"url": …, "params": {"table": …, "where": …, "columns": …, "replica": …,
- * "params": {"1": …}, …}, "headers": {…}}.  Parameters the protocol owns
+ * "log": …, "params": {"1": …}, …}, "headers": {…}, "live_sse": bool,
+ * "offset": "now"}.  Parameters the protocol owns
  * (offset, handle, live, cursor, live_sse, subset__*) are refused, as are
  * unknown top-level keys, so that nothing a user wrote is silently ignored.
  */
@@ -370,20 +371,16 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 				ps_free(t);
 				return fail(err, errlen, "params.replica must be \"default\" or \"full\"");
 			}
-			else if (strcmp(k, "log") == 0 && strcmp(t, "full") != 0)
+			else if (strcmp(k, "log") == 0 && strcmp(t, "full") != 0 &&
+					 strcmp(t, "changes_only") != 0)
 			{
-				/*
-				 * changes_only has no snapshot: updates and deletes of rows
-				 * never seen would have to be dropped, and nothing is dropped
-				 * silently here.
-				 */
-				bool		changes_only = strcmp(t, "changes_only") == 0;
-
 				ps_free(t);
-				if (changes_only)
-					return fail(err, errlen, "params.log = \"changes_only\" is not supported: a table is synced from the shape's full log");
-				return fail(err, errlen, "params.log must be \"full\"");
+				return fail(err, errlen, "params.log must be \"full\" or \"changes_only\"");
 			}
+			if (strcmp(k, "log") == 0)
+				out->changes_only = strcmp(t, "changes_only") == 0;
+			if (strcmp(k, "replica") == 0)
+				out->replica_full = strcmp(t, "full") == 0;
 			add_kv(&out->params, &out->nparams, k, t);
 			ps_free(t);
 		}
@@ -456,12 +453,21 @@ ps_shape_parse(const char *json, size_t len, ps_shape *out, char *err, size_t er
 	json_object_foreach(root, k, v)
 	{
 		if (strcmp(k, "url") != 0 && strcmp(k, "params") != 0 &&
-			strcmp(k, "headers") != 0)
+			strcmp(k, "headers") != 0 && strcmp(k, "live_sse") != 0 &&
+			strcmp(k, "offset") != 0)
 		{
-			rc = fail(err, errlen, "unknown shape option \"%s\" (expected \"url\", \"params\" and \"headers\")", k);
+			rc = fail(err, errlen, "unknown shape option \"%s\" (expected \"url\", \"params\", \"headers\", \"live_sse\" and \"offset\")", k);
 			goto done;
 		}
 	}
+
+	v = json_object_get(root, "live_sse");
+	if (v != NULL && !json_is_boolean(v))
+	{
+		rc = fail(err, errlen, "shape option \"live_sse\" must be true or false");
+		goto done;
+	}
+	out->live_sse = v != NULL && json_is_true(v);
 
 	v = json_object_get(root, "url");
 	if (v == NULL)
@@ -488,8 +494,25 @@ ps_shape_parse(const char *json, size_t len, ps_shape *out, char *err, size_t er
 		goto done;
 
 	v = json_object_get(root, "headers");
+	if (v != NULL && !json_is_null(v) && (rc = parse_headers(v, out, err, errlen)) < 0)
+		goto done;
+
+	/* where to start: the snapshot (-1), or the log's end for changes_only */
+	v = json_object_get(root, "offset");
 	if (v != NULL && !json_is_null(v))
-		rc = parse_headers(v, out, err, errlen);
+	{
+		if (!json_is_string(v) || strcmp(json_string_value(v), "now") != 0)
+		{
+			rc = fail(err, errlen, "shape option \"offset\" must be \"now\" (the default starts from the snapshot)");
+			goto done;
+		}
+		if (!out->changes_only)
+		{
+			rc = fail(err, errlen, "shape option \"offset\": \"now\" needs params.log = \"changes_only\": a full shape starts from its snapshot");
+			goto done;
+		}
+		out->offset_now = true;
+	}
 
 done:
 	json_decref(root);

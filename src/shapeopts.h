@@ -25,6 +25,10 @@ typedef struct ps_shape
 	int			nparams;
 	ps_kv	   *headers;		/* extra request headers */
 	int			nheaders;
+	bool		live_sse;		/* "live_sse": true: one event stream when live */
+	bool		changes_only;	/* params.log = "changes_only": no snapshot */
+	bool		offset_now;		/* "offset": "now": start at the log's end */
+	bool		replica_full;	/* params.replica = "full": updates carry whole rows */
 } ps_shape;
 
 /*

@@ -599,6 +599,14 @@ ps_slot_count_bytes(PsSlot *slot, uint64 bytes, uint64 rows)
 {
 	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
 	slot->stats.bytes_received += bytes;
+	LWLockRelease(ps_shared->lock);
+}
+
+/* A response (or a stream's batch) whose records the batch keeps. */
+void
+ps_slot_count_batch(PsSlot *slot, uint64 bytes, uint64 rows)
+{
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
 	slot->stats.batch_bytes += bytes;
 	slot->stats.batch_rows += rows;
 	LWLockRelease(ps_shared->lock);

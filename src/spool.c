@@ -12,9 +12,10 @@
  * type input functions can read them in place.  A row of a subquery shape
  * (PS_REC_TAGS) ends with its tags: uint32 count and (uint32 length, bytes)
  * each, the same for removed_tags, then int32 count of active_conditions
- * (-1 = none) and one byte each.  A move event (op 'O' or 'N') has no key or
- * fields and ends with its patterns: uint32 count, then (uint32 pos, uint32
- * length, bytes) each.
+ * (-1 = none) and one byte each.  Last, with PS_REC_TXID, the uint64 id of
+ * its source transaction (headers.txids[0]).  A move event (op 'O' or 'N')
+ * has no key or fields and ends with its patterns: uint32 count, then
+ * (uint32 pos, uint32 length, bytes) each.
  *
  * Records collect in a 1 MB buffer, written to a temporary file only when it
  * fills: a live batch never touches the disk, and a large snapshot is written
@@ -261,6 +262,8 @@ ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size
 	if (tagged)
 		need += strs_size(m->tags, m->ntags) + strs_size(m->removed_tags, m->nremoved_tags) +
 			4 + m->nactive;
+	if (m->ntxids > 0)
+		need += sizeof(uint64);
 	p = record_begin(s, need, &start);
 	if (raw)
 		flags |= PS_REC_RAW;
@@ -272,6 +275,8 @@ ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size
 		flags |= PS_REC_MOVE_IN;
 	if (tagged)
 		flags |= PS_REC_TAGS;
+	if (m->ntxids > 0)
+		flags |= PS_REC_TXID;
 
 	*p++ = (char) m->op;
 	*p++ = (char) flags;
@@ -330,6 +335,13 @@ ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json, size
 		p += sizeof(nactive);
 		for (int i = 0; i < m->nactive && m->has_active; i++)
 			*p++ = m->active[i] ? 1 : 0;
+	}
+	if (m->ntxids > 0)
+	{
+		uint64		txid = (uint64) m->txids[0];
+
+		memcpy(p, &txid, sizeof(txid));
+		p += sizeof(txid);
 	}
 	record_end(s, start, p);
 }
@@ -519,8 +531,8 @@ get_strs(PsSpool *s, const char *p, ps_str **arr, int *n, int offset)
 	return p;
 }
 
-/* The tags section of a PS_REC_TAGS record at p. */
-static void
+/* The tags section of a PS_REC_TAGS record at p; returns its end. */
+static const char *
 decode_tags(PsSpool *s, const char *p)
 {
 	PsSpoolRecord *r = &s->rec;
@@ -539,7 +551,7 @@ decode_tags(PsSpool *s, const char *p)
 	if (nactive < 0)
 	{
 		r->active = NULL;
-		return;
+		return p;
 	}
 	if (nactive > s->bools_cap)
 	{
@@ -549,6 +561,7 @@ decode_tags(PsSpool *s, const char *p)
 	r->active = s->rec_active;
 	for (int i = 0; i < nactive; i++)
 		r->active[i] = p[i] != 0;
+	return p + nactive;
 }
 
 static void
@@ -574,6 +587,14 @@ decode_event(PsSpool *s, const char *p)
 }
 
 static void
+decode_txid(PsSpoolRecord *r, const char *p)
+{
+	r->txid = 0;
+	if (r->flags & PS_REC_TXID)
+		memcpy(&r->txid, p, sizeof(r->txid));
+}
+
+static void
 decode(PsSpool *s, const char *p)
 {
 	PsSpoolRecord *r = &s->rec;
@@ -595,6 +616,7 @@ decode(PsSpool *s, const char *p)
 	r->nfields = nfields;
 	r->ntags = r->nremoved_tags = r->nactive = r->npatterns = 0;
 	r->active = NULL;
+	r->txid = 0;
 	if (r->op == PS_OP_MOVE_OUT || r->op == PS_OP_MOVE_IN)
 	{
 		decode_event(s, p);
@@ -604,8 +626,10 @@ decode(PsSpool *s, const char *p)
 	{
 		r->json_len = get_u32(&p);
 		r->json = p;
+		p += r->json_len + 1;
 		if (r->flags & PS_REC_TAGS)
-			decode_tags(s, p + r->json_len + 1);
+			p = decode_tags(s, p);
+		decode_txid(r, p);
 		return;
 	}
 	if ((int) nfields > s->fields_cap)
@@ -636,7 +660,8 @@ decode(PsSpool *s, const char *p)
 		}
 	}
 	if (r->flags & PS_REC_TAGS)
-		decode_tags(s, p);
+		p = decode_tags(s, p);
+	decode_txid(r, p);
 }
 
 bool

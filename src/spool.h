@@ -26,6 +26,7 @@ typedef struct PsSpoolField
 #define PS_REC_LAST			0x04	/* last op of its transaction for this shape */
 #define PS_REC_MOVE_IN		0x08	/* a row moving into the shape: an upsert */
 #define PS_REC_TAGS			0x10	/* a subquery shape's row: tags follow */
+#define PS_REC_TXID			0x20	/* the source transaction's id follows (last) */
 
 /* ops besides 'I', 'U' and 'D': the move events of subquery shapes */
 #define PS_OP_MOVE_OUT		'O'
@@ -44,6 +45,7 @@ typedef struct PsSpoolRecord
 	PsSpoolField *fields;
 	const char *json;			/* raw message (NUL-terminated) */
 	uint32		json_len;
+	uint64		txid;			/* headers.txids[0], 0 when not sent */
 	/* PS_REC_TAGS: headers.tags, removed_tags, active_conditions */
 	ps_str	   *tags;
 	int			ntags;

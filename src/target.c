@@ -333,6 +333,8 @@ ps_target_clear(PsApply *a)
 	if (a->opts.shared)
 		ps_hold_drop_shape(a);
 	ps_tags_clear(a);
+	ps_catalog_subset_clear(a->sub->id, a->def->name);
+	a->subsets = NIL;
 	CommandCounterIncrement();
 }
 

@@ -47,14 +47,16 @@ struct PsDriver
 
 /* ---- set-up ------------------------------------------------------------------ */
 
-static bool
+static PsHttpBody
 body_cb(void *arg, const char *data, size_t len, const PsResponse *resp)
 {
 	PsMember   *m = arg;
+	PsBodyVerdict v = ps_member_response_body(m, data, len, resp);
 
-	if (m->run->slot)
+	/* a paused piece comes again: count it then */
+	if (m->run->slot && v != PS_BODY_PAUSE)
 		ps_slot_count_bytes(m->run->slot, len, 0);
-	return ps_member_response_body(m, data, len, resp);
+	return v == PS_BODY_OK ? PS_HTTP_BODY_OK : v == PS_BODY_PAUSE ? PS_HTTP_BODY_PAUSE : PS_HTTP_BODY_STOP;
 }
 
 PsDriver *
@@ -96,10 +98,11 @@ start_request(PsDriver *d, PsMember *m)
 	d->current = m;
 	ps_run_headers(run, m, run->mode != PS_RUN_WORKER, &names, &values);
 	url = ps_member_request_url(m, live);
-	pgstat_report_activity(STATE_RUNNING, psprintf("%s %s", live ? "long-polling" : "fetching", url));
+	pgstat_report_activity(STATE_RUNNING, psprintf("%s %s", m->request_sse ? "streaming" :
+												   live ? "long-polling" : "fetching", url));
 	PS_DEBUG_LOG(run, "GET %s", url);
 	ps_member_response_begin(m, live, ticket);
-	ps_http_start(d->xfers[m->index], url, names, values, live, body_cb, m,
+	ps_http_start(d->xfers[m->index], url, names, values, live, m->request_sse, body_cb, m,
 				  &d->resps[m->index]);
 	d->current = NULL;
 }
@@ -144,7 +147,9 @@ nudge_laggards(PsDriver *d)
 		if (!lagging[i])
 			continue;
 		m->catch_up = true;
-		if (m->in_flight && m->request_live &&
+		/* a long-poll whose answer is already arriving is let finish (a stream is
+		 * asked again: its keep-alives say nothing of the group's LSN) */
+		if (m->in_flight && m->request_live && (d->resps[i].body_bytes == 0 || m->request_sse) &&
 			TimestampDifferenceExceeds(m->request_started, now, LAGGARD_NUDGE_MS))
 		{
 			PS_DEBUG_LOG(run, "shape \"%s\" lags the group: asking it again", m->def->name);
@@ -154,6 +159,50 @@ nudge_laggards(PsDriver *d)
 }
 
 /* ---- one step -------------------------------------------------------------------- */
+
+/*
+ * An event stream paused at the end of a batch: the batch's outcome now;
+ * the stream stays paused until the commit it may make is done.
+ */
+static void
+handle_sse_batch(PsDriver *d, PsMember *m)
+{
+	PsRun	   *run = d->run;
+	int64		changes = m->resp_changes;
+	PsOutcome	o;
+
+	d->current = m;
+	o = ps_member_sse_batch(m, &d->resps[m->index]);
+	PS_DEBUG_LOG(run, "event stream: %lld changes, up-to-date, offset %s",
+				 (long long) changes, m->offset);
+	if (o.kind != PS_OUT_BATCH)
+	{
+		/* the stream is no good: drop it, the outcome says why */
+		ps_http_abort(d->xfers[m->index]);
+		m->in_flight = false;
+	}
+	if (ps_run_outcome(run, m, o))
+		d->commit_pending = true;
+	d->current = NULL;
+}
+
+/* Streams paused at a batch go on once no commit waits (they may pause again). */
+static void
+resume_streams(PsDriver *d)
+{
+	for (int i = 0; i < d->run->nmembers; i++)
+	{
+		PsMember   *m = &d->run->members[i];
+
+		if (!m->in_flight || !m->request_sse || m->sse_batch)
+			continue;
+		d->current = m;
+		ps_http_resume(d->xfers[i]);
+		d->current = NULL;
+		if (m->sse_batch)
+			handle_sse_batch(d, m);
+	}
+}
 
 static void
 handle_done(PsDriver *d, PsHttpXfer *x)
@@ -210,6 +259,13 @@ ps_driver_step(PsDriver *d)
 		return;
 	}
 
+	if (!d->commit_pending)
+	{
+		resume_streams(d);
+		if (d->commit_pending && run->retry_at <= now)
+			return;				/* a batch the stream had ready: commit it first */
+	}
+
 	for (int i = 0; i < run->nmembers; i++)
 	{
 		PsMember   *m = &run->members[i];
@@ -236,6 +292,9 @@ ps_driver_step(PsDriver *d)
 					 ps_wait_event(any_live ? PS_WAIT_LONG_POLL :
 								   any_flight ? PS_WAIT_FETCH : PS_WAIT_BACKOFF),
 					 done, lengthof(done), &latch_set);
+	for (int i = 0; i < run->nmembers; i++)
+		if (run->members[i].sse_batch && run->members[i].in_flight)
+			handle_sse_batch(d, &run->members[i]);
 	for (int i = 0; i < n; i++)
 		handle_done(d, done[i]);
 	if (latch_set)

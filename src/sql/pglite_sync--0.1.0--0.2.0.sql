@@ -30,6 +30,8 @@ CREATE TABLE electric.subscription_shape (
     shape_url          text NOT NULL,
     shape_params       jsonb NOT NULL,
     shape_headers      jsonb,
+    -- the shape's other options ("live_sse", "offset"), NULL when none
+    shape_options      jsonb,
     map_columns        jsonb,
     map_function       regprocedure,
     on_must_refetch    regprocedure,
@@ -131,6 +133,33 @@ CREATE TABLE electric.row_tags (
 );
 CREATE INDEX row_tags_entries ON electric.row_tags USING gin (entries);
 
+-- ---- subset snapshots (request_snapshot) and the keys they loaded -----------
+-- A live change of such a key that the snapshot already saw is not applied
+-- again; a snapshot is retired once the stream is past it.
+
+CREATE TABLE electric.subset_snapshot (
+    subid         integer NOT NULL,
+    shape         text NOT NULL,
+    id            bigint GENERATED ALWAYS AS IDENTITY,
+    snap_xmin     bigint NOT NULL,    -- the source snapshot's xmin, xmax, xip_list
+    snap_xmax     bigint NOT NULL,
+    snap_xip      bigint[] NOT NULL,
+    database_lsn  bigint NOT NULL,
+    PRIMARY KEY (subid, shape, id),
+    FOREIGN KEY (subid, shape) REFERENCES electric.subscription_shape (subid, shape)
+        ON DELETE CASCADE
+);
+
+CREATE TABLE electric.subset_key (
+    subid    integer NOT NULL,
+    shape    text NOT NULL,
+    snapshot bigint NOT NULL,
+    key      text NOT NULL,
+    PRIMARY KEY (subid, shape, key, snapshot),
+    FOREIGN KEY (subid, shape, snapshot) REFERENCES electric.subset_snapshot (subid, shape, id)
+        ON DELETE CASCADE
+);
+
 -- ---- host-driven subscriptions: responses of an incomplete batch -------------
 
 CREATE TABLE electric.spool_block (
@@ -156,7 +185,7 @@ CREATE TRIGGER restored AFTER INSERT ON electric.subscription_shape
 FOR EACH STATEMENT EXECUTE FUNCTION electric._catalog_changed();
 
 REVOKE ALL ON electric.subscription_shape, electric.shape_state, electric.row_hold, electric.row_tags,
-              electric.spool_block FROM PUBLIC;
+              electric.subset_snapshot, electric.subset_key, electric.spool_block FROM PUBLIC;
 
 -- ---- functions ----------------------------------------------------------------
 
@@ -230,6 +259,17 @@ AS 'MODULE_PATHNAME', 'ps_ingest_response';
 
 COMMENT ON FUNCTION electric.ingest_response(text, integer, jsonb, bytea, text)
 IS 'Host-driven subscriptions: feed one whole response; applies a complete batch in the caller''s transaction';
+
+CREATE FUNCTION electric.request_snapshot(name text, "where" text DEFAULT NULL,
+                                          params jsonb DEFAULT NULL, order_by text DEFAULT NULL,
+                                          "limit" integer DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C CALLED ON NULL INPUT VOLATILE
+-- no SET search_path: the apply's triggers see the caller's, as in ingest_response
+AS 'MODULE_PATHNAME', 'ps_request_snapshot';
+
+COMMENT ON FUNCTION electric.request_snapshot(text, text, jsonb, text, integer)
+IS 'Load a subset of the shape (Electric''s subset snapshot) into the table, merged with the live stream; returns the rows loaded';
 
 -- Worker status from shared memory (the 0.1.0 _worker_status stays as it was).
 CREATE FUNCTION electric._worker_status_v2(
@@ -317,7 +357,8 @@ SELECT s.name,
        w.last_request_at,
        coalesce(w.last_up_to_date_at, (st.run->>'last_up_to_date_at')::timestamptz) AS last_up_to_date_at,
        coalesce(w.batch_rows, 0) AS batch_rows,
-       coalesce(w.batch_bytes, 0) AS batch_bytes
+       coalesce(w.batch_bytes, 0) AS batch_bytes,
+       CASE WHEN n.cnt = 1 THEN sh.shape_options END AS shape_options
   FROM electric.subscription s
   CROSS JOIN LATERAL (
        SELECT count(*) AS cnt,
@@ -355,7 +396,8 @@ SELECT s.name AS subscription,
        sh.map_columns,
        sh.map_function,
        sh.on_must_refetch,
-       sh.position
+       sh.position,
+       sh.shape_options
   FROM electric.subscription s
   JOIN electric.subscription_shape sh ON sh.subid = s.id
   LEFT JOIN electric.shape_state ss ON ss.subid = sh.subid AND ss.shape = sh.shape
@@ -372,12 +414,14 @@ REVOKE ALL ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, j
                        electric.sync_shapes_to_tables(jsonb, text, text, regprocedure, boolean),
                        electric.alter_subscription(text, text, jsonb, regprocedure),
                        electric.next_request(text, text),
-                       electric.ingest_response(text, integer, jsonb, bytea, text)
+                       electric.ingest_response(text, integer, jsonb, bytea, text),
+                       electric.request_snapshot(text, text, jsonb, text, integer)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION electric.sync_shape_to_table(jsonb, text, text[], text, jsonb, regprocedure, text, text, boolean, regprocedure, regprocedure, boolean),
                           electric.sync_shapes_to_tables(jsonb, text, text, regprocedure, boolean),
                           electric.alter_subscription(text, text, jsonb, regprocedure),
                           electric.next_request(text, text),
-                          electric.ingest_response(text, integer, jsonb, bytea, text)
+                          electric.ingest_response(text, integer, jsonb, bytea, text),
+                          electric.request_snapshot(text, text, jsonb, text, integer)
   TO pglite_sync_manager;
 GRANT SELECT ON electric.subscriptions, electric.subscription_shapes TO PUBLIC;

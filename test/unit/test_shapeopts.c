@@ -90,7 +90,9 @@ main(void)
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"subset__limit\":1}}", "params.subset__limit is reserved");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"replica\":\"half\"}}", "replica must be");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"columns\":[]}}", "must not be empty");
-	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"log\":\"changes_only\"}}", "changes_only\" is not supported");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\"},\"live_sse\":1}", "\"live_sse\" must be true or false");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\"},\"offset\":\"now\"}", "needs params.log = \"changes_only\"");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"log\":\"changes_only\"},\"offset\":\"-1\"}", "\"offset\" must be \"now\"");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"log\":\"some\"}}", "params.log must be");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"columns\":[1]}}", "columns[0]");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"params\":{\"x\":1}}}", "placeholder number");
@@ -102,6 +104,15 @@ main(void)
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\"},\"headers\":{\"a\":\"x\\r\\nInjected: 1\"}}", "control characters");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\"},\"signal\":1}", "unknown shape option \"signal\"");
 	check_refused("{\"url\":\"http://h/x\",\"url\":\"http://h/y\",\"params\":{\"table\":\"t\"}}", "not valid JSON");
+
+	/* live_sse, changes_only from now, replica full: flags of the shape */
+	CHECK(parse(&s, "{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"log\":\"changes_only\",\"replica\":\"full\"},"
+				"\"live_sse\":true,\"offset\":\"now\"}") == 0);
+	CHECK(s.live_sse && s.changes_only && s.offset_now && s.replica_full);
+	ps_shape_free(&s);
+	CHECK(parse(&s, "{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\"},\"live_sse\":false}") == 0);
+	CHECK(!s.live_sse && !s.changes_only && !s.offset_now && !s.replica_full);
+	ps_shape_free(&s);
 
 	h = ps_url_host("http://user:pw@Example.COM:8080/x");
 	CHECK_STR(h, "example.com");

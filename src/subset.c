@@ -1,0 +1,317 @@
+/*
+ * subset.c
+ *	  Subset snapshots (Electric's POST /v1/shape with a subset body), for
+ *	  changes_only shapes above all: electric.request_snapshot() fetches one
+ *	  and loads its rows as upserts in the caller's transaction, and records
+ *	  its xmin/xmax/xip_list and the keys it loaded.  The apply then merges
+ *	  it with the live stream as Electric's own client does: a change of a
+ *	  loaded key whose transaction the snapshot saw is not applied again, and
+ *	  a snapshot is retired once the stream is past it (a change at or after
+ *	  its database_lsn, or of a transaction at or after its xmax).
+ */
+#include "apply_int.h"
+
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "catalog.h"
+#include "http.h"
+#include "json.h"
+#include "jsonutil.h"
+#include "run.h"
+#include "ps_alloc.h"
+#include "visibility.h"
+
+PG_FUNCTION_INFO_V1(ps_request_snapshot);
+
+/* ---- the merge, in the apply ------------------------------------------------------ */
+
+void
+ps_subset_open(PsApply *a)
+{
+	a->subsets = ps_catalog_subset_load(a->sub->id, a->def->name);
+}
+
+/*
+ * Should the live change being applied be left out?  Retires the snapshots
+ * the stream has passed on the way.
+ */
+bool
+ps_subset_skip(PsApply *a)
+{
+	PsRow	   *r = &a->row;
+	ListCell   *lc;
+	char	   *key = NULL;
+
+	if (a->subsets == NIL || r->lsn == 0)
+		return false;
+	foreach(lc, a->subsets)
+	{
+		PsSubset   *s = lfirst(lc);
+		uint64		xid = r->txid > PG_UINT32_MAX ? r->txid :
+			ps_xid_widen((uint32) r->txid, s->xmax);
+
+		if (r->lsn >= s->database_lsn || (r->txid != 0 && xid >= s->xmax))
+		{
+			/* from here on every change is newer than this snapshot */
+			ps_catalog_subset_retire(a->sub->id, a->def->name, s->id);
+			a->subsets = foreach_delete_current(a->subsets, lc);
+			continue;
+		}
+		if (r->txid == 0 || !ps_xid_visible(xid, s->xmin, s->xmax, s->xip, s->nxip))
+			continue;
+		if (key == NULL)
+			key = pnstrdup(r->key, r->key_len);
+		if (ps_catalog_subset_has_key(a->sub->id, a->def->name, s->id, key))
+			return true;		/* the snapshot loaded this row with the change in it */
+	}
+	return false;
+}
+
+/* ---- electric.request_snapshot() ----------------------------------------------------- */
+
+#ifndef __PGLITE__
+static uint64
+json_uint(json_t *v, const char *what)
+{
+	const char *s;
+	char	   *end;
+	uint64		n;
+
+	if (json_is_integer(v) && json_integer_value(v) >= 0)
+		return (uint64) json_integer_value(v);
+	if (!json_is_string(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subset snapshot metadata lacks a valid %s", what)));
+	s = json_string_value(v);
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subset snapshot metadata has an invalid %s \"%s\"", what, s)));
+	return n;
+}
+
+/* An argument as a jansson string (jansson wants UTF-8). */
+static json_t *
+utf8_string(text *t)
+{
+	char	   *s = text_to_cstring(t);
+	char	   *u = pg_server_to_any(s, strlen(s), PG_UTF8);
+
+	return json_string(u);
+}
+
+/* JSON text in UTF-8, as Electric reads it and the message parser wants it. */
+static char *
+utf8_json(json_t *v)
+{
+	char	   *dumped = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	char	   *out;
+
+	if (dumped == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	out = pstrdup(dumped);
+	ps_free(dumped);
+	return out;
+}
+
+static char *
+request_body(FunctionCallInfo fcinfo)
+{
+	json_t	   *o = ps_json_new_object();
+	char	   *out;
+
+	if (!PG_ARGISNULL(1))
+		json_object_set_new(o, "where", utf8_string(PG_GETARG_TEXT_PP(1)));
+	if (!PG_ARGISNULL(2))
+	{
+		json_t	   *params = ps_jsonb_load(PG_GETARG_JSONB_P(2));
+
+		if (!json_is_object(params))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("params must be a JSON object such as {\"1\": \"value\"}")));
+		json_object_set_new(o, "params", params);
+	}
+	if (!PG_ARGISNULL(3))
+		json_object_set_new(o, "order_by", utf8_string(PG_GETARG_TEXT_PP(3)));
+	if (!PG_ARGISNULL(4))
+	{
+		int32		limit = PG_GETARG_INT32(4);
+
+		if (limit < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("limit must be at least 1")));
+		if (PG_ARGISNULL(3))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("limit needs order_by"),
+					 errhint("A subset with a limit must say which rows come first.")));
+		json_object_set_new(o, "limit", json_integer(limit));
+	}
+	out = utf8_json(o);
+	json_decref(o);
+	return out;
+}
+#endif
+
+Datum
+ps_request_snapshot(PG_FUNCTION_ARGS)
+{
+#ifdef __PGLITE__
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("electric.request_snapshot() is not available in PGlite"),
+			 errhint("It needs HTTP from the database server; in PGlite the host does HTTP.")));
+	PG_RETURN_NULL();
+#else
+	char	   *name;
+	char	   *body;
+	PsSubscription *sub;
+	PsRun	   *run;
+	PsMember   *m;
+	List	   *names;
+	List	   *values;
+	char	   *url;
+	PsResponse	resp;
+	StringInfoData out;
+	json_t	   *root;
+	json_t	   *meta;
+	json_t	   *data;
+	json_t	   *v;
+	json_error_t jerr;
+	PsSubset	snap;
+	Datum	   *keys;
+	int			nkeys = 0;
+	size_t		i;
+	int64		rows;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	body = request_body(fcinfo);
+
+	SPI_connect();
+	ps_catalog_require_current();
+	sub = ps_catalog_load_by_name(name, cxt);
+	if (sub == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("subscription \"%s\" does not exist", name)));
+	if (!has_privs_of_role(GetUserId(), sub->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of subscription \"%s\"", name)));
+	if (!sub->enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subscription \"%s\" is stopped", name)));
+	if (sub->nshapes != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription \"%s\" has %d shapes: a subset snapshot loads into a single-shape subscription",
+						name, sub->nshapes)));
+
+	/* no batch of this subscription commits until we have */
+	ps_catalog_subset_lock(sub->id, true);
+	run = ps_run_create(PS_RUN_FOREGROUND, sub, cxt);
+	m = &run->members[0];
+	if (m->handle[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subscription \"%s\" has no shape handle yet", name),
+				 errhint("Wait until it has synced once (electric.wait_for_sync)."))) ;
+
+	ps_run_headers(run, m, true, &names, &values);
+	url = ps_member_request_url(m, false);
+	initStringInfo(&out);
+	PS_DEBUG_LOG(run, "POST %s %s", url, body);
+	ps_http_post(url, names, values, body, &resp, &out);
+
+	if (resp.outcome != PS_XFER_DONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("subscription \"%s\": the subset request failed: %s", name,
+						resp.error[0] ? resp.error : "no response")));
+	if (resp.status == 409)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subscription \"%s\": the server rotated the shape (409)", name),
+				 errhint("The subscription refetches it; request the subset again once it is up to date.")));
+	if (resp.status != 200)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("subscription \"%s\": the server answered %ld to the subset request", name, resp.status),
+				 resp.error_body_len ? errdetail_internal("%.*s", (int) resp.error_body_len, resp.error_body) : 0));
+
+	root = json_loadb(out.data, out.len, 0, &jerr);
+	if (root == NULL || !json_is_object(root) ||
+		!json_is_object(meta = json_object_get(root, "metadata")) ||
+		!json_is_array(data = json_object_get(root, "data")))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subscription \"%s\": the subset answer is not {\"metadata\": {...}, \"data\": [...]}", name),
+				 root == NULL ? errdetail_internal("%s", jerr.text) : 0));
+	memset(&snap, 0, sizeof(snap));
+	snap.xmin = json_uint(json_object_get(meta, "xmin"), "xmin");
+	snap.xmax = json_uint(json_object_get(meta, "xmax"), "xmax");
+	snap.database_lsn = json_uint(json_object_get(meta, "database_lsn"), "database_lsn");
+	v = json_object_get(meta, "xip_list");
+	if (!json_is_array(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subset snapshot metadata lacks xip_list")));
+	snap.nxip = (int) json_array_size(v);
+	snap.xip = palloc(sizeof(uint64) * Max(snap.nxip, 1));
+	for (i = 0; i < json_array_size(v); i++)
+		snap.xip[i] = json_uint(json_array_get(v, i), "xip_list entry");
+
+	/* the rows, as move-in inserts (upserts), through the batch's spool */
+	keys = palloc(sizeof(Datum) * Max(json_array_size(data), 1));
+	for (i = 0; i < json_array_size(data); i++)
+	{
+		char	   *row = utf8_json(json_array_get(data, i));
+		ps_message	msg;
+
+		ps_message_init(&msg);
+		if (ps_message_parse(&msg, row, strlen(row)) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("subscription \"%s\": malformed row in the subset answer: %s", name, msg.error)));
+		if (msg.kind != PS_MSG_CHANGE || msg.op != PS_OP_INSERT || msg.key == NULL || !msg.has_value)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("subscription \"%s\": the subset answer holds something other than inserts", name)));
+		msg.is_move_in = true;
+		keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(msg.key, (int) msg.key_len));
+		ps_spool_add(m->spool, &msg, 0, row, strlen(row), OidIsValid(m->def->map_function));
+		ps_message_free(&msg);
+		pfree(row);
+	}
+	json_decref(root);
+	ps_spool_response_done(m->spool);
+
+	rows = ps_run_apply_subset(run, m);
+	ps_catalog_subset_add(sub->id, m->def->name, &snap,
+						  PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT)));
+	PS_DEBUG_LOG(run, "subset snapshot: %lld rows loaded (xmin %llu, xmax %llu, %d in progress, database_lsn %llu)",
+				 (long long) rows, (unsigned long long) snap.xmin, (unsigned long long) snap.xmax,
+				 snap.nxip, (unsigned long long) snap.database_lsn);
+	ps_run_close(run);
+	SPI_finish();
+	PG_RETURN_INT64(rows);
+#endif
+}
