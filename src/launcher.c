@@ -104,6 +104,8 @@ register_worker(const char *function, const char *type, const char *name,
 				BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker bgw;
+	MemoryContext old;
+	bool		ok;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -117,7 +119,16 @@ register_worker(const char *function, const char *type, const char *name,
 	bgw.bgw_notify_pid = MyProcPid;
 	if (extra)
 		memcpy(bgw.bgw_extra, extra, extra_len);
-	return RegisterDynamicBackgroundWorker(&bgw, handle);
+	/*
+	 * The handle is palloc'd in the current context and kept across loop
+	 * iterations, so it must not land in the loop's context, which is reset
+	 * each time round (on 17+ no transaction in connect_as() switches us to
+	 * TopMemoryContext first).
+	 */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&bgw, handle);
+	MemoryContextSwitchTo(old);
+	return ok;
 }
 
 /* The scanner is gone: DROP DATABASE waits on the condition variable. */
