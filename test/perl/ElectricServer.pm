@@ -19,7 +19,7 @@ sub new
 	my ($class, %opts) = @_;
 	my $script = File::Spec->rel2abs(dirname(__FILE__) . '/../server/server.js');
 	my ($in, $out, $err) = ('', '', '');
-	my @cmd = ('node', $script, '--port', '0', '--long-poll-ms', $opts{long_poll_ms} // 20000);
+	my @cmd = ('node', $script, '--port', '0', '--long-poll-ms', $opts{long_poll_ms} // 20000, '--exit-with-stdin');
 	push @cmd, '--tls-cert', $opts{tls_cert}, '--tls-key', $opts{tls_key} if $opts{tls_cert};
 	my $h = IPC::Run::start(\@cmd, \$in, \$out, \$err);
 	my $deadline = time + 30;

@@ -5,6 +5,7 @@
 //
 //   node server.js [--port 0] [--host 127.0.0.1] [--long-poll-ms 20000]
 //                  [--tls-cert FILE --tls-key FILE]   (serve https)
+//                  [--exit-with-stdin]   (stop when stdin closes)
 //
 // Prints {"port":N} once listening; runs until SIGTERM/SIGINT.
 // As a library: const srv = await createServer({port: 0}); ... await srv.close()
@@ -174,6 +175,7 @@ function parseArgs(argv) {
     else if (a === '--long-poll-ms') opts.longPollMs = Number(val());
     else if (a === '--chunk-bytes') opts.chunkBytes = Number(val());
     else if (a === '--verbose') opts.quiet = false;
+    else if (a === '--exit-with-stdin') opts.exitWithStdin = true;
     else if (a === '--tls-cert') opts.tlsCert = val();
     else if (a === '--tls-key') opts.tlsKey = val();
     else throw new Error(`unknown argument ${a}`);
@@ -202,4 +204,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // a test harness that dies without stopping us closes our stdin
+  if (opts.exitWithStdin) {
+    process.stdin.on('end', stop);
+    process.stdin.resume();
+  }
 }
