@@ -66,7 +66,10 @@ stop_subscription(const char *name, bool forget)
 	ps_catalog_lock();
 	lock_for_owner(name, &row);
 	if (forget || (row.enabled && !row.keyed))
+	{
+		ps_writes_forget(row.id);
 		ps_catalog_delete(row.id);
+	}
 	else if (row.enabled)
 		ps_catalog_disable(row.id);
 	if ((forget || row.enabled) && row.worker && ps_shared)

@@ -10,8 +10,12 @@
  */
 #include "apply_int.h"
 
+#include "utils/datum.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+
+#include "optimistic.h"
 
 static void
 apply_error_callback(void *arg)
@@ -80,6 +84,8 @@ ps_apply_open(PsSubscription *sub, PsShapeDef *def, PsSpool *spool, const PsAppl
 	a->bulk_done = !opts->bulk || opts->row_by_row || a->opts.shared ||
 		strcmp(opts->method, "insert") == 0;
 	ps_subset_open(a);
+	a->acked = ps_catalog_write_acked_txids(sub->id, &a->writes_pending);
+	a->writes_sent = a->writes_pending && ps_catalog_write_any_sent(sub->id);
 	ps_spool_rewind(spool);
 	return a;
 }
@@ -95,6 +101,7 @@ void
 ps_apply_replace(PsApply *a)
 {
 	WITH_CONTEXT(a, ps_target_clear(a));
+	a->writes_rebase |= a->writes_pending;
 }
 
 bool
@@ -136,6 +143,108 @@ bulk_load(PsApply *a)
 	a->res.rows += a->res.bulk_rows;
 }
 
+/* A change carrying the txid of an acknowledged local write: that write is synced. */
+static void
+writes_synced(PsApply *a)
+{
+	char		txid[24];
+	ListCell   *lc;
+
+	snprintf(txid, sizeof(txid), UINT64_FORMAT, a->row.txid);
+	foreach(lc, a->acked)
+		if (strcmp(lfirst(lc), txid) == 0)
+		{
+			ps_catalog_write_synced(a->sub->id, txid);
+			a->acked = foreach_delete_current(a->acked, lc);
+			a->writes_synced = true;
+			break;
+		}
+}
+
+/* The sync changed a row: local writes not synced yet go on top of it again. */
+static void
+writes_reapply(PsApply *a)
+{
+	Datum		pk;
+	StringInfoData key;
+	List	   *names = NIL;
+
+	for (int i = 0; i < a->npk; i++)
+	{
+		bool		present;
+
+		if (ps_row_value(a, a->pk[i], &present) == NULL)
+			return;				/* no key: not a row a write can have touched */
+	}
+	pk = ps_hold_key(a);
+	if (!ps_catalog_write_row_pending(RelationGetRelid(a->rel), pk))
+		return;
+	initStringInfo(&key);
+	appendStringInfoChar(&key, '{');
+	for (int i = 0; i < a->npk; i++)
+	{
+		bool		present;
+		PsColumn   *c = &a->cols[a->pk[i] - 1];
+
+		if (i > 0)
+			appendStringInfoString(&key, ", ");
+		escape_json(&key, c->name);
+		appendStringInfoString(&key, ": ");
+		escape_json(&key, ps_row_value(a, a->pk[i], &present));
+		names = lappend(names, c->name);
+	}
+	appendStringInfoChar(&key, '}');
+	ps_optimistic_synced(RelationGetRelid(a->rel), names, key.data, pk);
+	if (a->writes_rebase)
+	{
+		MemoryContext old = MemoryContextSwitchTo(a->names_cxt);
+
+		a->writes_rebased = lappend(a->writes_rebased, pstrdup(key.data));
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * After the table was cleared for a refetch or bulk-loaded, the rows local
+ * writes touched are the snapshot's (or gone): their writes go on top again,
+ * except for rows the stream changed after the load (done in step()).
+ */
+static void
+writes_rebase(PsApply *a)
+{
+	SPITupleTable *tt;
+	int			n;
+	List	   *names = NIL;
+	char	  **keys;
+	Datum	   *pks;
+
+	for (int i = 0; i < a->npk; i++)
+		names = lappend(names, a->cols[a->pk[i] - 1].name);
+	tt = ps_catalog_write_rel_keys(RelationGetRelid(a->rel));
+	n = (int) SPI_processed;
+	keys = palloc(sizeof(char *) * Max(n, 1));
+	pks = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		pks[i] = datumCopy(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull), false, -1);
+		keys[i] = SPI_getvalue(tt->vals[i], tt->tupdesc, 2);
+	}
+	SPI_freetuptable(tt);
+	for (int i = 0; i < n; i++)
+	{
+		bool		done = false;
+		ListCell   *lc;
+
+		foreach(lc, a->writes_rebased)
+			if (strcmp(lfirst(lc), keys[i]) == 0)
+				done = true;
+		if (!done)
+			ps_optimistic_synced(RelationGetRelid(a->rel), names, keys[i], pks[i]);
+	}
+}
+
 static void
 step(PsApply *a)
 {
@@ -149,12 +258,13 @@ step(PsApply *a)
 		a->bulk_done = true;
 		if (a->row.op == 'I' && a->row.lsn == 0 && !a->row.move_in && !a->row.tagged)
 		{
+			a->writes_rebase |= a->writes_pending;
 			bulk_load(a);
 			return;
 		}
 	}
 	if (!a->opts.row_by_row && !a->opts.shared && a->row.op == 'I' && !a->row.move_in &&
-		!a->row.tagged)
+		!a->row.tagged && !a->writes_pending)
 	{
 		a->res.rows += ps_spi_insert_batch_add(a);
 		return;
@@ -167,9 +277,21 @@ step(PsApply *a)
 	}
 	if (ps_subset_skip(a))
 		return;					/* a subset snapshot brought this change already */
+	if (a->writes_sent && a->row.txid != 0)
+	{
+		char		txid[24];
+
+		/* its answer may come after this change: then the write is synced at once */
+		snprintf(txid, sizeof(txid), UINT64_FORMAT, a->row.txid);
+		ps_catalog_write_seen(a->sub->id, txid);
+	}
+	if (a->acked != NIL && a->row.txid != 0)
+		writes_synced(a);
 	old = MemoryContextSwitchTo(a->exec_cxt);
 	a->res.rows += ps_spi_apply_row(a);
 	ps_tags_after_change(a);
+	if (a->writes_pending)
+		writes_reapply(a);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(a->exec_cxt);
 }
@@ -190,6 +312,10 @@ void
 ps_apply_close(PsApply *a, PsApplyResult *res)
 {
 	ps_apply_flush(a);
+	if (a->writes_rebase)
+		WITH_CONTEXT(a, writes_rebase(a));
+	if (a->writes_synced)
+		ps_catalog_write_bases_cleanup();
 	*res = a->res;
 	ps_target_close(a);
 	ps_message_free(&a->fn_msg);

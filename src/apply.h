@@ -63,6 +63,12 @@ extern void ps_apply_set_stop_check(PsApply *a, PsApplyStopCheck check, void *ar
 
 extern void ps_apply_close(PsApply *a, PsApplyResult *res);
 
+/* The type's send function, or InvalidOid (keys are stored in that form). */
+extern Oid	ps_type_send_function(Oid typid);
+
+/* One key column as holds and writes store it (send form in hex, else text). */
+extern void ps_key_part(StringInfo out, FmgrInfo *send, FmgrInfo *output, Datum d);
+
 /* A row's key as holds store it, in SQL, for table alias `alias`. */
 extern void ps_hold_key_expr(Relation rel, List *pk_names, const char *alias,
 							 StringInfo sql);

@@ -102,6 +102,12 @@ struct PsApply
 	PsApplyResult res;
 	int			has_tags;		/* the shape has tag state: -1 not known yet */
 	List	   *subsets;		/* subset snapshots merged with the stream (PsSubset) */
+	List	   *acked;			/* txids of acknowledged local writes (char *) */
+	bool		writes_pending; /* local writes not synced yet: re-apply them */
+	bool		writes_synced;	/* some synced in this batch: tidy up at the end */
+	bool		writes_sent;	/* a write is being sent: note the txids applied */
+	bool		writes_rebase;	/* table cleared or bulk-loaded: re-apply every pending row at close */
+	List	   *writes_rebased; /* keys (JSON) of rows re-applied already in this batch */
 
 	/* cache of the previous record's field names -> attnums */
 	int			last_nfields;

@@ -197,7 +197,8 @@ ps_spi_apply_row(PsApply *a)
 						 errmsg("insert carries no column of table %s", a->qualname)));
 			cols = r->set;
 			expected = SPI_OK_INSERT;
-			if (a->opts.shared || r->move_in)
+			/* a local write may have made the row already: its echo is an upsert */
+			if (a->opts.shared || r->move_in || a->writes_pending)
 			{
 				ps_row_require_pk(a);
 				op = 'V';
@@ -371,6 +372,20 @@ hex(StringInfo out, const char *p, size_t len)
 	}
 }
 
+/* One key column as holds (and writes) store it: its send form in hex, else its text. */
+void
+ps_key_part(StringInfo out, FmgrInfo *send, FmgrInfo *output, Datum d)
+{
+	if (send)
+	{
+		bytea	   *bin = DatumGetByteaP(FunctionCall1(send, d));
+
+		hex(out, VARDATA(bin), VARSIZE(bin) - VARHDRSZ);
+	}
+	else
+		appendStringInfoString(out, OutputFunctionCall(output, d));
+}
+
 /*
  * The current row's key as holds store it: each key column's binary send
  * form in hex, so that it does not depend on DateStyle, TimeZone or any
@@ -391,14 +406,7 @@ ps_hold_key(PsApply *a)
 		Datum		d = InputFunctionCall(&c->input, (char *) v, c->typioparam, c->typmod);
 
 		resetStringInfo(&b);
-		if (c->has_send)
-		{
-			bytea	   *bin = DatumGetByteaP(FunctionCall1(&c->send, d));
-
-			hex(&b, VARDATA(bin), VARSIZE(bin) - VARHDRSZ);
-		}
-		else
-			appendStringInfoString(&b, OutputFunctionCall(&c->output, d));
+		ps_key_part(&b, c->has_send ? &c->send : NULL, &c->output, d);
 		elems[i] = CStringGetTextDatum(b.data);
 	}
 	return PointerGetDatum(construct_array(elems, a->npk, TEXTOID, -1, false, TYPALIGN_INT));

@@ -72,6 +72,9 @@ ps_run_pending_actions(void)
 				ps_slot_request_rescan();
 				wake = true;
 				break;
+			case PS_ACTION_WRITES:
+				ps_slot_writes(MyDatabaseId, a->subid);
+				break;
 		}
 	}
 	if (wake)

@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "utils/acl.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -42,7 +43,8 @@ ps_catalog_layout(void)
 	if (!ps_extension_ready())
 		return PS_LAYOUT_NONE;
 	version = ps_extension_version(get_extension_oid(PS_EXTENSION_NAME, false));
-	layout = (version && strcmp(version, "0.1.0") == 0) ? PS_LAYOUT_0_1 : PS_LAYOUT_0_2;
+	layout = (version && strcmp(version, "0.1.0") == 0) ? PS_LAYOUT_0_1 :
+		(version && strcmp(version, "0.2.0") == 0) ? PS_LAYOUT_0_2 : PS_LAYOUT_0_3;
 	return layout;
 }
 
@@ -106,7 +108,7 @@ typedef struct Stmt
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[8];
+	Oid			argtypes[10];
 	SPIPlanPtr	plan;			/* kept for the process's life */
 } Stmt;
 
@@ -331,6 +333,28 @@ PsSubscription *
 ps_catalog_load_by_name(const char *name, MemoryContext mcxt)
 {
 	return load(CStringGetTextDatum(name), true, mcxt);
+}
+
+/*
+ * A subscription the caller (role) may manage, by name: an error when there
+ * is none or the caller cannot act as its owner.
+ */
+PsSubscription *
+ps_catalog_load_owned(const char *name, Oid role, MemoryContext mcxt)
+{
+	PsSubscription *sub;
+
+	ps_catalog_require_current();
+	sub = ps_catalog_load_by_name(name, mcxt);
+	if (sub == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("subscription \"%s\" does not exist", name)));
+	if (!has_privs_of_role(role, sub->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of subscription \"%s\"", name)));
+	return sub;
 }
 
 /*
@@ -567,7 +591,7 @@ static Stmt tags_matching = {
 static void
 require_tags_layout(void)
 {
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"%s\" must be updated to version %s to sync a shape with a subquery",
@@ -615,7 +639,7 @@ ps_catalog_tags_delete(int32 subid, const char *shape, const char *key)
 {
 	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), CStringGetTextDatum(key)};
 
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return;
 	run(&tags_delete, v, NULL, false, 0, SPI_OK_DELETE);
 }
@@ -625,7 +649,7 @@ ps_catalog_tags_clear(int32 subid, const char *shape)
 {
 	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
 
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return;
 	run(&tags_clear, v, NULL, false, 0, SPI_OK_DELETE);
 }
@@ -636,7 +660,7 @@ ps_catalog_tags_any(int32 subid, const char *shape)
 	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
 	bool		isnull;
 
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return false;
 	run(&tags_any, v, NULL, false, 0, SPI_OK_SELECT);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -687,6 +711,502 @@ void
 ps_catalog_tags_close(Portal portal)
 {
 	SPI_cursor_close(portal);
+}
+
+/* ---- local writes ------------------------------------------------------------------ */
+
+static bool
+have_writes(void)
+{
+	return ps_catalog_layout() >= PS_LAYOUT_0_3;
+}
+
+static Stmt wt_set = {
+	"INSERT INTO " PS_SCHEMA ".write_target (subid, write_url, headers) VALUES ($1, $2, $3::jsonb) "
+	"ON CONFLICT (subid) DO UPDATE SET write_url = EXCLUDED.write_url, headers = EXCLUDED.headers",
+	3, {INT4OID, TEXTOID, TEXTOID}
+};
+static Stmt wt_drop = {
+	"DELETE FROM " PS_SCHEMA ".write_target WHERE subid = $1", 1, {INT4OID}
+};
+static Stmt wt_get = {
+	"SELECT write_url, headers::text FROM " PS_SCHEMA ".write_target WHERE subid = $1", 1, {INT4OID}
+};
+static Stmt w_open = {
+	"INSERT INTO " PS_SCHEMA ".write (write_id, subid, local_xid) "
+	"VALUES (pg_catalog.gen_random_uuid(), $1, pg_catalog.pg_current_xact_id()) "
+	"ON CONFLICT (subid, local_xid) DO UPDATE SET subid = EXCLUDED.subid RETURNING id",
+	1, {INT4OID}
+};
+static Stmt w_next_seq = {
+	"SELECT coalesce(max(seq), 0) + 1 FROM " PS_SCHEMA ".write_mutation WHERE write = $1", 1, {INT8OID}
+};
+static Stmt w_add = {
+	"INSERT INTO " PS_SCHEMA ".write_mutation (write, seq, relid, shape, operation, key, pk, value, old_value) "
+	"VALUES ($1, $2, $3::oid::regclass, $4, $5, $6::jsonb, $7, $8::jsonb, $9::jsonb)",
+	9, {INT8OID, INT4OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID}
+};
+static Stmt w_base_keep = {
+	"INSERT INTO " PS_SCHEMA ".write_base (relid, pk, row) VALUES ($1::oid::regclass, $2, $3::jsonb) "
+	"ON CONFLICT (relid, pk) DO NOTHING", 3, {OIDOID, TEXTARRAYOID, TEXTOID}
+};
+static Stmt w_base_set = {
+	"INSERT INTO " PS_SCHEMA ".write_base (relid, pk, row) VALUES ($1::oid::regclass, $2, $3::jsonb) "
+	"ON CONFLICT (relid, pk) DO UPDATE SET row = EXCLUDED.row", 3, {OIDOID, TEXTARRAYOID, TEXTOID}
+};
+static Stmt w_base_get = {
+	"SELECT row::text FROM " PS_SCHEMA ".write_base WHERE relid = $1::oid::regclass AND pk = $2",
+	2, {OIDOID, TEXTARRAYOID}
+};
+/* at COMMIT, one committer at a time until its end: commit_seq follows commit order */
+static Stmt w_stamp = {
+	"WITH l AS (SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pglite_sync write order'))) "
+	"UPDATE " PS_SCHEMA ".write w SET commit_seq = pg_catalog.nextval('" PS_SCHEMA ".write_commit_seq') "
+	"FROM l WHERE w.id = $1 RETURNING w.subid", 1, {INT8OID}
+};
+static Stmt w_next = {
+	"SELECT id, write_id::text, attempts FROM " PS_SCHEMA ".write WHERE subid = $1 "
+	"AND commit_seq IS NOT NULL AND state IN ('pending', 'sent') ORDER BY commit_seq LIMIT 1",
+	1, {INT4OID}
+};
+static Stmt w_mutations = {
+	"SELECT m.operation, m.shape, m.key::text, m.value::text, m.old_value::text "
+	"FROM " PS_SCHEMA ".write_mutation m WHERE m.write = $1 ORDER BY m.seq", 1, {INT8OID}
+};
+static Stmt w_sent = {
+	"UPDATE " PS_SCHEMA ".write SET state = 'sent', attempts = attempts + 1, sent_at = pg_catalog.now() "
+	"WHERE id = $1", 1, {INT8OID}
+};
+static Stmt w_acked = {
+	"UPDATE " PS_SCHEMA ".write SET state = 'acknowledged', txid = $2, acknowledged_at = pg_catalog.now(), "
+	"last_error = NULL, status = $3 WHERE id = $1", 3, {INT8OID, TEXTOID, INT4OID}
+};
+static Stmt w_failed = {
+	"UPDATE " PS_SCHEMA ".write SET last_error = $2, status = $3 WHERE id = $1", 3, {INT8OID, TEXTOID, INT4OID}
+};
+static Stmt w_rejected = {
+	"UPDATE " PS_SCHEMA ".write SET state = 'rejected', last_error = $2, status = $3, response = $4 "
+	"WHERE id = $1", 4, {INT8OID, TEXTOID, INT4OID, TEXTOID}
+};
+static Stmt w_any_sent = {
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".write WHERE subid = $1 AND state = 'sent')",
+	1, {INT4OID}
+};
+static Stmt w_seen = {
+	"INSERT INTO " PS_SCHEMA ".write_seen (subid, txid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+	2, {INT4OID, TEXTOID}
+};
+static Stmt w_seen_take = {
+	"DELETE FROM " PS_SCHEMA ".write_seen WHERE subid = $1 AND txid = $2", 2, {INT4OID, TEXTOID}
+};
+static Stmt w_seen_forget = {
+	"DELETE FROM " PS_SCHEMA ".write_seen WHERE subid = $1 AND NOT EXISTS (SELECT 1 FROM " PS_SCHEMA ".write "
+	"WHERE subid = $1 AND state = 'sent')", 1, {INT4OID}
+};
+static Stmt w_synced_id = {
+	"DELETE FROM " PS_SCHEMA ".write WHERE id = $1", 1, {INT8OID}
+};
+static Stmt w_acked_txids = {
+	"SELECT txid FROM " PS_SCHEMA ".write WHERE subid = $1 AND state = 'acknowledged' AND txid IS NOT NULL",
+	1, {INT4OID}
+};
+static Stmt w_any_pending = {
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".write WHERE subid = $1 AND state <> 'rejected')",
+	1, {INT4OID}
+};
+static Stmt w_synced_txid = {
+	"DELETE FROM " PS_SCHEMA ".write WHERE subid = $1 AND state = 'acknowledged' AND txid = $2",
+	2, {INT4OID, TEXTOID}
+};
+static Stmt w_synced_untxid = {
+	"DELETE FROM " PS_SCHEMA ".write WHERE subid = $1 AND state = 'acknowledged' AND txid IS NULL "
+	"AND acknowledged_at <= $2", 2, {INT4OID, TIMESTAMPTZOID}
+};
+static Stmt w_bases_cleanup = {
+	"DELETE FROM " PS_SCHEMA ".write_base b WHERE NOT EXISTS (SELECT 1 FROM " PS_SCHEMA ".write_mutation m "
+	"JOIN " PS_SCHEMA ".write w ON w.id = m.write WHERE m.relid = b.relid AND m.pk = b.pk AND w.state <> 'rejected')",
+	0, {0}
+};
+static Stmt w_row_pending = {
+	"SELECT EXISTS (SELECT 1 FROM " PS_SCHEMA ".write_mutation m JOIN " PS_SCHEMA ".write w ON w.id = m.write "
+	"WHERE m.relid = $1::oid::regclass AND m.pk = $2 AND w.state <> 'rejected')", 2, {OIDOID, TEXTARRAYOID}
+};
+/* committed ones in commit order, then this transaction's own (not stamped yet) */
+static Stmt w_row_mutations = {
+	"SELECT m.operation, m.key::text, m.value::text FROM " PS_SCHEMA ".write_mutation m "
+	"JOIN " PS_SCHEMA ".write w ON w.id = m.write "
+	"WHERE m.relid = $1::oid::regclass AND m.pk = $2 AND w.state <> 'rejected' "
+	"ORDER BY w.commit_seq NULLS LAST, m.seq", 2, {OIDOID, TEXTARRAYOID}
+};
+/* the rows of a table that local writes not synced yet touch */
+static Stmt w_rel_keys = {
+	"SELECT DISTINCT ON (m.pk) m.pk, m.key::text FROM " PS_SCHEMA ".write_mutation m "
+	"JOIN " PS_SCHEMA ".write w ON w.id = m.write "
+	"WHERE m.relid = $1::oid::regclass AND w.state <> 'rejected' ORDER BY m.pk, w.commit_seq NULLS LAST, m.seq",
+	1, {OIDOID}
+};
+static Stmt w_keys = {
+	"SELECT DISTINCT ON (m.relid, m.pk) m.relid::oid, m.pk, m.key::text FROM " PS_SCHEMA ".write_mutation m "
+	"WHERE m.write = $1 ORDER BY m.relid, m.pk, m.seq", 1, {INT8OID}
+};
+
+void
+ps_catalog_write_target_set(int32 subid, const char *url, const char *headers_json)
+{
+	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(url),
+	headers_json ? CStringGetTextDatum(headers_json) : (Datum) 0};
+	char		nulls[4] = {' ', ' ', headers_json ? ' ' : 'n', '\0'};
+
+	run(&wt_set, v, nulls, false, 0, SPI_OK_INSERT);
+}
+
+void
+ps_catalog_write_target_drop(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	run(&wt_drop, &v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+/* Where the subscription's writes go; false when writes are off. */
+bool
+ps_catalog_write_target_get(int32 subid, char **url, char **headers_json)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	if (!have_writes())
+		return false;
+	run(&wt_get, &v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*url = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*headers_json = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return true;
+}
+
+/* The write of the current transaction for the subscription, created on first use. */
+int64
+ps_catalog_write_open(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+	bool		isnull;
+
+	run(&w_open, &v, NULL, false, 0, SPI_OK_INSERT_RETURNING);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+int32
+ps_catalog_write_next_seq(int64 write)
+{
+	Datum		v = Int64GetDatum(write);
+	bool		isnull;
+
+	run(&w_next_seq, &v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void
+ps_catalog_write_add(int64 write, int32 seq, Oid relid, const char *shape, const char *op,
+					 const char *key, Datum pk, const char *value, const char *old_value)
+{
+	Datum		v[9] = {Int64GetDatum(write), Int32GetDatum(seq), ObjectIdGetDatum(relid),
+		CStringGetTextDatum(shape), CStringGetTextDatum(op), CStringGetTextDatum(key), pk,
+		value ? CStringGetTextDatum(value) : (Datum) 0,
+	old_value ? CStringGetTextDatum(old_value) : (Datum) 0};
+	char		nulls[10] = "         ";
+
+	if (!value)
+		nulls[7] = 'n';
+	if (!old_value)
+		nulls[8] = 'n';
+	run(&w_add, v, nulls, false, 0, SPI_OK_INSERT);
+}
+
+/* The server's version of a row, kept before its first local change (row NULL: none). */
+void
+ps_catalog_write_base(Oid relid, Datum pk, const char *row, bool replace)
+{
+	Datum		v[3] = {ObjectIdGetDatum(relid), pk, row ? CStringGetTextDatum(row) : (Datum) 0};
+	char		nulls[4] = {' ', ' ', row ? ' ' : 'n', '\0'};
+
+	run(replace ? &w_base_set : &w_base_keep, v, nulls, false, 0, SPI_OK_INSERT);
+}
+
+/* The kept server version of a row: false when none is kept; *row NULL: no such row. */
+bool
+ps_catalog_write_base_get(Oid relid, Datum pk, char **row)
+{
+	Datum		v[2] = {ObjectIdGetDatum(relid), pk};
+
+	run(&w_base_get, v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*row = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return true;
+}
+
+/* At COMMIT: the write's place in commit order; returns its subscription. */
+int32
+ps_catalog_write_stamp(int64 write)
+{
+	Datum		v = Int64GetDatum(write);
+	bool		isnull;
+
+	run(&w_stamp, &v, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
+	return SPI_processed ? DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) : 0;
+}
+
+/* The next write to upload, with its mutations (an SPI table: op, shape, key, value, old_value). */
+bool
+ps_catalog_write_next(int32 subid, PsWrite *w)
+{
+	Datum		v = Int32GetDatum(subid);
+	bool		isnull;
+
+	if (!have_writes())
+		return false;
+	run(&w_next, &v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	w->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	w->write_id = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	w->attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	v = Int64GetDatum(w->id);
+	run(&w_mutations, &v, NULL, false, 0, SPI_OK_SELECT);
+	w->mutations = SPI_tuptable;
+	w->nmutations = (int) SPI_processed;
+	return true;
+}
+
+void
+ps_catalog_write_sent(int64 id)
+{
+	Datum		v = Int64GetDatum(id);
+
+	run(&w_sent, &v, NULL, false, 0, SPI_OK_UPDATE);
+}
+
+void
+ps_catalog_write_answered(int64 id, char state, int status, const char *txid, const char *error,
+						  const char *response)
+{
+	Datum		v[4] = {Int64GetDatum(id), (Datum) 0, Int32GetDatum(status), (Datum) 0};
+	char		nulls[5] = "    ";
+
+	if (state == 'a')
+	{
+		v[1] = txid ? CStringGetTextDatum(txid) : (Datum) 0;
+		nulls[1] = txid ? ' ' : 'n';
+		run(&w_acked, v, nulls, false, 0, SPI_OK_UPDATE);
+	}
+	else if (state == 'r')
+	{
+		v[1] = CStringGetTextDatum(error);
+		v[3] = response ? CStringGetTextDatum(response) : (Datum) 0;
+		nulls[3] = response ? ' ' : 'n';
+		run(&w_rejected, v, nulls, false, 0, SPI_OK_UPDATE);
+	}
+	else
+	{
+		v[1] = CStringGetTextDatum(error);
+		run(&w_failed, v, nulls, false, 0, SPI_OK_UPDATE);
+	}
+}
+
+/* Is a write of the subscription being sent (its answer not recorded yet)? */
+bool
+ps_catalog_write_any_sent(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+	bool		isnull;
+
+	run(&w_any_sent, &v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A change with this txid was applied while a write was being sent. */
+void
+ps_catalog_write_seen(int32 subid, const char *txid)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(txid)};
+
+	run(&w_seen, v, NULL, false, 0, SPI_OK_INSERT);
+}
+
+/*
+ * A write was acknowledged with txid: if its change was applied already
+ * (before the answer came), it is synced now.  Returns whether it was.
+ */
+bool
+ps_catalog_write_ack_seen(int32 subid, int64 write, const char *txid)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(txid)};
+	Datum		id = Int64GetDatum(write);
+	bool		seen;
+
+	run(&w_seen_take, v, NULL, false, 0, SPI_OK_DELETE);
+	seen = SPI_processed > 0;
+	if (seen)
+	{
+		run(&w_synced_id, &id, NULL, false, 0, SPI_OK_DELETE);
+		ps_catalog_write_bases_cleanup();
+	}
+	/* nothing in flight any more: what was seen meanwhile can go */
+	run(&w_seen_forget, v, NULL, false, 0, SPI_OK_DELETE);
+	return seen;
+}
+
+/* txids of acknowledged writes waiting for their change (a List of char *). */
+List *
+ps_catalog_write_acked_txids(int32 subid, bool *any_pending)
+{
+	Datum		v = Int32GetDatum(subid);
+	List	   *out = NIL;
+	bool		isnull;
+
+	*any_pending = false;
+	if (!have_writes())
+		return NIL;
+	run(&w_any_pending, &v, NULL, false, 0, SPI_OK_SELECT);
+	*any_pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!*any_pending)
+		return NIL;
+	run(&w_acked_txids, &v, NULL, false, 0, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		out = lappend(out, col_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	return out;
+}
+
+/* A change with this txid was applied: its write is synced. */
+bool
+ps_catalog_write_synced(int32 subid, const char *txid)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(txid)};
+
+	run(&w_synced_txid, v, NULL, false, 0, SPI_OK_DELETE);
+	return SPI_processed > 0;
+}
+
+/* An up-to-date committed: writes acknowledged without a txid before it are synced. */
+void
+ps_catalog_write_synced_before(int32 subid, TimestampTz before)
+{
+	Datum		v[2] = {Int32GetDatum(subid), TimestampTzGetDatum(before)};
+
+	if (!have_writes())
+		return;
+	run(&w_synced_untxid, v, NULL, false, 0, SPI_OK_DELETE);
+	if (SPI_processed > 0)
+		ps_catalog_write_bases_cleanup();
+}
+
+/* Server versions no write needs any more. */
+void
+ps_catalog_write_bases_cleanup(void)
+{
+	run(&w_bases_cleanup, NULL, NULL, false, 0, SPI_OK_DELETE);
+}
+
+bool
+ps_catalog_write_row_pending(Oid relid, Datum pk)
+{
+	Datum		v[2] = {ObjectIdGetDatum(relid), pk};
+	bool		isnull;
+
+	run(&w_row_pending, v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Pending mutations of one row, in write order: an SPI table (op, key, value). */
+SPITupleTable *
+ps_catalog_write_row_mutations(Oid relid, Datum pk)
+{
+	Datum		v[2] = {ObjectIdGetDatum(relid), pk};
+
+	run(&w_row_mutations, v, NULL, false, 0, SPI_OK_SELECT);
+	return SPI_tuptable;
+}
+
+/* The rows a write touched: an SPI table (relid, pk, key). */
+SPITupleTable *
+ps_catalog_write_keys(int64 write)
+{
+	Datum		v = Int64GetDatum(write);
+
+	run(&w_keys, &v, NULL, false, 0, SPI_OK_SELECT);
+	return SPI_tuptable;
+}
+
+/* Rows of a table with pending writes: an SPI table (pk text[], key json text). */
+SPITupleTable *
+ps_catalog_write_rel_keys(Oid relid)
+{
+	Datum		v = ObjectIdGetDatum(relid);
+
+	run(&w_rel_keys, &v, NULL, false, 0, SPI_OK_SELECT);
+	return SPI_tuptable;
+}
+
+static Stmt w_lookup = {
+	"SELECT w.state, s.owner::oid FROM " PS_SCHEMA ".write w JOIN " PS_SCHEMA ".subscription s ON s.id = w.subid "
+	"WHERE w.write_id = $1::uuid", 1, {TEXTOID}
+};
+static Stmt w_discard = {
+	"DELETE FROM " PS_SCHEMA ".write WHERE write_id = $1::uuid AND state = 'rejected'", 1, {TEXTOID}
+};
+static Stmt w_mark = {
+	"SELECT coalesce(max(commit_seq), 0) FROM " PS_SCHEMA ".write WHERE subid = $1", 1, {INT4OID}
+};
+static Stmt w_left = {
+	"SELECT count(*) FILTER (WHERE state <> 'rejected'), count(*) FILTER (WHERE state = 'rejected') "
+	"FROM " PS_SCHEMA ".write WHERE subid = $1 AND commit_seq <= $2", 2, {INT4OID, INT8OID}
+};
+
+/* A write's state and its subscription's owner; 0 if there is no such write. */
+int
+ps_catalog_write_lookup(const char *write_id, char **state, Oid *owner)
+{
+	Datum		v = CStringGetTextDatum(write_id);
+	bool		isnull;
+
+	run(&w_lookup, &v, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return 0;
+	*state = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return 1;
+}
+
+void
+ps_catalog_write_discard(const char *write_id)
+{
+	Datum		v = CStringGetTextDatum(write_id);
+
+	run(&w_discard, &v, NULL, false, 0, SPI_OK_DELETE);
+	ps_catalog_write_bases_cleanup();
+}
+
+/* The commit order position of the last write committed so far. */
+int64
+ps_catalog_write_mark(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+	bool		isnull;
+
+	run(&w_mark, &v, NULL, false, 0, SPI_OK_SELECT);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Writes up to mark not synced yet; *rejected: those of them rejected. */
+int
+ps_catalog_write_left(int32 subid, int64 mark, int *rejected)
+{
+	Datum		v[2] = {Int32GetDatum(subid), Int64GetDatum(mark)};
+	bool		isnull;
+
+	run(&w_left, v, NULL, false, 0, SPI_OK_SELECT);
+	*rejected = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* ---- subset snapshots ------------------------------------------------------------- */
@@ -766,7 +1286,7 @@ ps_catalog_subset_load(int32 subid, const char *shape)
 	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
 	List	   *out = NIL;
 
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return NIL;
 	run(&subset_load, v, NULL, false, 0, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -817,7 +1337,7 @@ ps_catalog_subset_clear(int32 subid, const char *shape)
 {
 	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
 
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return;
 	run(&subset_clear, v, NULL, false, 0, SPI_OK_DELETE);
 }
@@ -836,7 +1356,7 @@ ps_catalog_shapes_on_table(Oid relid)
 	Datum		v = ObjectIdGetDatum(relid);
 	bool		isnull;
 
-	if (ps_catalog_layout() != PS_LAYOUT_0_2)
+	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return 1;
 	run(&shapes_on_table, &v, NULL, false, 1, SPI_OK_SELECT);
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -57,7 +57,8 @@ typedef enum PsCatalogLayout
 {
 	PS_LAYOUT_NONE,				/* not installed (or mid-CREATE) */
 	PS_LAYOUT_0_1,				/* 0.1.0: one shape per subscription row */
-	PS_LAYOUT_0_2				/* 0.2.0 and later */
+	PS_LAYOUT_0_2,				/* 0.2.0: several shapes, holds, tags, subsets */
+	PS_LAYOUT_0_3				/* 0.3.0 and later: local writes */
 } PsCatalogLayout;
 
 extern PsCatalogLayout ps_catalog_layout(void);
@@ -80,6 +81,7 @@ extern void ps_catalog_writing_reset(void);
 /* All of these need a transaction and an SPI connection. */
 extern PsSubscription *ps_catalog_load(int32 subid, MemoryContext mcxt);
 extern PsSubscription *ps_catalog_load_by_name(const char *name, MemoryContext mcxt);
+extern PsSubscription *ps_catalog_load_owned(const char *name, Oid role, MemoryContext mcxt);
 extern bool ps_catalog_is_current(int32 subid, int32 version);
 extern void ps_catalog_save_shape(int32 subid, const char *shape, const char *handle,
 								  const char *offset, const char *fingerprint,
@@ -106,6 +108,47 @@ extern void ps_catalog_hold_lock(Oid relid, Datum key);
 extern bool ps_catalog_hold_newer(Oid relid, Datum key, int32 subid, const char *shape, uint64 lsn);
 extern bool ps_catalog_hold_release(Oid relid, Datum key, int32 subid, const char *shape);
 extern void ps_catalog_hold_drop(Oid relid, int32 subid, const char *shape);
+
+/* local writes */
+typedef struct PsWrite
+{
+	int64		id;
+	char	   *write_id;
+	int32		attempts;
+	SPITupleTable *mutations;	/* operation, shape, key, value, old_value (text) */
+	int			nmutations;
+} PsWrite;
+
+extern void ps_catalog_write_target_set(int32 subid, const char *url, const char *headers_json);
+extern void ps_catalog_write_target_drop(int32 subid);
+extern bool ps_catalog_write_target_get(int32 subid, char **url, char **headers_json);
+extern int64 ps_catalog_write_open(int32 subid);
+extern int32 ps_catalog_write_next_seq(int64 write);
+extern void ps_catalog_write_add(int64 write, int32 seq, Oid relid, const char *shape,
+								 const char *op, const char *key, Datum pk, const char *value,
+								 const char *old_value);
+extern void ps_catalog_write_base(Oid relid, Datum pk, const char *row, bool replace);
+extern bool ps_catalog_write_base_get(Oid relid, Datum pk, char **row);
+extern int32 ps_catalog_write_stamp(int64 write);
+extern bool ps_catalog_write_next(int32 subid, PsWrite *w);
+extern void ps_catalog_write_sent(int64 id);
+extern void ps_catalog_write_answered(int64 id, char state, int status, const char *txid,
+									  const char *error, const char *response);
+extern List *ps_catalog_write_acked_txids(int32 subid, bool *any_pending);
+extern bool ps_catalog_write_any_sent(int32 subid);
+extern void ps_catalog_write_seen(int32 subid, const char *txid);
+extern bool ps_catalog_write_ack_seen(int32 subid, int64 write, const char *txid);
+extern bool ps_catalog_write_synced(int32 subid, const char *txid);
+extern void ps_catalog_write_synced_before(int32 subid, TimestampTz before);
+extern void ps_catalog_write_bases_cleanup(void);
+extern bool ps_catalog_write_row_pending(Oid relid, Datum pk);
+extern SPITupleTable *ps_catalog_write_row_mutations(Oid relid, Datum pk);
+extern SPITupleTable *ps_catalog_write_keys(int64 write);
+extern SPITupleTable *ps_catalog_write_rel_keys(Oid relid);
+extern int	ps_catalog_write_lookup(const char *write_id, char **state, Oid *owner);
+extern void ps_catalog_write_discard(const char *write_id);
+extern int64 ps_catalog_write_mark(int32 subid);
+extern int	ps_catalog_write_left(int32 subid, int64 mark, int *rejected);
 
 /* subset snapshots (request_snapshot) */
 typedef struct PsSubset

@@ -215,6 +215,17 @@ ps_run_commit(PsRun *run, uint64 target)
 	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	applied = apply_shapes(run, shapes, target);
+	/* local writes acknowledged without a txid are synced by this up-to-date */
+	{
+		TimestampTz oldest = 0;
+
+		for (int i = 0; i < n; i++)
+			if (oldest == 0 || (run->members[i].request_started != 0 &&
+								run->members[i].request_started < oldest))
+				oldest = run->members[i].request_started;
+		if (oldest != 0)
+			ps_catalog_write_synced_before(sub->id, oldest);
+	}
 	/*
 	 * Deferred constraints and constraint triggers are checked here, as the
 	 * owner and inside the batch: a violation rolls the batch back with the

@@ -90,16 +90,7 @@ ps_sync_now(PG_FUNCTION_ARGS)
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
 	PG_TRY();
 	{
-		ps_catalog_require_current();
-		sub = ps_catalog_load_by_name(name, cxt);
-		if (sub == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("subscription \"%s\" does not exist", name)));
-		if (!has_privs_of_role(caller, sub->owner))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("must be owner of subscription \"%s\"", name)));
+		sub = ps_catalog_load_owned(name, caller, cxt);
 		if (!sub->enabled)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -252,16 +252,7 @@ load_run(const char *name, const char *shape, PsMember **member)
 	PsSubscription *sub;
 	PsRun	   *run;
 
-	ps_catalog_require_current();
-	sub = ps_catalog_load_by_name(name, CurrentMemoryContext);
-	if (sub == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("subscription \"%s\" does not exist", name)));
-	if (!has_privs_of_role(GetUserId(), sub->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of subscription \"%s\"", name)));
+	sub = ps_catalog_load_owned(name, GetUserId(), CurrentMemoryContext);
 	if (sub->worker)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

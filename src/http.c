@@ -736,6 +736,14 @@ ps_http_wait(PsHttpPool *p, long timeout_ms, uint32 wait_event, PsHttpXfer **don
 	}
 }
 
+void
+ps_http_set_body(PsHttpXfer *x, const char *body)
+{
+	if (x->post_body)
+		pfree(x->post_body);
+	x->post_body = body ? MemoryContextStrdup(TopMemoryContext, body) : NULL;
+}
+
 /* ---- one request in a backend (request_snapshot) --------------------------------- */
 
 static PsHttpBody
@@ -762,7 +770,7 @@ ps_http_post(const char *url, List *header_names, List *header_values, const cha
 		PsHttpXfer *done[1];
 		bool		latch_set;
 
-		x->post_body = MemoryContextStrdup(TopMemoryContext, body);
+		ps_http_set_body(x, body);
 		ps_http_start(x, url, header_names, header_values, false, false, collect_body, out, resp);
 		while (ps_http_xfer_busy(x) || !x->finished)
 		{

@@ -48,6 +48,9 @@ extern void ps_http_start(PsHttpXfer *x, const char *url, List *header_names,
 						  List *header_values, bool live, bool sse, PsHttpBodyCallback body_cb,
 						  void *body_arg, PsResponse *resp);
 
+/* The next ps_http_start of x is a POST of this JSON (kept by the transfer). */
+extern void ps_http_set_body(PsHttpXfer *x, const char *body);
+
 /* A POST of JSON in the calling backend, waited for whole (request_snapshot). */
 extern void ps_http_post(const char *url, List *header_names, List *header_values,
 						 const char *body, PsResponse *resp, StringInfo out);

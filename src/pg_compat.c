@@ -55,6 +55,7 @@ static const char *const wait_event_names[PS_WAIT_COUNT] = {
 	[PS_WAIT_LAUNCHER] = "PgliteSyncLauncher",
 	[PS_WAIT_FOR_SYNC] = "PgliteSyncWaitForSync",
 	[PS_WAIT_STOP] = "PgliteSyncStop",
+	[PS_WAIT_FOR_WRITES] = "PgliteSyncWaitForWrites",
 };
 
 uint32

@@ -87,6 +87,7 @@ typedef enum PsWaitEvent
 	PS_WAIT_LAUNCHER,			/* the launcher's main loop */
 	PS_WAIT_FOR_SYNC,			/* a backend in electric.wait_for_sync() */
 	PS_WAIT_STOP,				/* waiting for workers to stop */
+	PS_WAIT_FOR_WRITES,			/* a backend in electric.wait_for_writes() */
 	PS_WAIT_COUNT
 } PsWaitEvent;
 

@@ -16,7 +16,7 @@
 #include "pg_compat.h"
 
 #define PS_EXTENSION_NAME	"pglite_sync"
-#define PS_VERSION			"0.2.0"
+#define PS_VERSION			"0.3.0"
 #define PS_SCHEMA			"electric"
 #define PS_NOTIFY_CHANNEL	"electric_sync"
 
@@ -39,7 +39,8 @@ typedef enum PsAction
 	PS_ACTION_STOP,
 	PS_ACTION_RELOAD,			/* alter_subscription: reread the definition */
 	PS_ACTION_STOP_DATABASE,	/* DROP EXTENSION */
-	PS_ACTION_SCAN				/* subscriptions written directly (pg_restore) */
+	PS_ACTION_SCAN,				/* subscriptions written directly (pg_restore) */
+	PS_ACTION_WRITES			/* a local write committed: the worker uploads it */
 } PsAction;
 
 #ifdef __PGLITE__
@@ -72,6 +73,9 @@ extern bool ps_extension_ready(void);
 extern char *ps_extension_version(Oid extoid);
 extern bool ps_database_is_template(void);
 extern TimestampTz ps_timeout_deadline(Interval *iv);
+
+/* writes.c: a deleted subscription's capture triggers go too */
+extern void ps_writes_forget(int32 subid);
 extern char *ps_text_to_utf8(const char *s);
 extern bool ps_default_worker(void);
 extern void ps_require_worker_support(void);

@@ -262,6 +262,34 @@ ps_slot_reload(Oid dbid, int32 subid)
 	LWLockRelease(ps_shared->lock);
 }
 
+/* A local write committed: its subscription's worker has something to upload. */
+void
+ps_slot_writes(Oid dbid, int32 subid)
+{
+	PsSlot	   *slot;
+
+	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
+	slot = ps_slot_find(dbid, subid);
+	if (slot != NULL)
+	{
+		slot->writes_seq++;
+		if (slot->latch)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(ps_shared->lock);
+}
+
+uint64
+ps_slot_writes_seq(PsSlot *slot)
+{
+	uint64		seq;
+
+	LWLockAcquire(ps_shared->lock, LW_SHARED);
+	seq = slot->writes_seq;
+	LWLockRelease(ps_shared->lock);
+	return seq;
+}
+
 uint64
 ps_slot_reload_seq(PsSlot *slot)
 {

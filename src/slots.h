@@ -58,6 +58,7 @@ typedef struct PsSlot
 	Oid			owner;			/* the subscription's owner: whom a worker connects as */
 	uint64		start_seq;		/* bumped by every subscribe of it */
 	uint64		reload_seq;		/* bumped by alter_subscription: reread the definition */
+	uint64		writes_seq;		/* bumped by every committed local write */
 	uint64		stop_seq;		/* start_seq when it was last unwanted */
 	uint32		generation;		/* bumped by every launch or attach */
 	bool		foreground;		/* held by electric.sync_now() */
@@ -127,6 +128,8 @@ extern void ps_require_preload(void);
 extern bool ps_slot_want(Oid dbid, int32 subid, Oid owner, bool from_user);
 extern void ps_slot_reload(Oid dbid, int32 subid);
 extern uint64 ps_slot_reload_seq(PsSlot *slot);
+extern void ps_slot_writes(Oid dbid, int32 subid);
+extern uint64 ps_slot_writes_seq(PsSlot *slot);
 
 /* Nothing should run any more: the attached process is asked to leave. */
 extern void ps_slot_unwant(Oid dbid, int32 subid);

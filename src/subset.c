@@ -205,16 +205,7 @@ ps_request_snapshot(PG_FUNCTION_ARGS)
 	body = request_body(fcinfo);
 
 	SPI_connect();
-	ps_catalog_require_current();
-	sub = ps_catalog_load_by_name(name, cxt);
-	if (sub == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("subscription \"%s\" does not exist", name)));
-	if (!has_privs_of_role(GetUserId(), sub->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of subscription \"%s\"", name)));
+	sub = ps_catalog_load_owned(name, GetUserId(), cxt);
 	if (!sub->enabled)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -29,7 +29,7 @@
 static void find_key_operators(PsApply *a);
 
 /* The type's send function, or InvalidOid (a domain's is its base type's). */
-static Oid
+Oid
 ps_type_send_function(Oid typid)
 {
 	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(getBaseType(typid)));

@@ -30,6 +30,7 @@
 #include "driver.h"
 #include "http.h"
 #include "run.h"
+#include "upload.h"
 
 /* a shape the group waits for is asked again after this long in a long-poll */
 #define LAGGARD_NUDGE_MS 100
@@ -42,7 +43,9 @@ struct PsDriver
 	PsResponse *resps;			/* by member */
 	bool		commit_pending;
 	bool		in_commit;
+	bool		in_upload;
 	PsMember   *current;		/* the member whose request a step is handling */
+	PsUpload   *upload;			/* local writes (workers only) */
 };
 
 /* ---- set-up ------------------------------------------------------------------ */
@@ -70,6 +73,8 @@ ps_driver_create(PsRun *run)
 	d->resps = MemoryContextAllocZero(run->cxt, sizeof(PsResponse) * Max(run->nmembers, 1));
 	for (int i = 0; i < run->nmembers; i++)
 		d->xfers[i] = ps_http_xfer_create(d->pool, &run->members[i]);
+	if (run->mode == PS_RUN_WORKER)
+		d->upload = ps_upload_create(run, d->pool);
 	return d;
 }
 
@@ -208,9 +213,19 @@ static void
 handle_done(PsDriver *d, PsHttpXfer *x)
 {
 	PsRun	   *run = d->run;
-	PsMember   *m = ps_http_xfer_owner(x);
-	PsResponse *resp = &d->resps[m->index];
+	PsMember   *m;
+	PsResponse *resp;
 	PsOutcome	o;
+
+	if (ps_upload_owns(d->upload, x))
+	{
+		d->in_upload = true;
+		ps_upload_done(d->upload);
+		d->in_upload = false;
+		return;
+	}
+	m = ps_http_xfer_owner(x);
+	resp = &d->resps[m->index];
 
 	d->current = m;
 	o = ps_member_response_end(m, resp);
@@ -278,6 +293,12 @@ ps_driver_step(PsDriver *d)
 	nudge_laggards(d);
 
 	wake = ps_run_next_wakeup(run);
+	if (d->upload)
+	{
+		d->in_upload = true;
+		ps_upload_step(d->upload, now, &wake);
+		d->in_upload = false;
+	}
 	if (d->commit_pending && run->retry_at > now && (wake == 0 || run->retry_at < wake))
 		wake = run->retry_at;
 	if (wake != 0)
@@ -305,6 +326,7 @@ ps_driver_step(PsDriver *d)
 void
 ps_driver_abort_all(PsDriver *d)
 {
+	ps_upload_abort(d->upload);
 	for (int i = 0; i < d->run->nmembers; i++)
 		if (d->run->members[i].in_flight)
 		{
@@ -320,6 +342,16 @@ ps_driver_failed(PsDriver *d, ErrorData *e)
 	PsMember   *m = d->current;
 	bool		in_commit = d->in_commit;
 
+	if (d->in_upload)
+	{
+		/* the write goes again later, with its key; the stream is not at fault */
+		d->in_upload = false;
+		ps_upload_abort(d->upload);
+		ereport(LOG,
+				(errmsg("pglite_sync: subscription \"%s\": uploading a write failed: %s",
+						d->run->sub->name, e->message)));
+		return;
+	}
 	d->current = NULL;
 	d->in_commit = false;
 	if (m && m->in_flight)

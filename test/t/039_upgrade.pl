@@ -36,7 +36,7 @@ sql($node, "CREATE TABLE items (id int PRIMARY KEY, title text); CREATE TABLE la
 
 # the new library and the old SQL: the 0.1.0 API refuses, with a hint
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.sync_shape_to_table('" . $server->shape('items') . "', 'items', '{id}', shape_key => 'items')");
-like($err, qr/extension "pglite_sync" must be updated to version 0\.2\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
+like($err, qr/extension "pglite_sync" must be updated to version 0\.3\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
 like($err, qr/HINT:  Run ALTER EXTENSION pglite_sync UPDATE/, '... with the hint to update');
 
 # subscriptions as 0.1.0 stored them: the shape in the subscription row and
@@ -65,7 +65,7 @@ is(sql($node, "SELECT string_agg(name || ' ' || state || ' ' || rows_applied, ',
 my ($req0) = grep { $_->{query}{offset} eq '-1' } @{ $server->requests('items') };
 is($req0->{headers}{'x-legacy'}, 'yes', 'with their stored headers');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.unsubscribe('items')");
-like($err, qr/must be updated to version 0\.2\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
+like($err, qr/must be updated to version 0\.3\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
 is(sub_status($node, 'items', 'state'), 'live', 'and changed nothing');
 
 # a change while on 0.1.0: positions are stored in the 0.1.0 layout
@@ -82,7 +82,7 @@ my %pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items labels);
 
 # ---- ALTER EXTENSION UPDATE while they are live ----
 $server->clear_requests;
-sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+sql($node, "ALTER EXTENSION pglite_sync UPDATE TO '0.2.0'");
 is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.2.0', 'updated to 0.2.0');
 is(sql($node, "SELECT string_agg(name || ' ' || shape_count || ' ' || handle || ' ' || \"offset\" || ' ' || rows_applied, ',' ORDER BY name) FROM electric.subscriptions"),
 	"items 1 $before{items},labels 1 $before{labels}", 'the 0.2.0 view shows both, with their positions and counts');
@@ -106,6 +106,20 @@ for my $s (qw(items labels))
 is(sub_status($node, 'items', 'rows_applied'), (split / /, $before{items})[2] + 1, 'rows_applied went on from where it was');
 is(sql($node, "SELECT count(*) FROM electric.subscription_shapes"), '2', 'subscription_shapes has one shape each');
 unlike(slurp_file($node->logfile), qr/catalog statement failed|terminated by signal|PANIC/, 'no catalog error in the workers during the update');
+
+# ---- and on to 0.3.0 (local writes), still live ----
+%pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items labels);
+my $positions = sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions");
+$server->clear_requests;
+sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.3.0', 'updated to 0.3.0');
+is(sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions"),
+	$positions, 'positions unchanged by the update');
+is(sql($node, "SELECT count(*) FROM electric.writes"), '0', 'the writes view is there');
+$server->txn('items', { op => 'update', row => { id => '4', title => 'on 0.3.0' } });
+ok(wait_until($node, "SELECT title = 'on 0.3.0' FROM items WHERE id = 4"), 'changes still arrive');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }), 0, 'no resync after the second update');
+is(sub_status($node, 'items', 'worker_pid'), $pids{items}, 'the same worker');
 
 # the 0.2.0 API manages them now
 sql($node, q{SELECT electric.alter_subscription('items', headers => '{"X-Legacy": "updated"}')});

@@ -1,0 +1,401 @@
+/*
+ * upload.c
+ *	  Local writes, the worker's side: the subscription's worker uploads its
+ *	  writes one at a time, in commit order, to the write URL, as one more
+ *	  transfer in the pool its streams use (so neither waits for the other).
+ *	  POST, JSON, Idempotency-Key: the write's id.  2xx: acknowledged (its
+ *	  txid, if any, is what the sync matches); 4xx other than 408, 425 and
+ *	  429: rejected, and its rows return to the server's version; anything
+ *	  else: retried with the subscription's backoff, the writes after it
+ *	  waiting (order is kept).  A write is sent again only under its key.
+ */
+#include "pglite_sync.h"
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "mb/pg_wchar.h"
+
+#include "catalog.h"
+#include "http.h"
+#include "ps_alloc.h"
+#include "json.h"
+#include "optimistic.h"
+#include "protocol.h"
+#include "run.h"
+#include "upload.h"
+
+struct PsUpload
+{
+	PsRun	   *run;
+	PsHttpXfer *xfer;
+	PsResponse	resp;
+	StringInfoData answer;
+	bool		in_flight;
+	int64		write;			/* the write in flight */
+	char		write_id[40];
+	bool		dirty;			/* there may be a write to send */
+	uint64		seen_seq;
+	TimestampTz retry_at;
+	int			failures;
+};
+
+PsUpload *
+ps_upload_create(PsRun *run, PsHttpPool *pool)
+{
+	PsUpload   *u = MemoryContextAllocZero(run->cxt, sizeof(PsUpload));
+	MemoryContext old = MemoryContextSwitchTo(run->cxt);
+
+	u->run = run;
+	u->xfer = ps_http_xfer_create(pool, u);
+	initStringInfo(&u->answer);
+	u->dirty = true;			/* whatever an earlier run left unsent */
+	MemoryContextSwitchTo(old);
+	return u;
+}
+
+bool
+ps_upload_owns(PsUpload *u, PsHttpXfer *x)
+{
+	return u && x == u->xfer;
+}
+
+/* A stop or a reload: what was in flight is sent again (same key). */
+void
+ps_upload_abort(PsUpload *u)
+{
+	if (u == NULL || !u->in_flight)
+		return;
+	ps_http_abort(u->xfer);
+	u->in_flight = false;
+	u->dirty = true;
+}
+
+/* ---- the request ----------------------------------------------------------------- */
+
+/* ["schema", "table"] of the shape's source table (params.table). */
+static json_t *
+relation_of(PsMember *m)
+{
+	const char *t = m->shape.table;
+	const char *dot = strchr(t, '.');
+	json_t	   *r = json_array();
+
+	if (dot)
+	{
+		json_array_append_new(r, json_stringn(t, dot - t));
+		json_array_append_new(r, json_string(dot + 1));
+	}
+	else
+	{
+		json_array_append_new(r, json_string("public"));
+		json_array_append_new(r, json_string(t));
+	}
+	return r;
+}
+
+/* Local column names to the shape's (through map_columns; unmapped ones are not the shape's). */
+static json_t *
+to_shape(json_t *local, json_t *map)
+{
+	json_t	   *out;
+	const char *k;
+	json_t	   *v;
+
+	if (local == NULL || json_is_null(local))
+		return NULL;
+	if (map == NULL)
+		return json_incref(local);
+	out = ps_json_new_object();
+	json_object_foreach(local, k, v)
+	{
+		json_t	   *to = json_object_get(map, k);
+
+		if (json_is_string(to))
+			json_object_set(out, json_string_value(to), v);
+	}
+	return out;
+}
+
+static PsMember *
+member_named(PsRun *run, const char *shape)
+{
+	for (int i = 0; i < run->nmembers; i++)
+		if (strcmp(run->members[i].def->name, shape) == 0)
+			return &run->members[i];
+	return NULL;
+}
+
+/* The request body of a write, in the shape's terms (UTF-8 JSON). */
+static char *
+request_body(PsUpload *u, PsWrite *w)
+{
+	json_t	   *body = ps_json_new_object();
+	json_t	   *list = json_array();
+	char	   *text;
+	char	   *out;
+
+	json_object_set_new(body, "write_id", json_string(w->write_id));
+	for (int i = 0; i < w->nmutations; i++)
+	{
+		HeapTuple	t = w->mutations->vals[i];
+		TupleDesc	d = w->mutations->tupdesc;
+		char	   *op = SPI_getvalue(t, d, 1);
+		char	   *shape = SPI_getvalue(t, d, 2);
+		PsMember   *m = member_named(u->run, shape);
+		json_t	   *map = NULL;
+		json_t	   *mut = ps_json_new_object();
+		json_t	   *v;
+		const char *fields[3] = {"key", "value", "old_value"};
+
+		if (m == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("a write of subscription \"%s\" names shape \"%s\", which it no longer has",
+							u->run->sub->name, shape)));
+		if (m->def->map_columns)
+			map = json_loads(m->def->map_columns, 0, NULL);
+		json_object_set_new(mut, "operation", json_string(op));
+		json_object_set_new(mut, "relation", relation_of(m));
+		for (int f = 0; f < 3; f++)
+		{
+			char	   *s = SPI_getvalue(t, d, 3 + f);
+
+			if (s == NULL)
+				continue;
+			/* the stored JSON is in the server encoding: UTF-8 for the wire */
+			s = pg_server_to_any(s, strlen(s), PG_UTF8);
+			v = to_shape(json_loads(s, 0, NULL), map);
+			if (v)
+				json_object_set_new(mut, fields[f], v);
+		}
+		json_array_append_new(list, mut);
+		if (map)
+			json_decref(map);
+	}
+	json_object_set_new(body, "mutations", list);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (text == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	out = MemoryContextStrdup(u->run->cxt, text);
+	ps_free(text);
+	return out;
+}
+
+static PsHttpBody
+collect(void *arg, const char *data, size_t len, const PsResponse *resp)
+{
+	PsUpload   *u = arg;
+
+	if (u->answer.len < 64 * 1024)
+		appendBinaryStringInfo(&u->answer, data, (int) Min(len, (size_t) (64 * 1024)));
+	return PS_HTTP_BODY_OK;
+}
+
+/* Start the next write, if there is one and it is time. */
+void
+ps_upload_step(PsUpload *u, TimestampTz now, TimestampTz *wake)
+{
+	PsRun	   *run = u->run;
+	PsWrite		w;
+	char	   *url = NULL;
+	char	   *headers = NULL;
+	char	   *body = NULL;
+	List	   *names;
+	List	   *values;
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		found;
+
+	if (u->in_flight)
+		return;
+	if (run->slot)
+	{
+		uint64		seq = ps_slot_writes_seq(run->slot);
+
+		if (seq != u->seen_seq)
+		{
+			u->seen_seq = seq;
+			u->dirty = true;
+		}
+	}
+	if (!u->dirty)
+		return;
+	if (u->retry_at > now)
+	{
+		if (*wake == 0 || u->retry_at < *wake)
+			*wake = u->retry_at;
+		return;
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	found = ps_catalog_write_target_get(run->sub->id, &url, &headers) &&
+		ps_catalog_write_next(run->sub->id, &w);
+	if (!found)
+		u->dirty = false;		/* until the next committed write */
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(run->cxt);
+
+		url = pstrdup(url);
+		headers = headers ? pstrdup(headers) : NULL;
+		MemoryContextSwitchTo(old);
+		body = request_body(u, &w);
+		u->write = w.id;
+		strlcpy(u->write_id, w.write_id, sizeof(u->write_id));
+		ps_catalog_write_sent(w.id);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (!found)
+		return;
+
+	/* the subscription's headers (and headers function), then the write's own */
+	ps_run_headers(run, &run->members[0], false, &names, &values);
+	if (headers)
+	{
+		json_t	   *h = json_loads(headers, 0, NULL);
+		const char *k;
+		json_t	   *v;
+
+		json_object_foreach(h, k, v)
+		{
+			names = lappend(names, pstrdup(k));
+			values = lappend(values, pstrdup(json_string_value(v)));
+		}
+		json_decref(h);
+	}
+	names = lappend(names, pstrdup("Idempotency-Key"));
+	values = lappend(values, pstrdup(u->write_id));
+
+	resetStringInfo(&u->answer);
+	PS_DEBUG_LOG(run, "POST %s (write %s)", url, u->write_id);
+	ps_http_set_body(u->xfer, body);
+	ps_http_start(u->xfer, url, names, values, false, false, collect, u, &u->resp);
+	u->in_flight = true;
+}
+
+/* ---- the answer -------------------------------------------------------------------- */
+
+/* "txid" of a 2xx answer (a string of digits or a number), or NULL. */
+static char *
+answer_txid(PsUpload *u)
+{
+	json_t	   *o = json_loadb(u->answer.data, u->answer.len, 0, NULL);
+	json_t	   *t;
+	char	   *out = NULL;
+
+	if (o == NULL)
+		return NULL;
+	t = json_is_object(o) ? json_object_get(o, "txid") : NULL;
+	if (json_is_integer(t) && json_integer_value(t) >= 0)
+		out = psprintf("%lld", (long long) json_integer_value(t));
+	else if (json_is_string(t) && json_string_length(t) > 0 &&
+			 strspn(json_string_value(t), "0123456789") == json_string_length(t))
+		out = pstrdup(json_string_value(t));
+	json_decref(o);
+	return out;
+}
+
+/* The rejected write's rows go back to the server's version, as the owner. */
+static void
+restore(PsUpload *u, int64 write)
+{
+	Oid			save_user;
+	int			save_sec;
+	int			level;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	if (save_user != u->run->sub->owner)
+		SetUserIdAndSecContext(u->run->sub->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	level = NewGUCNestLevel();
+	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	ps_optimistic_rejected(write);
+	/* nothing deferred may run as someone else at COMMIT (see commit.c) */
+	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "pglite_sync: SET CONSTRAINTS failed");
+	AtEOXact_GUC(false, level);
+	SetUserIdAndSecContext(save_user, save_sec);
+}
+
+void
+ps_upload_done(PsUpload *u)
+{
+	PsRun	   *run = u->run;
+	PsResponse *r = &u->resp;
+	bool		ok = r->outcome == PS_XFER_DONE && r->status >= 200 && r->status < 300;
+	bool		rejected = r->outcome == PS_XFER_DONE && r->status >= 400 && r->status < 500 &&
+		r->status != 408 && r->status != 425 && r->status != 429;
+	char	   *txid = ok ? answer_txid(u) : NULL;
+	char	   *error = NULL;
+	char	   *answer = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	u->in_flight = false;
+	if (r->outcome == PS_XFER_INTERRUPTED)
+	{
+		u->dirty = true;
+		return;
+	}
+	if (!ok)
+	{
+		answer = r->error_body_len ? pnstrdup(r->error_body, r->error_body_len) : NULL;
+		error = r->outcome == PS_XFER_DONE ?
+			psprintf("the write API answered %ld%s%s", r->status, answer ? ": " : "", answer ? answer : "") :
+			psprintf("write request failed: %s", r->error);
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (ok)
+	{
+		ps_catalog_write_answered(u->write, 'a', (int) r->status, txid, NULL, NULL);
+		if (txid)
+			(void) ps_catalog_write_ack_seen(run->sub->id, u->write, txid);
+	}
+	else if (rejected)
+	{
+		ps_catalog_write_answered(u->write, 'r', (int) r->status, NULL, error, answer);
+		restore(u, u->write);
+	}
+	else
+		ps_catalog_write_answered(u->write, 'f', (int) r->status, NULL, error, NULL);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+
+	PS_DEBUG_LOG(run, "write %s: %s%s%s", u->write_id,
+				 ok ? "acknowledged" : rejected ? "rejected: " : "failed: ",
+				 ok ? (txid ? ", txid " : ", no txid") : error, ok && txid ? txid : "");
+	u->dirty = true;
+	if (ok || rejected)
+	{
+		u->failures = 0;
+		u->retry_at = 0;
+	}
+	else
+	{
+		int64		wait_ms = ps_backoff_ms(ps_backoff_base_ms, ps_backoff_max_ms, u->failures++,
+											pg_prng_double(&pg_global_prng_state), r->retry_after_ms);
+
+		u->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+		ereport(LOG,
+				(errmsg("pglite_sync: subscription \"%s\": write %s: %s; retrying in %.1f s",
+						run->sub->name, u->write_id, error, wait_ms / 1000.0)));
+	}
+}
