@@ -26,14 +26,16 @@
 // (not in --quick mode unless --md is given).
 
 import pg from 'pg';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
+const execFileAsync = promisify(execFile);
 const PG_MAJOR = 15;
 const PGBIN = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
 const OS_USER = process.env.TEST_USER || 'postgres';
@@ -79,6 +81,7 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --md PATH          write the Markdown report there (default BENCHMARKS.md; not in --quick)
   --no-md            do not write BENCHMARKS.md
   --keep             keep the scratch directory (data directory, logs)
+  --render FILE      only write the report (--md) again from a results/*.json
   --no-build         (run only) do not build and install the extension first`;
 
 function parseArgs(argv) {
@@ -126,6 +129,7 @@ function parseArgs(argv) {
     else if (a === '--md') o.md = val();
     else if (a === '--no-md') o.md = null;
     else if (a === '--keep') o.keep = true;
+    else if (a === '--render') o.render = val();
     else if (a === '--no-build') { /* handled by the run wrapper */ }
     else if (a === '-h' || a === '--help') {
       console.log(USAGE);
@@ -342,11 +346,16 @@ class Env {
   }
 
   async control(method, p, body) {
-    const r = await fetch(`${this.base}/_control${p}`, {
-      method,
-      headers: { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    });
+    let r;
+    try {
+      r = await fetch(`${this.base}/_control${p}`, {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new Error(`control ${method} ${p}: ${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}`);
+    }
     const text = await r.text();
     if (!r.ok) throw new Error(`control ${method} ${p}: ${r.status} ${text.slice(0, 300)}`);
     return JSON.parse(text);
@@ -598,7 +607,9 @@ async function runPglite(env, { sizes, methods, repeat }) {
             '--impl', impl, '--method', method, '--data-dir', dir, ...(impl === 'ours' && round === 1 && method === methods[0] ? ['--floor', '1'] : [])];
           let r;
           try {
-            const text = execFileSync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 1_800_000 });
+            // not execFileSync: a blocked event loop leaves the control
+            // API's pooled connections to go stale on the server's side
+            const { stdout: text } = await execFileAsync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 1_800_000 });
             r = JSON.parse(text.trim().split('\n').pop());
           } catch (e) {
             r = { impl, method, rows: n, error: String(e.stderr || e.message).slice(-500) };
@@ -1728,10 +1739,15 @@ function verdicts(R) {
   const n = R.options.rows;
   const best = bestAt(n);
   const nat = R.initial?.native[n];
-  if (best && nat?.ok) {
-    const x = best.rows_per_s / nat.rows_per_s;
-    v.push({ target: 'best initial method ≥ 0.8× native COPY rows/s', measured: `${best.method}: ${fmtInt(best.rows_per_s)} vs ${fmtInt(nat.rows_per_s)} rows/s = ${fmtX(x)} at N = ${fmtInt(n)}`, met: x >= 0.8 });
-  } else v.push({ target: 'best initial method ≥ 0.8× native COPY rows/s', measured: '–', met: null });
+  // issue 12's targets at the large N: the best method, insert and json against native COPY
+  const methodAt = (m) => (R.initial?.runs ?? []).find((r) => r.n === n && r.ok && r.method === m) ?? null;
+  for (const [label, run, floor] of [['best initial method', best, 0.9], ['`insert`', methodAt('insert'), 0.7], ['`json`', methodAt('json'), 0.5]]) {
+    const target = `${label} ≥ ${floor}× native COPY rows/s`;
+    if (run && nat?.ok) {
+      const x = run.rows_per_s / nat.rows_per_s;
+      v.push({ target, measured: `${run.method}: ${fmtInt(run.rows_per_s)} vs ${fmtInt(nat.rows_per_s)} rows/s = ${fmtX(x)} at N = ${fmtInt(n)}`, met: x >= floor });
+    } else v.push({ target, measured: '–', met: null });
+  }
   const pb = R.peer?.best;
   const ours = R.peer ? bestAt(R.peer.n) : null;
   if (pb && ours) {
@@ -1816,6 +1832,15 @@ async function main() {
     opts = parseArgs(process.argv.slice(2));
   } catch (e) {
     throw Object.assign(e, { usage: true });
+  }
+  if (opts.render) {
+    // the report again from a results file (e.g. after the targets changed)
+    const R = JSON.parse(fs.readFileSync(opts.render, 'utf8'));
+    R.verdicts = verdicts(R);
+    const text = report(R);
+    if (opts.md) fs.writeFileSync(opts.md, `${text}\n`);
+    console.log(text);
+    return;
   }
   const started = now();
   const R = {
