@@ -69,6 +69,21 @@ ok(!$offsets{'-1'}, 'every stream resumes at a log offset: ' . join(', ', sort k
 $server->txn('items', { op => 'insert', row => { id => 100, title => 'after the quiet' } });
 ok(wait_until($node, "SELECT count(*) = 1 FROM items WHERE id = 100"), 'a change after the quiet arrives');
 
+# ---- a whole minute of keep-alives only, at Electric's default interval ----
+# (21 s apart: a stream that needed data more often, or that timed out as a
+# request does after pglite_sync.http_timeout, 60 s, would be reopened)
+$server->config(sse_keepalive_ms => 21000, sse_timeout_ms => 120000);
+sleep 5;	# the current stream ends at its 4 s; the next one has the new settings
+$server->clear_requests;
+sleep 65;
+@reqs = @{ $server->requests('items') };
+is(scalar(@reqs), 0, 'a minute with nothing but keep-alives: the same stream stays open (' . scalar(@reqs) . ' new requests)');
+is(sub_status($node, 'items', "state || ' ' || coalesce(last_error, 'none')"), 'live none', '... live, no error');
+$server->txn('items', { op => 'insert', row => { id => 102, title => 'after the quiet minute' } });
+ok(wait_until($node, "SELECT count(*) = 1 FROM items WHERE id = 102", 5), 'a change after the quiet minute arrives on that stream');
+is(scalar(@{ $server->requests('items') }), 0, '... without a new request');
+$server->config(sse_keepalive_ms => 300, sse_timeout_ms => 4000);
+
 # ---- a stream cut in the middle of an event ----
 $server->fault(kind => 'sse_cut_mid_event', after_events => 1, count => 1);
 $server->multi_txn(map { { table => 'items', op => 'update', row => { id => $_, title => "cut $_" } } } 11 .. 15);
