@@ -245,9 +245,9 @@ ps_slot_request_rescan(void)
 	LWLockRelease(ps_shared->lock);
 }
 
-/* alter_subscription committed: the process rereads the definition now. */
-void
-ps_slot_reload(Oid dbid, int32 subid)
+/* Bump one of a running subscription's counters and wake its worker. */
+static void
+slot_notify(Oid dbid, int32 subid, bool writes)
 {
 	PsSlot	   *slot;
 
@@ -255,28 +255,28 @@ ps_slot_reload(Oid dbid, int32 subid)
 	slot = ps_slot_find(dbid, subid);
 	if (slot != NULL)
 	{
-		slot->reload_seq++;
+		if (writes)
+			slot->writes_seq++;
+		else
+			slot->reload_seq++;
 		if (slot->latch)
 			SetLatch(slot->latch);
 	}
 	LWLockRelease(ps_shared->lock);
 }
 
+/* alter_subscription committed: the process rereads the definition now. */
+void
+ps_slot_reload(Oid dbid, int32 subid)
+{
+	slot_notify(dbid, subid, false);
+}
+
 /* A local write committed: its subscription's worker has something to upload. */
 void
 ps_slot_writes(Oid dbid, int32 subid)
 {
-	PsSlot	   *slot;
-
-	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	slot = ps_slot_find(dbid, subid);
-	if (slot != NULL)
-	{
-		slot->writes_seq++;
-		if (slot->latch)
-			SetLatch(slot->latch);
-	}
-	LWLockRelease(ps_shared->lock);
+	slot_notify(dbid, subid, true);
 }
 
 uint64

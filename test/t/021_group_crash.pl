@@ -153,7 +153,7 @@ my $out_of_phase = sub {
 $out_of_phase->();
 my $live_kills = $kills;
 my $txns = 0;
-for my $round (1 .. 30)
+for my $round (1 .. 60)
 {
 	last if $round > 12 && $inf_kills > 0;	# (more rounds until one kill found "_inf")
 	my $kill_at = 1 + int(rand(8));
