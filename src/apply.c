@@ -263,6 +263,8 @@ step(PsApply *a)
 			return;
 		}
 	}
+	/* a later page of a streamed snapshot is not bulk loaded after this */
+	a->res.bulk_stopped |= a->opts.bulk;
 	if (!a->opts.row_by_row && !a->opts.shared && a->row.op == 'I' && !a->row.move_in &&
 		!a->row.tagged && !a->writes_pending)
 	{

@@ -28,6 +28,7 @@ typedef struct PsApplyResult
 	int64		bulk_rows;		/* of which loaded by copy/json */
 	int64		skipped;		/* deletes of rows already gone */
 	const char *method;			/* load path of the leading snapshot rows */
+	bool		bulk_stopped;	/* a row the bulk path does not take came */
 } PsApplyResult;
 
 typedef struct PsApplyOptions

@@ -120,6 +120,42 @@ next_in_order(CommitShape *shapes, int n)
 	return best;
 }
 
+/* electric.syncing on for the owner's code: user triggers can tell synced
+ * writes from local ones; returns the GUC level to end it at */
+static int
+begin_syncing(void)
+{
+	int			guc_level = NewGUCNestLevel();
+
+	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return guc_level;
+}
+
+static void
+apply_options(PsRun *run, PsMember *m, uint64 target, PsApplyOptions *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	/* a streamed snapshot's later pages, once a row broke its bulk run */
+	opts->bulk = m->from_start && !(run->snap_open && run->snap_res.bulk_stopped);
+	opts->method = run->sub->initial_insert_method;
+	opts->row_by_row = run->row_by_row;
+	opts->changes_only = m->shape.changes_only;
+	opts->replica_full = m->shape.replica_full;
+	opts->limit_lsn = target;
+}
+
+static void
+add_result(PsApplyResult *to, const PsApplyResult *r)
+{
+	if (to->method == NULL || (to->bulk_rows == 0 && r->bulk_rows > 0))
+		to->method = r->method;
+	to->rows += r->rows;
+	to->bulk_rows += r->bulk_rows;
+	to->skipped += r->skipped;
+	to->bulk_stopped |= r->bulk_stopped;
+}
+
 static int64
 apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 {
@@ -136,21 +172,16 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 		shapes[i].m = m;
 		if (!m->replace && !ps_spool_has_upto(m->spool, target))
 			continue;
-		memset(&opts, 0, sizeof(opts));
-		opts.bulk = m->from_start;
-		opts.method = run->sub->initial_insert_method;
-		opts.row_by_row = run->row_by_row;
-		opts.changes_only = m->shape.changes_only;
-		opts.replica_full = m->shape.replica_full;
-		opts.limit_lsn = target;
+		apply_options(run, m, target, &opts);
 		shapes[i].apply = ps_apply_open(run->sub, m->def, m->spool, &opts);
 		if (run->slot)
 			ps_apply_set_stop_check(shapes[i].apply, stop_check, run);
 	}
 
-	/* children before parents: clear in reverse declaration order */
+	/* children before parents: clear in reverse declaration order (a
+	 * streamed snapshot's first page did it) */
 	for (int i = n - 1; i >= 0; i--)
-		if (shapes[i].apply && shapes[i].m->replace)
+		if (shapes[i].apply && shapes[i].m->replace && !run->snap_open)
 			ps_apply_replace(shapes[i].apply);
 
 	while ((cs = next_in_order(shapes, n)) != NULL)
@@ -167,10 +198,220 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 		if (shapes[i].apply == NULL)
 			continue;
 		ps_apply_close(shapes[i].apply, &shapes[i].res);
+		if (run->snap_open)
+		{
+			/* the pages before this last one count too */
+			PsApplyResult last = shapes[i].res;
+
+			shapes[i].res = run->snap_res;
+			add_result(&shapes[i].res, &last);
+		}
 		applied += shapes[i].res.rows;
 	}
 	return applied;
 }
+
+/* ---- a snapshot loaded page by page ------------------------------------------------ */
+
+/*
+ * pglite_sync.stream_snapshot: the pages of an initial snapshot are loaded
+ * as they arrive (while the next one downloads), in one transaction left
+ * open between requests; the up-to-date commits it with the position in
+ * ps_run_commit.  Readers see the old rows until then, as with a whole
+ * batch; a failure rolls all of it back and the snapshot is asked for
+ * again.  Only for a worker's single shape that restarted from -1: a
+ * group's snapshots land together at the common up-to-date, a shared table
+ * is taken in turns, a batch being redone row by row needs it whole, and
+ * local writes waiting go on top of the complete snapshot.
+ */
+#ifndef __PGLITE__
+bool
+ps_run_snapshot_streams(PsRun *run)
+{
+	PsMember   *m = &run->members[0];
+
+	return ps_stream_snapshot && run->mode == PS_RUN_WORKER && run->nmembers == 1 &&
+		m->from_start && m->replace && !run->row_by_row && !run->snap_declined &&
+		!OidIsValid(m->def->on_must_refetch) && ps_spool_count(m->spool) > 0 &&
+		run->retry_at <= GetCurrentTimestamp();
+}
+
+void
+ps_run_load_page(PsRun *run)
+{
+	PsMember   *m = &run->members[0];
+	bool		first = !run->snap_open;
+	PsApplyOptions opts;
+	PsApply    *a;
+	PsApplyResult res;
+	ApplyUser	u;
+	int			guc_level;
+	uint64		lsn;
+	uint32		pos;
+
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("loading the snapshot of subscription %s (%lld rows so far)",
+									run->sub->name, (long long) run->snap_res.rows));
+	if (first)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		run->snap_open = true;
+		memset(&run->snap_res, 0, sizeof(run->snap_res));
+		run->snap_changes = 0;
+	}
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (first)
+	{
+		bool		writes_pending;
+
+		if (!ps_catalog_is_current(run->sub->id, run->sub->version) || ps_run_stop_requested(run))
+			gone(run);
+		(void) ps_catalog_write_acked_txids(run->sub->id, &writes_pending);
+		if (writes_pending)
+		{
+			PopActiveSnapshot();
+			SPI_finish();
+			AbortCurrentTransaction();
+			run->snap_open = false;
+			run->snap_declined = true;
+			PS_DEBUG_LOG(run, "local writes are pending: the snapshot is loaded whole at its end");
+			return;
+		}
+		ps_catalog_subset_lock(run->sub->id, false);
+	}
+	become_owner(run, &u);
+	guc_level = begin_syncing();
+	apply_options(run, m, PG_UINT64_MAX, &opts);
+	a = ps_apply_open(run->sub, m->def, m->spool, &opts);
+	ps_apply_set_stop_check(a, stop_check, run);
+	if (first)
+		ps_apply_replace(a);
+	while (ps_apply_peek(a, &lsn, &pos))
+		ps_apply_step(a);
+	ps_apply_close(a, &res);
+	AtEOXact_GUC(false, guc_level);
+	restore_user(&u);
+	PopActiveSnapshot();
+	SPI_finish();
+	/* loaded: the spool holds one page at a time */
+	run->snap_changes += ps_spool_count(m->spool);
+	ps_spool_drop_consumed(m->spool);
+	add_result(&run->snap_res, &res);
+	PS_DEBUG_LOG(run, "snapshot page loaded: %lld rows (%lld so far, by %s)%s",
+				 (long long) res.rows, (long long) run->snap_res.rows,
+				 run->snap_res.method ? run->snap_res.method : "insert",
+				 first ? ", table rows replaced" : "");
+	pgstat_report_activity(STATE_IDLEINTRANSACTION,
+						   psprintf("snapshot of subscription %s: %lld rows loaded",
+									run->sub->name, (long long) run->snap_res.rows));
+}
+
+/*
+ * Does the open snapshot transaction hold up a lock request on a relation
+ * (DDL on the table, DROP EXTENSION)?  The pid waiting, or 0.  Row locks
+ * are not counted: a local write to a row the snapshot replaced waits for
+ * it, as it would for any transaction.
+ */
+int
+ps_run_snapshot_blocks(PsRun *run)
+{
+	int			rc;
+	int			pid = 0;
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute("SELECT l.pid FROM pg_catalog.pg_locks l"
+					 " WHERE NOT l.granted AND l.locktype = 'relation'"
+					 " AND pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(l.pid))"
+					 " LIMIT 1", true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pglite_sync: reading pg_locks failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			pid = DatumGetInt32(d);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	return pid;
+}
+
+bool
+ps_run_snapshot_abandon(PsRun *run)
+{
+	if (!run->snap_open)
+		return false;
+	AbortOutOfAnyTransaction();
+	run->snap_open = false;
+	PS_DEBUG_LOG(run, "snapshot rolled back after %lld rows: asking for it again from -1",
+				 (long long) run->snap_res.rows);
+	ps_member_restart(&run->members[0]);
+	return true;
+}
+#else
+/* a host's snapshot is its caller's to commit: never streamed */
+bool
+ps_run_snapshot_streams(PsRun *run)
+{
+	return false;
+}
+
+void
+ps_run_load_page(PsRun *run)
+{
+	elog(ERROR, "pglite_sync: no streamed snapshots in PGlite");
+}
+
+/*
+ * Does the open snapshot transaction hold up a lock request on a relation
+ * (DDL on the table, DROP EXTENSION)?  The pid waiting, or 0.  Row locks
+ * are not counted: a local write to a row the snapshot replaced waits for
+ * it, as it would for any transaction.
+ */
+int
+ps_run_snapshot_blocks(PsRun *run)
+{
+	int			rc;
+	int			pid = 0;
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute("SELECT l.pid FROM pg_catalog.pg_locks l"
+					 " WHERE NOT l.granted AND l.locktype = 'relation'"
+					 " AND pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(l.pid))"
+					 " LIMIT 1", true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pglite_sync: reading pg_locks failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			pid = DatumGetInt32(d);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	return pid;
+}
+
+bool
+ps_run_snapshot_abandon(PsRun *run)
+{
+	return false;
+}
+
+int
+ps_run_snapshot_blocks(PsRun *run)
+{
+	return 0;
+}
+#endif
 
 void
 ps_run_commit(PsRun *run, uint64 target)
@@ -190,14 +431,19 @@ ps_run_commit(PsRun *run, uint64 target)
 		count += ps_spool_count(run->members[i].spool);
 		replaced |= run->members[i].replace;
 	}
+	if (run->snap_open)
+		count += run->snap_changes;	/* the pages loaded already */
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("applying %lld changes of subscription %s",
 									(long long) count, sub->name));
 #ifndef __PGLITE__
 	if (own_txn)
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
+		if (!run->snap_open)
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+		}
 		SPI_connect();
 	}
 #endif
@@ -210,10 +456,7 @@ ps_run_commit(PsRun *run, uint64 target)
 	ps_catalog_subset_lock(sub->id, false);
 
 	become_owner(run, &u);
-	guc_level = NewGUCNestLevel();
-	/* user triggers can tell synced writes from local ones */
-	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	guc_level = begin_syncing();
 	applied = apply_shapes(run, shapes, target);
 	/* local writes acknowledged without a txid are synced by this up-to-date */
 	{
@@ -273,6 +516,9 @@ ps_run_commit(PsRun *run, uint64 target)
 	/* a background worker's writes reach autovacuum only if reported */
 	pgstat_report_stat(false);
 #endif
+
+	run->snap_open = false;
+	run->snap_declined = false;
 
 	/* committed: now the spools may forget */
 	for (int i = 0; i < n; i++)
@@ -340,9 +586,7 @@ ps_run_apply_subset(PsRun *run, PsMember *m)
 	opts.replica_full = m->shape.replica_full;
 	opts.limit_lsn = PG_UINT64_MAX;
 	become_owner(run, &u);
-	guc_level = NewGUCNestLevel();
-	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	guc_level = begin_syncing();
 	a = ps_apply_open(run->sub, m->def, m->spool, &opts);
 	while (ps_apply_peek(a, &lsn, &pos))
 		ps_apply_step(a);

@@ -724,17 +724,23 @@ sse_end(PsMember *m, PsResponse *resp)
 void
 ps_member_refetch(PsMember *m, const char *new_handle)
 {
-	ps_spool_clear(m->spool);
 	strlcpy(m->handle, new_handle ? new_handle : "", sizeof(m->handle));
+	ps_member_restart(m);
+	snprintf(m->buster, sizeof(m->buster), "%016llx",
+			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+	m->refetches++;
+}
+
+void
+ps_member_restart(PsMember *m)
+{
+	ps_spool_clear(m->spool);
 	start_over(m);
 	m->last_lsn = 0;
 	m->last_op = 0;
 	m->cursor[0] = '\0';
 	m->live = false;
 	memset(&m->align, 0, sizeof(m->align));
-	snprintf(m->buster, sizeof(m->buster), "%016llx",
-			 (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
-	m->refetches++;
 }
 
 /* ---- after a commit ------------------------------------------------------------- */

@@ -142,6 +142,9 @@ extern PsOutcome ps_member_sse_batch(PsMember *m, PsResponse *resp);
 /* 409 or must-refetch: drop what was spooled and restart at -1. */
 extern void ps_member_refetch(PsMember *m, const char *new_handle);
 
+/* A snapshot loaded page by page was rolled back: ask for it again from -1. */
+extern void ps_member_restart(PsMember *m);
+
 /* A commit up to target: the position to store (more: changes past the
  * target stay spooled), then the bookkeeping once it committed. */
 extern void ps_member_commit_position(PsMember *m, uint64 target, bool more,

@@ -27,6 +27,7 @@ int			ps_max_subscriptions = 32;
 int			ps_max_response_size = 256 * 1024;	/* kB */
 char	   *ps_allowed_hosts = NULL;
 char	   *ps_ca_file = NULL;
+bool		ps_stream_snapshot = true;
 
 void		_PG_init(void);
 
@@ -74,6 +75,11 @@ define_gucs(bool preloading)
 							   "File of trusted certificate authorities for https shape URLs; empty uses the system store.",
 							   NULL, &ps_ca_file, "", PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("pglite_sync.stream_snapshot",
+							 "Loads each page of an initial snapshot as it arrives, in one transaction open until the snapshot is complete.",
+							 "Off: the snapshot is spooled whole and loaded at its end, with no transaction open while it downloads.",
+							 &ps_stream_snapshot, true, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	if (preloading)
 		DefineCustomIntVariable("pglite_sync.max_subscriptions",
 								"Maximum number of subscriptions running at once in the whole cluster.",

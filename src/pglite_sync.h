@@ -22,6 +22,7 @@
 
 /* ---- GUCs (pglite_sync.c) --------------------------------------------- */
 extern bool ps_debug;
+extern bool ps_stream_snapshot;
 extern int	ps_backoff_base_ms;
 extern int	ps_backoff_max_ms;
 extern int	ps_http_timeout_ms;

@@ -227,19 +227,23 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 	{
 #ifndef __PGLITE__
 		MemoryContext cxt = CurrentMemoryContext;
+		/* between the pages of a streamed snapshot none is active */
+		bool		push = !in_txn || !ActiveSnapshotSet();
 
 		if (!in_txn)
 		{
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
 			MemoryContextSwitchTo(cxt);
 		}
+		if (push)
+			PushActiveSnapshot(GetTransactionSnapshot());
 		call_headers_function(run, &fn_names, &fn_values);
+		if (push)
+			PopActiveSnapshot();
 		if (!in_txn)
 		{
 			/* the result lives in cxt, not in the transaction */
-			PopActiveSnapshot();
 			CommitTransactionCommand();
 			MemoryContextSwitchTo(cxt);
 		}

@@ -11,6 +11,7 @@
 
 #include "pglite_sync.h"
 
+#include "apply.h"
 #include "catalog.h"
 #include "member.h"
 
@@ -42,6 +43,15 @@ typedef struct PsRun
 	bool		row_by_row;		/* the batch failed: redo it one statement per change */
 	int			failures;		/* consecutive failed batches */
 	TimestampTz retry_at;		/* no commit before this */
+
+	/*
+	 * An initial snapshot loaded page by page (commit.c): its transaction
+	 * is open from the first page to the up-to-date, which commits it.
+	 */
+	bool		snap_open;
+	bool		snap_declined;	/* this batch is loaded whole, at its end */
+	PsApplyResult snap_res;		/* what the pages loaded so far */
+	int64		snap_changes;	/* of how many spooled changes */
 
 	/* the outcome of the latest step, for ingest_response */
 	const char *last_error;
@@ -80,6 +90,16 @@ extern int	ps_run_laggards(PsRun *run, uint64 target, bool *lagging);
 
 /* Commit (commit.c): in a transaction of its own (worker) or the caller's. */
 extern void ps_run_commit(PsRun *run, uint64 target);
+
+/* Streaming an initial snapshot: may its spooled pages be loaded now? */
+extern bool ps_run_snapshot_streams(PsRun *run);
+/* Load them, in the snapshot's transaction (started by the first page). */
+extern void ps_run_load_page(PsRun *run);
+/* The pid of a lock request on a relation that the snapshot holds up, or 0. */
+extern int	ps_run_snapshot_blocks(PsRun *run);
+/* Roll the snapshot's transaction back (if an ERROR did not already) and
+ * ask for the snapshot again from -1; false if none was open. */
+extern bool ps_run_snapshot_abandon(PsRun *run);
 
 /* request_snapshot: apply the subset spooled for m in the caller's transaction. */
 extern int64 ps_run_apply_subset(PsRun *run, PsMember *m);

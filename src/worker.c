@@ -34,6 +34,8 @@
 
 /* a shape the group waits for is asked again after this long in a long-poll */
 #define LAGGARD_NUDGE_MS 100
+/* a streamed snapshot looks this often for lock requests it holds up */
+#define YIELD_CHECK_MS 200
 
 struct PsDriver
 {
@@ -45,6 +47,7 @@ struct PsDriver
 	bool		in_commit;
 	bool		in_upload;
 	PsMember   *current;		/* the member whose request a step is handling */
+	TimestampTz yield_check_at; /* next look for lock requests a snapshot holds up */
 	PsUpload   *upload;			/* local writes (workers only) */
 };
 
@@ -101,7 +104,7 @@ start_request(PsDriver *d, PsMember *m)
 	char	   *url;
 
 	d->current = m;
-	ps_run_headers(run, m, run->mode != PS_RUN_WORKER, &names, &values);
+	ps_run_headers(run, m, run->mode != PS_RUN_WORKER || run->snap_open, &names, &values);
 	url = ps_member_request_url(m, live);
 	pgstat_report_activity(STATE_RUNNING, psprintf("%s %s", m->request_sse ? "streaming" :
 												   live ? "long-polling" : "fetching", url));
@@ -164,6 +167,21 @@ nudge_laggards(PsDriver *d)
 }
 
 /* ---- one step -------------------------------------------------------------------- */
+
+/* A streamed snapshot is rolled back: its next page request is stale too. */
+static void
+abandon_snapshot(PsDriver *d)
+{
+	PsMember   *m = &d->run->members[0];
+
+	if (!ps_run_snapshot_abandon(d->run))
+		return;
+	if (m->in_flight)
+	{
+		ps_http_abort(d->xfers[m->index]);
+		m->in_flight = false;
+	}
+}
 
 /*
  * An event stream paused at the end of a batch: the batch's outcome now;
@@ -240,9 +258,40 @@ handle_done(PsDriver *d, PsHttpXfer *x)
 		m->auth_retried = true;
 		PS_DEBUG_LOG(run, "401: calling the headers function again");
 	}
-	else if (ps_run_outcome(run, m, o))
-		d->commit_pending = true;
+	else
+	{
+		/* nothing of a failed snapshot is applied: roll back, ask again */
+		if (o.kind == PS_OUT_RETRY || o.kind == PS_OUT_FATAL || o.kind == PS_OUT_REFETCH)
+			abandon_snapshot(d);
+		if (ps_run_outcome(run, m, o))
+			d->commit_pending = true;
+	}
 	d->current = NULL;
+}
+
+/*
+ * A streamed snapshot gives way to the lock requests it holds up (DDL on
+ * its table, DROP EXTENSION), as autovacuum does: rolled back, it is asked
+ * for again once the other statement had its turn.  True if it gave way.
+ */
+static bool
+yield_snapshot(PsDriver *d, TimestampTz now)
+{
+	PsRun	   *run = d->run;
+	int			pid;
+
+	if (!run->snap_open || now < d->yield_check_at)
+		return false;
+	d->yield_check_at = TimestampTzPlusMilliseconds(now, YIELD_CHECK_MS);
+	pid = ps_run_snapshot_blocks(run);
+	if (pid == 0)
+		return false;
+	ereport(LOG,
+			(errmsg("pglite_sync: subscription \"%s\": the snapshot being loaded holds up a lock request of process %d: rolled back, to be asked for again",
+					run->sub->name, pid)));
+	abandon_snapshot(d);
+	run->members[0].retry_at = TimestampTzPlusMilliseconds(now, ps_backoff_base_ms);
+	return true;
 }
 
 /*
@@ -274,6 +323,9 @@ ps_driver_step(PsDriver *d)
 		return;
 	}
 
+	if (!d->commit_pending && yield_snapshot(d, now))
+		return;
+
 	if (!d->commit_pending)
 	{
 		resume_streams(d);
@@ -292,8 +344,18 @@ ps_driver_step(PsDriver *d)
 	}
 	nudge_laggards(d);
 
+	/* the page that came, while the next one downloads */
+	if (!d->commit_pending && run->nmembers == 1 && ps_run_snapshot_streams(run))
+	{
+		d->in_commit = true;
+		ps_run_load_page(run);
+		d->in_commit = false;
+		return;
+	}
+
 	wake = ps_run_next_wakeup(run);
-	if (d->upload)
+	/* local writes go once the snapshot they go on top of has committed */
+	if (d->upload && !run->snap_open)
 	{
 		d->in_upload = true;
 		ps_upload_step(d->upload, now, &wake);
@@ -309,6 +371,8 @@ ps_driver_step(PsDriver *d)
 		TimestampDifference(now, wake, &secs, &usecs);
 		timeout = secs * 1000 + usecs / 1000 + 1;
 	}
+	if (run->snap_open && (timeout < 0 || timeout > YIELD_CHECK_MS))
+		timeout = YIELD_CHECK_MS;
 	n = ps_http_wait(d->pool, timeout,
 					 ps_wait_event(any_live ? PS_WAIT_LONG_POLL :
 								   any_flight ? PS_WAIT_FETCH : PS_WAIT_BACKOFF),
@@ -359,6 +423,7 @@ ps_driver_failed(PsDriver *d, ErrorData *e)
 		ps_http_abort(d->xfers[m->index]);
 		m->in_flight = false;
 	}
+	abandon_snapshot(d);		/* the ERROR rolled it back already */
 	if (in_commit)
 		d->commit_pending = true;
 	ps_run_failed(d->run, m, e, in_commit);
@@ -381,8 +446,14 @@ load_subscription(int32 subid, MemoryContext cxt)
 {
 	PsSubscription *sub = NULL;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	/* a streamed snapshot's transaction goes on (a fresh snapshot sees the change) */
+	bool		own_txn = !IsTransactionState();
+
+	if (own_txn)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!RecoveryInProgress() && !ps_database_is_template() && ps_extension_ready())
 	{
@@ -391,7 +462,8 @@ load_subscription(int32 subid, MemoryContext cxt)
 		SPI_finish();
 	}
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	if (own_txn)
+		CommitTransactionCommand();
 	return sub;
 }
 
@@ -411,6 +483,8 @@ static void
 leave(PsDriver *d, const char *why, bool release, uint64 start_seq)
 {
 	PS_DEBUG_LOG(d->run, "worker exiting: %s", why);
+	if (d->run->snap_open)
+		AbortOutOfAnyTransaction(); /* a snapshot half loaded: none of it */
 	if (release && my_slot)
 		ps_slot_release(my_slot, start_seq);
 	ps_driver_destroy(d);

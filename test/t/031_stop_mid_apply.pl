@@ -16,7 +16,8 @@ use Time::HiRes qw(time usleep);
 
 my $ROWS = 600_000;
 my $server = ElectricServer->new(long_poll_ms => 1000);
-my $node = sync_node('stop_mid_apply');
+# the whole-batch path (a streamed snapshot: 017)
+my $node = sync_node('stop_mid_apply', conf => 'pglite_sync.stream_snapshot = off');
 my $T = JSON::PP::true;
 
 my $gen = $server->generate('big', rows => $ROWS);
