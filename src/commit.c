@@ -367,39 +367,6 @@ ps_run_load_page(PsRun *run)
 	elog(ERROR, "pglite_sync: no streamed snapshots in PGlite");
 }
 
-/*
- * Does the open snapshot transaction hold up a lock request on a relation
- * (DDL on the table, DROP EXTENSION)?  The pid waiting, or 0.  Row locks
- * are not counted: a local write to a row the snapshot replaced waits for
- * it, as it would for any transaction.
- */
-int
-ps_run_snapshot_blocks(PsRun *run)
-{
-	int			rc;
-	int			pid = 0;
-
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	rc = SPI_execute("SELECT l.pid FROM pg_catalog.pg_locks l"
-					 " WHERE NOT l.granted AND l.locktype = 'relation'"
-					 " AND pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(l.pid))"
-					 " LIMIT 1", true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pglite_sync: reading pg_locks failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			pid = DatumGetInt32(d);
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	return pid;
-}
-
 bool
 ps_run_snapshot_abandon(PsRun *run)
 {
