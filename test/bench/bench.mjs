@@ -39,7 +39,11 @@ const execFileAsync = promisify(execFile);
 const PG_MAJOR = 15;
 const PGBIN = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
 const OS_USER = process.env.TEST_USER || 'postgres';
-const ALL_METHODS = ['insert', 'copy', 'json'];
+// a `_whole` method runs with pglite_sync.stream_snapshot off: spooled whole, loaded at the end;
+// a `_paced` one with every page of the snapshot answered after --page-delay ms, as a
+// remote service producing its pages would (not counted against the targets)
+const ALL_METHODS = ['insert', 'copy', 'json', 'copy_whole', 'copy_paced', 'copy_whole_paced'];
+const baseMethod = (m) => m.replace(/_paced$/, '').replace(/_whole$/, '');
 const PEER_METHODS = ['insert', 'csv', 'json'];
 const LONG_POLL_MS = 20000;
 const PHASES = ['initial', 'peer', 'live', 'idle', 'latency', 'group', 'scale', 'pglite'];
@@ -59,7 +63,10 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --live-txns N      single-row update transactions for live apply (default 100000; --quick 10000)
   --idle-subs N      idle live subscriptions (default 50)
   --idle-seconds S   idle measuring window (default 60; --quick 10)
-  --methods LIST     initial_insert_method values (default insert,copy,json)
+  --methods LIST     initial_insert_method values (default insert,copy,json,copy_whole,
+                     copy_paced,copy_whole_paced; _whole: pglite_sync.stream_snapshot off;
+                     _paced: each snapshot page answered after --page-delay ms)
+  --page-delay MS    the server's time per page for the _paced methods (default 100)
   --peer-methods L   pglite-sync initialInsertMethod values (default insert,csv,json)
   --repeat K         timed runs of each initial sync, native COPY, peer method and live
                      apply (debug off); the median is reported (default 3; --quick 1)
@@ -87,7 +94,7 @@ const USAGE = `usage: test/bench/run [options]        (as root)
 function parseArgs(argv) {
   const o = {
     quick: false, rows: null, peerRows: null, liveTxns: null, idleSubs: 50, idleSeconds: null,
-    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: [...PHASES],
+    methods: ALL_METHODS, peerMethods: PEER_METHODS, only: [...PHASES], pageDelay: 100,
     latencyTxns: null, latencyRate: 200, groupShapes: null, groupRows: null, groupTxns: null, groupSeconds: null,
     scaleSubs: null, scaleRows: 100, scaleSeconds: null,
     pgliteRows: null, pgliteMethods: PEER_METHODS,
@@ -111,6 +118,7 @@ function parseArgs(argv) {
     else if (a === '--idle-subs') o.idleSubs = int();
     else if (a === '--idle-seconds') o.idleSeconds = int();
     else if (a === '--repeat') o.repeat = int();
+    else if (a === '--page-delay') o.pageDelay = int();
     else if (a === '--latency-txns') o.latencyTxns = int();
     else if (a === '--latency-rate') o.latencyRate = int();
     else if (a === '--group-shapes') o.groupShapes = int();
@@ -434,7 +442,7 @@ class WorkerWatch {
           this.onPid?.(this.pid);
         }
         if (row.last_error) this.errors.add(`${row.state}: ${row.last_error}`);
-        if (this.tApply == null && row.query?.startsWith('applying')) this.tApply = now();
+        if (this.tApply == null && /^(applying|loading the snapshot)/.test(row.query ?? '')) this.tApply = now();
       }
       await sleep(this.pid ? 100 : 10);
     }
@@ -481,11 +489,18 @@ async function initialSync(env, { n, method, src, local, profile = false }) {
       perf.out = out;
     };
   }
+  const whole = /_whole(_paced)?$/.test(method);
+  const paced = method.endsWith('_paced');
+  await ctl.query(`ALTER SYSTEM SET pglite_sync.stream_snapshot = ${whole ? 'off' : 'on'}`);
+  await ctl.query('SELECT pg_reload_conf()');
+  await sleep(200); // the postmaster has reread it before the worker starts
+  await env.control('DELETE', '/faults');
+  if (paced) await env.control('POST', '/faults', { kind: 'delay', ms: env.opts.pageDelay, when: 'nonlive', count: -1, table: src });
   const srv0 = cpuTicks(env.serverPid);
   await ctl.query(
     `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}',
                                          shape_key => $2, initial_insert_method => $3)`,
-    [JSON.stringify(shape), local, method],
+    [JSON.stringify(shape), local, baseMethod(method)],
   );
   const t0 = now();
   watch.start(t0);
@@ -497,6 +512,7 @@ async function initialSync(env, { n, method, src, local, profile = false }) {
     error = e.message;
   }
   const t1 = now();
+  if (paced) await env.control('DELETE', '/faults');
   await watch.stop();
   const srv1 = cpuTicks(env.serverPid);
   const workerCpu = watch.cpuSeconds();
@@ -1463,7 +1479,11 @@ function report(R) {
     p();
     p('Time from the commit of `electric.sync_shape_to_table(...)` until `electric.wait_for_sync(...)` returns true; ' +
       'then `count(*)` and `rows_applied` are checked against N. *fetch* is the part until the worker starts applying ' +
-      '(downloading and spooling every page; from `pg_stat_activity`), *apply* the rest (one transaction: load, index, commit). ' +
+      '(from `pg_stat_activity`), *apply* the rest, in one transaction. By default (`pglite_sync.stream_snapshot` on) the worker ' +
+      'loads each page as it arrives while the next downloads, so *fetch* is the first page and *apply* overlaps the download; ' +
+      '`copy_whole` is `copy` with the setting off: every page is downloaded and spooled first, then loaded. ' +
+      `The \`_paced\` runs have the test server answer each snapshot page after ${R.options.pageDelay ?? 100} ms, as a remote service ` +
+      'producing its pages would; they show what the overlap hides and are not counted against the targets. ' +
       'Native COPY is `COPY t FROM \'file.csv\' (FORMAT csv)` of the same rows (written by `COPY <synced table> TO`) into an ' +
       'identical empty table with the same primary key, on the same server. The peer is @electric-sql/pglite (in memory) + ' +
       '@electric-sql/pglite-sync in Node, from the same test server and shape; its time runs from `syncShapeToTable()` to `onInitialSync`; ' +
@@ -1733,7 +1753,7 @@ function report(R) {
 function verdicts(R) {
   const v = [];
   const bestAt = (n) => {
-    const ok = (R.initial?.runs ?? []).filter((r) => r.n === n && r.ok);
+    const ok = (R.initial?.runs ?? []).filter((r) => r.n === n && r.ok && !r.method.endsWith('_paced'));
     return ok.length ? ok.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
   };
   const n = R.options.rows;
@@ -1899,6 +1919,8 @@ async function main() {
             }
           }
           for (const m of opts.methods) R.initial.runs.push(aggregate(rounds[m]));
+          await env.ctl.query('ALTER SYSTEM RESET pglite_sync.stream_snapshot');
+          await env.ctl.query('SELECT pg_reload_conf()');
           if (nativeRounds.length) R.initial.native[n] = aggregate(nativeRounds);
           for (const m of opts.methods) await env.ctl.query(`DROP TABLE IF EXISTS sync_${m}_${n}`);
           await env.ctl.query(`DROP TABLE IF EXISTS native_copy_${n}`);
