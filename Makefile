@@ -15,7 +15,7 @@ PURE_OBJS = src/strbuf.o src/bodysplit.o src/message.o src/protocol.o src/shapeo
 # the engine: everything PGlite has too (no workers, no libcurl there)
 ENGINE_OBJS = $(PURE_OBJS) src/pg_alloc.o src/pg_compat.o src/pglite_sync.o src/extension.o \
 	src/catalog.o src/response.o src/member.o src/run.o src/commit.o src/spool.o \
-	src/target.o src/rowbuild.o src/apply_spi.o src/apply_bulk.o src/apply_tags.o src/subset.o src/optimistic.o src/writes.o src/apply.o \
+	src/target.o src/rowbuild.o src/apply_spi.o src/apply_bulk.o src/apply_direct.o src/apply_tags.o src/subset.o src/optimistic.o src/writes.o src/apply.o \
 	src/api_subscribe.o src/api_manage.o src/hostdrive.o src/status.o src/jsonutil.o \
 	src/foreground.o
 # the workers: slots in shared memory, the launcher, libcurl

@@ -127,14 +127,20 @@ bulk_load(PsApply *a)
 {
 	const char *method pg_attribute_unused() = a->opts.method;
 
-#ifndef __PGLITE__				/* PGlite has no COPY FROM machinery to call */
-	if (strcmp(method, "copy") == 0 && ps_bulk_copy_allowed(a))
+	if (strcmp(method, "copy") == 0 && ps_bulk_direct_allowed(a))
 	{
 		a->res.method = "copy";
+		a->res.bulk_rows += ps_bulk_direct(a);
+	}
+#ifndef __PGLITE__				/* PGlite has no COPY FROM machinery to call */
+	else if (strcmp(method, "copy") == 0 && ps_bulk_copy_allowed(a))
+	{
+		/* what COPY FROM does beyond the direct loader (triggers, partitions...) */
+		a->res.method = "copy via COPY FROM";
 		a->res.bulk_rows += ps_bulk_copy(a);
 	}
-	else
 #endif
+	else
 	{
 		/* json, or copy into a table COPY cannot serve (row-level security) */
 		a->res.method = "json";

@@ -179,6 +179,8 @@ extern void ps_subset_open(PsApply *a);
 extern bool ps_subset_skip(PsApply *a);
 
 /* apply_bulk.c */
+extern bool ps_bulk_direct_allowed(PsApply *a);
+extern int64 ps_bulk_direct(PsApply *a);
 extern bool ps_bulk_copy_allowed(PsApply *a);
 extern int64 ps_bulk_copy(PsApply *a);
 extern int64 ps_bulk_json(PsApply *a);

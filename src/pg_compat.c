@@ -7,9 +7,9 @@
 #include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 
-#ifndef __PGLITE__				/* no COPY in PGlite: see apply.c */
 void
 ps_check_insert_columns(ParseState *pstate, Relation rel,
 						const AttrNumber *attnos, int n)
@@ -26,13 +26,21 @@ ps_check_insert_columns(ParseState *pstate, Relation rel,
 	for (int i = 0; i < n; i++)
 		perm->insertedCols = bms_add_member(perm->insertedCols,
 											attnos[i] - FirstLowInvalidHeapAttributeNumber);
-#if PG_VERSION_NUM >= 160000
+#if defined(__PGLITE__)
+	/* PGlite does not export ExecCheckPermissions: the same test by its parts */
+	if (pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		for (int i = 0; i < n; i++)
+			if (pg_attribute_aclcheck(RelationGetRelid(rel), attnos[i], GetUserId(),
+									  ACL_INSERT) != ACLCHECK_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied for table %s", RelationGetRelationName(rel))));
+#elif PG_VERSION_NUM >= 160000
 	ExecCheckPermissions(pstate->p_rtable, list_make1(perm), true);
 #else
 	ExecCheckRTPerms(pstate->p_rtable, true);
 #endif
 }
-#endif
 
 /*
  * Is attribute attnum of a catalog tuple NULL?  heap_attisnull without its

@@ -48,6 +48,36 @@ extern void ps_check_insert_columns(ParseState *pstate, Relation rel,
 									const AttrNumber *attnos, int n);
 
 /*
+ * The executor state of a direct load (apply_direct.c), as CopyFrom sets
+ * it up: PostgreSQL 16 added the permission infos to the range table, 18
+ * the set of relations left after pruning; 16 also gave
+ * ExecInsertIndexTuples its onlySummarizing argument, and 18 added
+ * virtual generated columns beside the stored ones.
+ */
+#if PG_VERSION_NUM >= 180000
+#define ps_exec_init_range_table(estate, pstate) \
+	ExecInitRangeTable((estate), (pstate)->p_rtable, (pstate)->p_rteperminfos, bms_make_singleton(1))
+#elif PG_VERSION_NUM >= 160000
+#define ps_exec_init_range_table(estate, pstate) \
+	ExecInitRangeTable((estate), (pstate)->p_rtable, (pstate)->p_rteperminfos)
+#else
+#define ps_exec_init_range_table(estate, pstate) ExecInitRangeTable((estate), (pstate)->p_rtable)
+#endif
+#if PG_VERSION_NUM >= 160000
+#define ps_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define ps_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+#if PG_VERSION_NUM >= 180000
+#define ps_has_generated(constr) \
+	((constr) != NULL && ((constr)->has_generated_stored || (constr)->has_generated_virtual))
+#else
+#define ps_has_generated(constr) ((constr) != NULL && (constr)->has_generated_stored)
+#endif
+
+/*
  * PostgreSQL 17 ties a WaitEventSet to a ResourceOwner instead of a memory
  * context; NULL makes it live until it is freed, like TopMemoryContext did.
  */
