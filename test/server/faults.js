@@ -1,6 +1,7 @@
 // Fault injection for /v1/shape. A fault matches a request by table and
 // `when`, and each matching request consumes one count (-1 = until cleared).
-// Faults either replace the answer (status, repeat_409), wrap it (delay),
+// Faults either replace the answer (status, repeat_409), wrap it (delay
+// before the request is handled, delay_send after),
 // rewrite the finished response (headers/body kinds), or change how it is
 // written to the socket (reset_mid_body, slow_drip, gzip; see http.js).
 
@@ -10,7 +11,7 @@ import { MUST_REFETCH, SERVER_HEADER, parseQuery } from './protocol.js';
 import { parseShapeDefinition, newHandle } from './shape.js';
 
 export const FAULT_KINDS = [
-  'delay', 'status', 'reset_mid_body', 'truncate_json', 'malformed_message', 'missing_headers',
+  'delay', 'delay_send', 'status', 'reset_mid_body', 'truncate_json', 'malformed_message', 'missing_headers',
   'repeat_409', 'slow_drip', 'bad_utf8', 'wrong_content_type', 'must_refetch_in_body',
   'legacy_204', 'legacy_headers', 'gzip', 'sse_cut_mid_event', 'sse_short',
 ];
@@ -54,7 +55,7 @@ export class Faults {
     if (kind === 'status') {
       if (!Number.isInteger(spec.status) || spec.status < 100 || spec.status > 599) throw new InputError('status fault needs an HTTP status');
     }
-    if (kind === 'delay' && !(Number.isInteger(spec.ms) && spec.ms >= 0)) throw new InputError('delay fault needs ms');
+    if ((kind === 'delay' || kind === 'delay_send') && !(Number.isInteger(spec.ms) && spec.ms >= 0)) throw new InputError(`${kind} fault needs ms`);
     if (kind === 'sse_cut_mid_event' && spec.after_events !== undefined && !(Number.isInteger(spec.after_events) && spec.after_events >= 0)) {
       throw new InputError('after_events must be a non-negative integer');
     }

@@ -101,6 +101,11 @@ export async function createServer({ port = 0, host = '127.0.0.1', longPollMs, c
       aborted: final === null,
       ms: Date.now() - started,
     });
+    // delay_send: the answer as it stood when handled, sent ms later (if still wanted)
+    if (final && fault?.kind === 'delay_send') {
+      await sleep(fault.ms);
+      if (res.destroyed) return;
+    }
     if (final) await deliver(req, res, final, fault);
   }
 
