@@ -304,22 +304,23 @@ sse_event(void *arg, const char *data, size_t len)
 }
 
 /*
- * A piece of an event stream.  At an up-to-date the batch is complete: the
- * transfer pauses (libcurl delivers the same piece again later, whose first
- * sse_skip bytes are read already) until the driver has committed it.
+ * A transport may call us from inside a library: no ERROR unwinds from a
+ * parser's feed; it is kept in m->cb_error and the feed returns 1.  The
+ * parsers keep what is split across pieces in the run's memory: a response
+ * outlives the driver's steps.
  */
-static PsBodyVerdict
-sse_body(PsMember *m, const char *data, size_t len)
+typedef int (*FeedFn) (PsMember *m, const char *data, size_t len, size_t *consumed);
+
+static int
+feed_catching(PsMember *m, FeedFn feed, const char *data, size_t len, size_t *consumed)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	size_t		skip = Min(m->sse_skip, len);
-	size_t		consumed = 0;
-	int			rc = 0;
+	volatile int rc = 0;
 
 	PG_TRY();
 	{
 		MemoryContextSwitchTo(m->run->cxt);
-		rc = ps_sse_feed(&m->sse, data + skip, len - skip, sse_event, m, &consumed);
+		rc = feed(m, data, len, consumed);
 		MemoryContextSwitchTo(cxt);
 	}
 	PG_CATCH();
@@ -330,6 +331,32 @@ sse_body(PsMember *m, const char *data, size_t len)
 		rc = 1;
 	}
 	PG_END_TRY();
+	return rc;
+}
+
+static int
+feed_sse(PsMember *m, const char *data, size_t len, size_t *consumed)
+{
+	return ps_sse_feed(&m->sse, data, len, sse_event, m, consumed);
+}
+
+static int
+feed_body(PsMember *m, const char *data, size_t len, size_t *consumed)
+{
+	return ps_bodysplit_feed_parsing(&m->split, data, len, on_message, m);
+}
+
+/*
+ * A piece of an event stream.  At an up-to-date the batch is complete: the
+ * transfer pauses (libcurl delivers the same piece again later, whose first
+ * sse_skip bytes are read already) until the driver has committed it.
+ */
+static PsBodyVerdict
+sse_body(PsMember *m, const char *data, size_t len)
+{
+	size_t		skip = Min(m->sse_skip, len);
+	size_t		consumed = 0;
+	int			rc = feed_catching(m, feed_sse, data + skip, len - skip, &consumed);
 
 	if (rc == 2)
 	{
@@ -348,8 +375,7 @@ sse_body(PsMember *m, const char *data, size_t len)
 PsBodyVerdict
 ps_member_response_body(PsMember *m, const char *data, size_t len, const PsResponse *resp)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	int			rc = 0;
+	int			rc;
 
 	if (!m->resp_checked)
 	{
@@ -368,25 +394,7 @@ ps_member_response_body(PsMember *m, const char *data, size_t len, const PsRespo
 	if (m->request_sse)
 		return sse_body(m, data, len);
 
-	/*
-	 * A transport may call us from inside a library: no ERROR unwinds from
-	 * here.  The splitter keeps a message split across pieces in the run's
-	 * memory: a response outlives the driver's steps.
-	 */
-	PG_TRY();
-	{
-		MemoryContextSwitchTo(m->run->cxt);
-		rc = ps_bodysplit_feed_parsing(&m->split, data, len, on_message, m);
-		MemoryContextSwitchTo(cxt);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		m->cb_error = CopyErrorData();
-		FlushErrorState();
-		rc = 1;
-	}
-	PG_END_TRY();
+	rc = feed_catching(m, feed_body, data, len, NULL);
 
 	if (rc == -1)
 		fail_message(m, PS_OUT_RETRY, "malformed response body: %s", m->split.error);

@@ -279,26 +279,28 @@ ps_slot_writes(Oid dbid, int32 subid)
 	slot_notify(dbid, subid, true);
 }
 
-uint64
-ps_slot_writes_seq(PsSlot *slot)
+/* One of a slot's counters, read under the lock (64 bits may tear without it). */
+static uint64
+read_counter(const uint64 *counter)
 {
 	uint64		seq;
 
 	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	seq = slot->writes_seq;
+	seq = *counter;
 	LWLockRelease(ps_shared->lock);
 	return seq;
 }
 
 uint64
+ps_slot_writes_seq(PsSlot *slot)
+{
+	return read_counter(&slot->writes_seq);
+}
+
+uint64
 ps_slot_reload_seq(PsSlot *slot)
 {
-	uint64		seq;
-
-	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	seq = slot->reload_seq;
-	LWLockRelease(ps_shared->lock);
-	return seq;
+	return read_counter(&slot->reload_seq);
 }
 
 static void
@@ -670,12 +672,7 @@ ps_slot_batch_done(PsSlot *slot, uint64 ticket)
 uint64
 ps_slot_sync_ticket(PsSlot *slot)
 {
-	uint64		t;
-
-	LWLockAcquire(ps_shared->lock, LW_SHARED);
-	t = slot->sync_requested;
-	LWLockRelease(ps_shared->lock);
-	return t;
+	return read_counter(&slot->sync_requested);
 }
 
 /* Has wait_for_sync asked for a fresh non-live request? */
