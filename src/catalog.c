@@ -164,6 +164,13 @@ col_text(HeapTuple tup, TupleDesc desc, int col)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* The first column of the first row the last statement returned. */
+static Datum
+first_value(bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+}
+
 static Oid
 col_oid(HeapTuple tup, TupleDesc desc, int col)
 {
@@ -377,7 +384,7 @@ ps_catalog_is_current(int32 subid, int32 version)
 	run(&is_current, args, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+	return DatumGetBool(first_value(&isnull)) && !isnull;
 }
 
 /* ---- the worker's writes, at the end of an apply transaction ----------------- */
@@ -663,7 +670,7 @@ ps_catalog_tags_any(int32 subid, const char *shape)
 	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return false;
 	run(&tags_any, v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(first_value(&isnull));
 }
 
 /*
@@ -892,7 +899,7 @@ ps_catalog_write_open(int32 subid)
 	bool		isnull;
 
 	run(&w_open, &v, NULL, false, 0, SPI_OK_INSERT_RETURNING);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(first_value(&isnull));
 }
 
 int32
@@ -902,7 +909,7 @@ ps_catalog_write_next_seq(int64 write)
 	bool		isnull;
 
 	run(&w_next_seq, &v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt32(first_value(&isnull));
 }
 
 void
@@ -953,7 +960,7 @@ ps_catalog_write_stamp(int64 write)
 	bool		isnull;
 
 	run(&w_stamp, &v, NULL, false, 0, SPI_OK_UPDATE_RETURNING);
-	return SPI_processed ? DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) : 0;
+	return SPI_processed ? DatumGetInt32(first_value(&isnull)) : 0;
 }
 
 /* The next write to upload, with its mutations (an SPI table: op, shape, key, value, old_value). */
@@ -968,7 +975,7 @@ ps_catalog_write_next(int32 subid, PsWrite *w)
 	run(&w_next, &v, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
-	w->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	w->id = DatumGetInt64(first_value(&isnull));
 	w->write_id = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	w->attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	v = Int64GetDatum(w->id);
@@ -1021,7 +1028,7 @@ ps_catalog_write_any_sent(int32 subid)
 	bool		isnull;
 
 	run(&w_any_sent, &v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(first_value(&isnull));
 }
 
 /* A change with this txid was applied while a write was being sent. */
@@ -1068,7 +1075,7 @@ ps_catalog_write_acked_txids(int32 subid, bool *any_pending)
 	if (!have_writes())
 		return NIL;
 	run(&w_any_pending, &v, NULL, false, 0, SPI_OK_SELECT);
-	*any_pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*any_pending = DatumGetBool(first_value(&isnull));
 	if (!*any_pending)
 		return NIL;
 	run(&w_acked_txids, &v, NULL, false, 0, SPI_OK_SELECT);
@@ -1114,7 +1121,7 @@ ps_catalog_write_row_pending(Oid relid, Datum pk)
 	bool		isnull;
 
 	run(&w_row_pending, v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(first_value(&isnull));
 }
 
 /* Pending mutations of one row, in write order: an SPI table (op, key, value). */
@@ -1194,7 +1201,7 @@ ps_catalog_write_mark(int32 subid)
 	bool		isnull;
 
 	run(&w_mark, &v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(first_value(&isnull));
 }
 
 /* Writes up to mark not synced yet; *rejected: those of them rejected. */
@@ -1206,7 +1213,7 @@ ps_catalog_write_left(int32 subid, int64 mark, int *rejected)
 
 	run(&w_left, v, NULL, false, 0, SPI_OK_SELECT);
 	*rejected = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return (int) DatumGetInt64(first_value(&isnull));
 }
 
 /* ---- subset snapshots ------------------------------------------------------------- */
@@ -1276,7 +1283,7 @@ ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datu
 	v[5] = Int64GetDatum((int64) snap->database_lsn);
 	v[6] = keys;
 	run(&subset_add, v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(first_value(&isnull));
 }
 
 /* The shape's snapshots still merged with its stream, oldest first (a list of PsSubset). */
@@ -1320,7 +1327,7 @@ ps_catalog_subset_has_key(int32 subid, const char *shape, int64 snapshot, const 
 	bool		isnull;
 
 	run(&subset_has_key, v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(first_value(&isnull));
 }
 
 void
@@ -1359,7 +1366,7 @@ ps_catalog_shapes_on_table(Oid relid)
 	if (ps_catalog_layout() < PS_LAYOUT_0_2)
 		return 1;
 	run(&shapes_on_table, &v, NULL, false, 1, SPI_OK_SELECT);
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt32(first_value(&isnull));
 }
 
 /* ---- holds ---------------------------------------------------------------------- */
@@ -1422,7 +1429,7 @@ ps_catalog_hold_newer(Oid relid, Datum key, int32 subid, const char *shape, uint
 	bool		isnull;
 
 	run(&hold_newer, v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(first_value(&isnull));
 }
 
 bool
@@ -1432,7 +1439,7 @@ ps_catalog_hold_release(Oid relid, Datum key, int32 subid, const char *shape)
 	bool		isnull;
 
 	run(&hold_release, v, NULL, false, 0, SPI_OK_SELECT);
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetBool(first_value(&isnull));
 }
 
 void
@@ -1498,7 +1505,7 @@ ps_catalog_share_table(Oid relid, int32 subid, const char *target, List *pk)
 	if (SPI_processed != 1 ||
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
 		return;
-	other_subid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	other_subid = DatumGetInt32(first_value(&isnull));
 	other_shape = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	other_pk = col_text_array(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
@@ -1593,7 +1600,7 @@ ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char *buf, int w
 		run(&spool_read, v, NULL, false, 1, SPI_OK_SELECT);
 		if (SPI_processed != 1)
 			break;
-		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		seq = DatumGetInt64(first_value(&isnull));
 		data = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		skip = at + got - seq;
 		if (skip >= VARSIZE_ANY_EXHDR(data))
@@ -1702,7 +1709,7 @@ ps_catalog_insert_subscription(const char *shape_key, const char *name_base, Oid
 	v[5] = BoolGetDatum(worker);
 	run(&insert_sub, v, n, false, 0, SPI_OK_INSERT_RETURNING);
 	*name_out = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt32(first_value(&isnull));
 }
 
 static Stmt reenable_sub = {
