@@ -727,11 +727,11 @@ function latencies(events) {
 // One live-apply run on a freshly synced table: append `txns` single-row
 // update transactions in one POST while the worker long-polls, and time until
 // the commit that makes the last of them visible.
-async function liveRun(env, { k, txns, debug, perfOut }) {
+// A table of `rows` generated rows synced by copy, the worker in its live
+// long-poll (debug as asked): its pid.
+async function liveTable(env, { src, local, rows, debug, timeout, what }) {
   const { ctl, mon } = env;
-  const src = `live_src_${k}`;
-  const local = `live_apply_${k}`;
-  await env.control('POST', `/tables/${src}/generate`, { rows: txns });
+  await env.control('POST', `/tables/${src}/generate`, { rows });
   await ctl.query(`DROP TABLE IF EXISTS ${local}`);
   await ctl.query(TABLE_DDL(local));
   await ctl.query(`ALTER SYSTEM SET pglite_sync.debug = ${debug ? 'on' : 'off'}`);
@@ -741,13 +741,20 @@ async function liveRun(env, { k, txns, debug, perfOut }) {
                                          shape_key => $2, initial_insert_method => 'copy')`,
     [JSON.stringify({ url: env.shapeUrl, params: { table: src } }), local],
   );
-  if (!(await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, '10 minutes'])).rows[0].ok) {
-    throw new Error('live apply: the initial sync did not finish');
+  if (!(await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, timeout])).rows[0].ok) {
+    throw new Error(`${what}: the initial sync did not finish`);
   }
   await ctl.query(`VACUUM ANALYZE ${local}`);
   await ctl.query('CHECKPOINT');
   await sleep(1500); // the worker is in its live long-poll now
-  const pid = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+  return (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+}
+
+async function liveRun(env, { k, txns, debug, perfOut }) {
+  const { ctl, mon } = env;
+  const src = `live_src_${k}`;
+  const local = `live_apply_${k}`;
+  const pid = await liveTable(env, { src, local, rows: txns, debug, timeout: '10 minutes', what: 'live apply' });
   let perf = null;
   if (perfOut) {
     perf = spawn('perf', ['record', '-F', '999', '-p', String(pid), '-o', perfOut], { stdio: 'ignore' });
@@ -1119,24 +1126,8 @@ async function latency(env, { txns, rate }) {
   const src = 'lat_src';
   const local = 'lat_local';
   log(`latency: ${fmtInt(txns)} single-row transactions at ${rate}/s, one POST at a time (debug on)`);
-  await env.control('POST', `/tables/${src}/generate`, { rows: txns });
-  await ctl.query(`DROP TABLE IF EXISTS ${local}`);
-  await ctl.query(TABLE_DDL(local));
-  await ctl.query('ALTER SYSTEM SET pglite_sync.debug = on');
-  await ctl.query('SELECT pg_reload_conf()');
   try {
-    await ctl.query(
-      `SELECT electric.sync_shape_to_table(shape => $1::jsonb, table_name => $2, primary_key => '{id}',
-                                           shape_key => $2, initial_insert_method => 'copy')`,
-      [JSON.stringify({ url: env.shapeUrl, params: { table: src } }), local],
-    );
-    if (!(await ctl.query('SELECT electric.wait_for_sync($1, $2::interval) AS ok', [local, '5 minutes'])).rows[0].ok) {
-      throw new Error('latency: the initial sync did not finish');
-    }
-    await ctl.query(`VACUUM ANALYZE ${local}`);
-    await ctl.query('CHECKPOINT');
-    await sleep(1500); // in its live long-poll now
-    const pid = (await mon.query('SELECT worker_pid FROM electric.subscriptions WHERE name = $1', [local])).rows[0].worker_pid;
+    const pid = await liveTable(env, { src, local, rows: txns, debug: true, timeout: '5 minutes', what: 'latency' });
     const cpu0 = cpuSnap([pid]);
     const wall0 = Date.now();
     const interval = 1000 / rate;
