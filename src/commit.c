@@ -145,6 +145,34 @@ apply_options(PsRun *run, PsMember *m, uint64 target, PsApplyOptions *opts)
 	opts->limit_lsn = target;
 }
 
+/*
+ * Everything spooled for m, applied as the owner with electric.syncing on,
+ * outside the source-order merge of ps_run_commit (one shape only).
+ */
+static void
+apply_spooled(PsRun *run, PsMember *m, const PsApplyOptions *opts, bool stoppable,
+			  bool replace, PsApplyResult *res)
+{
+	ApplyUser	u;
+	int			guc_level;
+	PsApply    *a;
+	uint64		lsn;
+	uint32		pos;
+
+	become_owner(run, &u);
+	guc_level = begin_syncing();
+	a = ps_apply_open(run->sub, m->def, m->spool, opts);
+	if (stoppable)
+		ps_apply_set_stop_check(a, stop_check, run);
+	if (replace)
+		ps_apply_replace(a);
+	while (ps_apply_peek(a, &lsn, &pos))
+		ps_apply_step(a);
+	ps_apply_close(a, res);
+	AtEOXact_GUC(false, guc_level);
+	restore_user(&u);
+}
+
 static void
 add_result(PsApplyResult *to, const PsApplyResult *r)
 {
@@ -242,12 +270,7 @@ ps_run_load_page(PsRun *run)
 	PsMember   *m = &run->members[0];
 	bool		first = !run->snap_open;
 	PsApplyOptions opts;
-	PsApply    *a;
 	PsApplyResult res;
-	ApplyUser	u;
-	int			guc_level;
-	uint64		lsn;
-	uint32		pos;
 
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("loading the snapshot of subscription %s (%lld rows so far)",
@@ -281,18 +304,8 @@ ps_run_load_page(PsRun *run)
 		}
 		ps_catalog_subset_lock(run->sub->id, false);
 	}
-	become_owner(run, &u);
-	guc_level = begin_syncing();
 	apply_options(run, m, PG_UINT64_MAX, &opts);
-	a = ps_apply_open(run->sub, m->def, m->spool, &opts);
-	ps_apply_set_stop_check(a, stop_check, run);
-	if (first)
-		ps_apply_replace(a);
-	while (ps_apply_peek(a, &lsn, &pos))
-		ps_apply_step(a);
-	ps_apply_close(a, &res);
-	AtEOXact_GUC(false, guc_level);
-	restore_user(&u);
+	apply_spooled(run, m, &opts, true, first, &res);
 	PopActiveSnapshot();
 	SPI_finish();
 	/* loaded: the spool holds one page at a time */
@@ -540,26 +553,14 @@ int64
 ps_run_apply_subset(PsRun *run, PsMember *m)
 {
 	PsApplyOptions opts;
-	PsApply    *a;
 	PsApplyResult res;
-	ApplyUser	u;
-	int			guc_level;
-	uint64		lsn;
-	uint32		pos;
 
 	memset(&opts, 0, sizeof(opts));
 	opts.method = "insert";
 	opts.changes_only = m->shape.changes_only;
 	opts.replica_full = m->shape.replica_full;
 	opts.limit_lsn = PG_UINT64_MAX;
-	become_owner(run, &u);
-	guc_level = begin_syncing();
-	a = ps_apply_open(run->sub, m->def, m->spool, &opts);
-	while (ps_apply_peek(a, &lsn, &pos))
-		ps_apply_step(a);
-	ps_apply_close(a, &res);
-	AtEOXact_GUC(false, guc_level);
-	restore_user(&u);
+	apply_spooled(run, m, &opts, false, false, &res);
 	ps_spool_clear(m->spool);
 	return res.rows;
 }
