@@ -188,23 +188,31 @@ export async function itemsTable(srv, name, rows, extra = {}) {
 // Watches every pg.query on this instance, the extension's own calls
 // included: `notices` collects the messages (NOTICE, and LOG with
 // client_min_messages = log: with SET pglite_sync.debug = on, the engine's
-// debug log), `ingests` every answer of electric.ingest_response()
-// ({state, is_up_to_date, applied, wait_ms, error, shape}) with the
-// subscription's name, in order.
+// debug log), `ingests` every call of electric.ingest_response() with the
+// subscription's name, how the body went in (`via`: 'blob', 'text' or
+// 'bytea'), and its answer ({state, is_up_to_date, applied, wait_ms, error,
+// shape}) or the SQLSTATE it failed with (`failed`), in order.
 export function instrument(pg) {
   const notices = []
   const ingests = []
   const query = pg.query.bind(pg)
   pg.query = async (sql, params, opts) => {
-    const res = await query(sql, params, {
-      ...opts,
-      onNotice: (n) => {
-        notices.push(n.message)
-        opts?.onNotice?.(n)
-      },
-    })
-    if (typeof sql === 'string' && sql.includes('electric.ingest_response(') && res.rows[0]?.r)
-      ingests.push({ name: params?.[0], ...res.rows[0].r })
+    const ingest = typeof sql === 'string' && sql.includes('electric.ingest_response(')
+    const via = !ingest ? null : sql.includes("'/dev/blob'") ? 'blob' : sql.includes('convert_to(') ? 'text' : 'bytea'
+    let res
+    try {
+      res = await query(sql, params, {
+        ...opts,
+        onNotice: (n) => {
+          notices.push(n.message)
+          opts?.onNotice?.(n)
+        },
+      })
+    } catch (e) {
+      if (ingest) ingests.push({ name: params?.[0], via, failed: e?.code ?? String(e) })
+      throw e
+    }
+    if (ingest && res.rows[0]?.r) ingests.push({ name: params?.[0], via, ...res.rows[0].r })
     return res
   }
   return { notices, ingests }
