@@ -4,13 +4,17 @@
 # they sync; the 0.1.0 SQL API refuses to manage them until the update;
 # ALTER EXTENSION pglite_sync UPDATE while they are live keeps them running
 # with their data and positions (no request at offset -1 again), later
-# changes still arrive, and the 0.2.0 view and API take over.
+# changes still arrive, and the 0.2.0 view and API take over.  0.3.0 adds
+# local writes; 0.4.0 stores host-driven spools uncompressed, and a
+# host-driven snapshot half spooled (compressed) across that update lands
+# whole.
 use strict;
 use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use ElectricServer;
+use HostFeed;
 use PostgreSQL::Test::Utils;
 use SyncTest;
 use Test::More;
@@ -36,7 +40,7 @@ sql($node, "CREATE TABLE items (id int PRIMARY KEY, title text); CREATE TABLE la
 
 # the new library and the old SQL: the 0.1.0 API refuses, with a hint
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.sync_shape_to_table('" . $server->shape('items') . "', 'items', '{id}', shape_key => 'items')");
-like($err, qr/extension "pglite_sync" must be updated to version 0\.3\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
+like($err, qr/extension "pglite_sync" must be updated to version 0\.4\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
 like($err, qr/HINT:  Run ALTER EXTENSION pglite_sync UPDATE/, '... with the hint to update');
 
 # subscriptions as 0.1.0 stored them: the shape in the subscription row and
@@ -65,7 +69,7 @@ is(sql($node, "SELECT string_agg(name || ' ' || state || ' ' || rows_applied, ',
 my ($req0) = grep { $_->{query}{offset} eq '-1' } @{ $server->requests('items') };
 is($req0->{headers}{'x-legacy'}, 'yes', 'with their stored headers');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.unsubscribe('items')");
-like($err, qr/must be updated to version 0\.3\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
+like($err, qr/must be updated to version 0\.4\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
 is(sub_status($node, 'items', 'state'), 'live', 'and changed nothing');
 
 # a change while on 0.1.0: positions are stored in the 0.1.0 layout
@@ -111,7 +115,7 @@ unlike(slurp_file($node->logfile), qr/catalog statement failed|terminated by sig
 %pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items labels);
 my $positions = sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions");
 $server->clear_requests;
-sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+sql($node, "ALTER EXTENSION pglite_sync UPDATE TO '0.3.0'");
 is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.3.0', 'updated to 0.3.0');
 is(sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions"),
 	$positions, 'positions unchanged by the update');
@@ -132,6 +136,43 @@ ok(wait_until($node, "SELECT state = 'stopped' AND worker_pid IS NULL FROM elect
 sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('labels') . "', 'labels', '{id}', map_columns => '{\"id\": \"id\", \"label\": \"title\"}', shape_key => 'labels')");
 ok(wait_sync($node, 'labels'), 'resubscribed with the same key and definition');
 is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('labels') }), 0, 'it resumed from its stored offset (same fingerprint)');
+
+# ---- and on to 0.4.0 (uncompressed spools) with a host-driven snapshot half spooled ----
+# rows long and alike, so that 0.3.0 compresses the spooled blocks
+$server->create_table(
+	name => 'notes',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+	primary_key => ['id'],
+	page_rows => 20,
+	rows => [ map { { id => "$_", title => "note $_ " . ('lorem ipsum ' x 40) } } 1 .. 100 ]);
+sql($node, "CREATE TABLE notes (id int PRIMARY KEY, title text)");
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('notes') . "', 'notes', '{id}', shape_key => 'notes', worker => false)");
+my $blocks = "SELECT string_agg(coalesce(pg_column_compression(b.data), 'none'), ',' ORDER BY b.seq) "
+  . "FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = 'notes'";
+my $steps = feed($node, 'notes', calls => 2);
+is(scalar(grep { $_->{step} eq 'ingest' && $_->{status} == 200 } @$steps), 2, 'two pages of the host-driven snapshot fed on 0.3.0');
+like(sql($node, $blocks), qr/^(pglz,)*pglz$/, '0.3.0 spooled them compressed');
+%pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items);
+$positions = sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions WHERE name <> 'notes'");
+$server->clear_requests;
+sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.4.0', 'updated to 0.4.0');
+is(sql($node, "SELECT attstorage FROM pg_attribute WHERE attrelid = 'electric.spool_block'::regclass AND attname = 'data'"),
+	'e', 'spool blocks are stored uncompressed from now on');
+is(sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions WHERE name <> 'notes'"),
+	$positions, 'positions unchanged by the update');
+$steps = feed($node, 'notes', calls => 1);
+like(sql($node, $blocks), qr/^(pglz,)+none$/, 'the next page is spooled uncompressed after the compressed ones');
+is(sql($node, "SELECT count(*) FROM notes"), '0', 'nothing applied before the up-to-date');
+$steps = feed($node, 'notes', until_up_to_date => 1);
+is(sub_status($node, 'notes', "state || ' ' || is_up_to_date"), 'live true', 'the host-driven snapshot completed');
+is(sql($node, "SELECT count(*) || ' ' || count(*) FILTER (WHERE title = 'note ' || id || ' ' || repeat('lorem ipsum ', 40)) FROM notes"),
+	'100 100', 'every row whole, from compressed and uncompressed blocks alike');
+is(sql($node, "SELECT count(*) FROM electric.spool_block"), '0', 'and the spool is gone');
+$server->txn('items', { op => 'update', row => { id => '5', title => 'on 0.4.0' } });
+ok(wait_until($node, "SELECT title = 'on 0.4.0' FROM items WHERE id = 5"), 'worker-driven changes still arrive');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }), 0, 'no resync after the third update');
+is(sub_status($node, 'items', 'worker_pid'), $pids{items}, 'the same worker');
 
 # and it all survives another restart
 $node->restart;
