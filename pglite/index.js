@@ -55,12 +55,22 @@ class Sync {
     if (this.debug) console.log('[pglite_sync]', ...args)
   }
 
-  // Once per instance: the extension, and no subscription left "running" by
-  // an earlier session (nothing drives it any more; a keyed one resumes from
-  // its stored position when it is subscribed again).
+  // Once per instance: the extension, at the bundle's version (a dataDir
+  // made with an older bundle is updated in place, as ALTER EXTENSION ...
+  // UPDATE keeps subscriptions and positions; only a superuser may, and
+  // anyone else goes on with the older SQL, whose functions say what needs
+  // the update), and no subscription left "running" by an earlier session
+  // (nothing drives it any more; a keyed one resumes from its stored
+  // position when it is subscribed again).
   init() {
     this.ready ??= this.pg.exec(`
       CREATE EXTENSION IF NOT EXISTS pglite_sync;
+      DO $$BEGIN
+        IF (SELECT installed_version <> default_version FROM pg_catalog.pg_available_extensions WHERE name = 'pglite_sync')
+           AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+          ALTER EXTENSION pglite_sync UPDATE;
+        END IF;
+      END$$;
       SELECT electric.unsubscribe(name) FROM electric.subscriptions WHERE state <> 'stopped';`)
       .then(() => this.pg.query(`SELECT pg_catalog.current_setting('server_encoding') = 'UTF8' AS utf8,
           pg_catalog.has_function_privilege('pg_catalog.pg_read_binary_file(text)', 'EXECUTE')

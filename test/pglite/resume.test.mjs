@@ -92,3 +92,62 @@ test('a keyed subscription resumes in a new session from its stored position', {
     await pg.close()
   }
 })
+
+// A dataDir made with an older bundle: the first use by a superuser updates
+// the extension to the bundle's version (ALTER EXTENSION ... UPDATE), and a
+// keyed subscription synced on the older version resumes from its stored
+// position.  A role that may not update goes on with the older SQL.
+test('a dataDir made at 0.3.0 is updated on first use; its subscription resumes', { timeout: 120_000 }, async (t) => {
+  const dir = tempDir()
+  t.after(() => dir.remove())
+  const srv = await startServer(t)
+  await itemsTable(srv, 'upd', itemRows(20), { page_rows: 6 })
+  const version = async (pg) => (await pg.query("SELECT extversion AS v FROM pg_extension WHERE extname = 'pglite_sync'")).rows[0].v
+  const errors = []
+  const opts = {
+    shape: { url: shapeUrl(srv), params: { table: 'upd' } },
+    table: 'upd',
+    primaryKey: ['id'],
+    shapeKey: 'upd',
+    onError: (e) => errors.push(e.message),
+  }
+
+  // ---- session 1: the older version, used by a role that may not update it
+  let pg = await newPGlite({ dataDir: dir.dir })
+  let stored
+  try {
+    await pg.exec(`CREATE EXTENSION pglite_sync VERSION '0.3.0'; CREATE ROLE app NOLOGIN; GRANT pglite_sync_manager TO app;
+      ${ITEMS_DDL('upd')}; ALTER TABLE upd OWNER TO app; SET ROLE app`)
+    const h = await pg.electric.syncShapeToTable(opts)
+    await waitFor(() => h.isUpToDate, { what: 'session 1 up to date' })
+    await assertSameRows(pg, srv, 'upd')
+    assert.equal(await version(pg), '0.3.0', 'a role that is not a superuser leaves the version as it is')
+    stored = await sub(pg, 'upd')
+  } finally {
+    await pg.close()
+  }
+  await post(srv, '/tables/upd/txn', { ops: [{ op: 'insert', row: { id: 21, title: 'while closed' } }, { op: 'delete', row: { id: 1 } }] })
+  const before = (await requests(srv, 'upd')).length
+
+  // ---- session 2: the default superuser
+  pg = await newPGlite({ dataDir: dir.dir })
+  try {
+    assert.equal(await version(pg), '0.3.0', 'still 0.3.0 before the first use')
+    const h = await pg.electric.syncShapeToTable(opts)
+    const { rows: [latest] } = await pg.query("SELECT default_version AS v FROM pg_available_extensions WHERE name = 'pglite_sync'")
+    assert.notEqual(latest.v, '0.3.0')
+    assert.equal(await version(pg), latest.v, 'updated to the bundle\'s version on first use')
+    await waitSameRows(pg, srv, 'upd')
+    await waitFor(() => h.isUpToDate, { what: 'session 2 up to date' })
+    const session2 = (await requests(srv, 'upd')).slice(before)
+    assert.deepEqual([session2[0].query.handle, session2[0].query.offset], [stored.handle, stored.offset],
+      'session 2 starts at the position stored on 0.3.0')
+    assert.deepEqual(session2.filter((r) => r.query.offset === '-1'), [], 'no resync')
+    const s = await sub(pg, 'upd')
+    assert.equal(Number(s.rows_applied), 20 + 2, 'the two changes applied once')
+    assert.deepEqual(errors, [])
+    await h.unsubscribe()
+  } finally {
+    await pg.close()
+  }
+})
