@@ -226,39 +226,76 @@ class Subscription {
   async loop(shape) {
     const l = this.live[shape ?? this.name]
     let failures = 0
-    while (!this.aborted) {
-      const req = await this.value('SELECT electric.next_request($1, $2) AS r', [this.name, shape])
-      if (req === null) return // stopped (unsubscribed from SQL, or deleted)
-      if (req.wait_ms !== undefined) {
-        await sleep(Number(req.wait_ms), this.controller.signal)
-        continue
-      }
-      const res = await this.fetchOnce(req, l)
-      if (this.aborted) return // nothing is ingested after unsubscribe()
-      let out
-      try {
-        out = await this.ingest(res, shape)
-      } catch (e) {
-        // stopped while the request ran: next_request says so; anything else
-        // twice in a row ends this loop
-        if (++failures > 1) throw e
-        this.report(e)
-        continue
-      }
-      failures = 0
-      this.sync.log(this.name, shape ?? '', res.status, out)
-      this.upToDate = out.is_up_to_date
-      if (out.error !== null) this.report(withCause(new Error(out.error), res.error))
-      if (out.is_up_to_date && !this.initialSynced) {
-        this.initialSynced = true
-        if (this.onInitialSync) {
-          try {
-            this.onInitialSync()
-          } catch (e) {
-            this.report(e)
+    let ahead = null // the next page, on its way while this one is ingested
+    try {
+      while (!this.aborted) {
+        const req = await this.value('SELECT electric.next_request($1, $2) AS r', [this.name, shape])
+        if (req === null) return // stopped (unsubscribed from SQL, or deleted)
+        const early = ahead?.serves(req) ? await ahead.res : null
+        ahead?.abort()
+        ahead = null
+        if (req.wait_ms !== undefined) {
+          await sleep(Number(req.wait_ms), this.controller.signal)
+          continue
+        }
+        const res = early ?? (await this.fetchOnce(req, l))
+        if (this.aborted) return // nothing is ingested after unsubscribe()
+        ahead = this.fetchAhead(req, res, l)
+        let out
+        try {
+          out = await this.ingest(res, shape)
+        } catch (e) {
+          // stopped while the request ran: next_request says so; anything else
+          // twice in a row ends this loop
+          if (++failures > 1) throw e
+          this.report(e)
+          continue
+        }
+        failures = 0
+        this.sync.log(this.name, shape ?? '', res.status, out)
+        this.upToDate = out.is_up_to_date
+        if (out.error !== null) this.report(withCause(new Error(out.error), res.error))
+        if (out.is_up_to_date && !this.initialSynced) {
+          this.initialSynced = true
+          if (this.onInitialSync) {
+            try {
+              this.onInitialSync()
+            } catch (e) {
+              this.report(e)
+            }
           }
         }
       }
+    } finally {
+      ahead?.abort()
+    }
+  }
+
+  // While PGlite ingests a page of a snapshot, the next page is already on
+  // its way, as a worker's next request is while it loads (and as the
+  // official client prefetches chunks): the request the engine asks for
+  // after a page that is not up to date is the same one with the offset and
+  // handle of that page's headers.  It is only a guess: its
+  // response is used only when next_request() then asks for exactly that URL
+  // with exactly those headers, and is aborted otherwise (a rejected page, a
+  // 409 in the body, a backoff, an unsubscribe), so nothing the engine did
+  // not ask for is ever ingested.  At most one page waits here.
+  fetchAhead(req, res, l) {
+    const h = res.headers
+    const offset = h['electric-offset']
+    const handle = h['electric-handle']
+    const at = req.url.search(/[?&]offset=/)
+    // values the engine would put in the URL unencoded (offsets and handles are)
+    const plain = (v) => typeof v === 'string' && /^[A-Za-z0-9._~-]+$/.test(v)
+    if (res.status !== 200 || req.live || 'electric-up-to-date' in h || !plain(offset) || !plain(handle) || at < 0) return null
+    const url = `${req.url.slice(0, at + 1)}offset=${offset}&handle=${handle}`
+    const headers = JSON.stringify(req.headers)
+    const stop = new AbortController()
+    return {
+      serves: (next) => next.url === url && JSON.stringify(next.headers) === headers,
+      // a headers function that throws: no early response, the request is made again
+      res: this.fetchOnce({ ...req, url }, l, stop.signal).catch(() => null),
+      abort: () => stop.abort(),
     }
   }
 
@@ -306,7 +343,7 @@ class Subscription {
   // One request, whole: {status, headers, body}.  A response that did not
   // arrive whole is status 0 with the headers seen, which the engine treats
   // as a network error.
-  async fetchOnce(req, l) {
+  async fetchOnce(req, l, stop = null) {
     const headers = { ...req.headers }
     for (const [k, f] of Object.entries(l.headers)) {
       const v = await f()
@@ -315,7 +352,7 @@ class Subscription {
     this.sync.log(this.name, 'GET', req.url)
     const timeout = new AbortController()
     const timer = setTimeout(() => timeout.abort(new Error(`request timed out after ${req.timeout_ms} ms`)), req.timeout_ms)
-    const signal = anySignal([this.controller.signal, timeout.signal])
+    const signal = anySignal([this.controller.signal, timeout.signal, ...(stop ? [stop] : [])])
     const seen = {}
     try {
       const res = await l.fetch(req.url, { headers, signal })

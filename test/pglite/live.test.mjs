@@ -412,7 +412,11 @@ for (const kind of ['truncate_json', 'malformed_message', 'bad_utf8', 'missing_h
     const log = await requests(srv, table)
     const f = log.findIndex((r) => r.fault === kind)
     assert.equal(log[f].query.offset, '0_1')
-    assert.equal(log[f + 1].query.offset, '0_1', 'the same page asked for again')
+    // a bad answer that still has the page's headers makes the loop guess the
+    // next page (aborted, never ingested: ahead.test.mjs); the engine's own
+    // next request is the same page again
+    const g = log[f + 1].query.offset === '0_2' ? f + 2 : f + 1
+    assert.equal(log[g].query.offset, '0_1', 'the same page asked for again')
     const answers = watch.ingests.slice(n0).filter((i) => i.name === table)
     const bad = answers.find((a) => a.error)
     assert.ok(bad, 'the bad answer was refused with an error')
