@@ -45,6 +45,9 @@ const OS_USER = process.env.TEST_USER || 'postgres';
 const ALL_METHODS = ['insert', 'copy', 'json', 'copy_whole', 'copy_paced', 'copy_whole_paced'];
 const baseMethod = (m) => m.replace(/_paced$/, '').replace(/_whole$/, '');
 const PEER_METHODS = ['insert', 'csv', 'json'];
+// PGlite both ways: the same, and csv with the server taking --page-delay ms per page
+const PGLITE_METHODS = [...PEER_METHODS, 'csv_paced'];
+const isPaced = (m) => m.endsWith('_paced');
 const LONG_POLL_MS = 20000;
 const PHASES = ['initial', 'peer', 'live', 'idle', 'latency', 'group', 'scale', 'pglite'];
 const CLK_TCK = (() => {
@@ -71,7 +74,8 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --repeat K         timed runs of each initial sync, native COPY, peer method and live
                      apply (debug off); the median is reported (default 3; --quick 1)
   --pglite-rows L    row counts for the PGlite comparison (default 100000,300000; --quick 20000,60000)
-  --pglite-methods L initialInsertMethod values there (default insert,csv,json)
+  --pglite-methods L initialInsertMethod values there (default insert,csv,json,csv_paced;
+                     _paced: each snapshot page answered after --page-delay ms)
   --latency-txns N   isolated single-row transactions for the latency phase (default 1000; --quick 100)
   --latency-rate R   their rate per second, one POST at a time on a timer (default 200)
   --group-shapes N   members of the group (and single subscriptions to compare) (default 50; --quick 10)
@@ -97,7 +101,7 @@ function parseArgs(argv) {
     methods: ALL_METHODS, peerMethods: PEER_METHODS, only: [...PHASES], pageDelay: 100,
     latencyTxns: null, latencyRate: 200, groupShapes: null, groupRows: null, groupTxns: null, groupSeconds: null,
     scaleSubs: null, scaleRows: 100, scaleSeconds: null,
-    pgliteRows: null, pgliteMethods: PEER_METHODS,
+    pgliteRows: null, pgliteMethods: PGLITE_METHODS,
     profile: false, md: undefined, keep: false, repeat: null,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -147,7 +151,7 @@ function parseArgs(argv) {
   for (const m of o.methods) if (!ALL_METHODS.includes(m)) throw new Error(`unknown method ${m}`);
   for (const m of o.peerMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown peer method ${m}`);
   for (const p of o.only) if (!PHASES.includes(p)) throw new Error(`unknown phase ${p}`);
-  for (const m of o.pgliteMethods) if (!PEER_METHODS.includes(m)) throw new Error(`unknown PGlite method ${m}`);
+  for (const m of o.pgliteMethods) if (!PGLITE_METHODS.includes(m)) throw new Error(`unknown PGlite method ${m}`);
   o.pgliteRows ??= o.quick ? [20_000, 60_000] : [100_000, 300_000];
   for (const n of o.pgliteRows) if (!Number.isInteger(n) || n < 1) throw new Error('--pglite-rows needs positive integers');
   o.rows ??= o.quick ? 100_000 : 1_000_000;
@@ -620,8 +624,9 @@ async function runPglite(env, { sizes, methods, repeat }) {
         for (const method of methods) {
           const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-bench-'));
           const argv = ['--expose-gc', path.join(HERE, 'pglite.mjs'), '--url', env.shapeUrl, '--table', src, '--rows', String(n),
-            '--impl', impl, '--method', method, '--data-dir', dir, ...(impl === 'ours' && round === 1 && method === methods[0] ? ['--floor', '1'] : [])];
+            '--impl', impl, '--method', baseMethod(method), '--data-dir', dir, ...(impl === 'ours' && round === 1 && method === methods[0] ? ['--floor', '1'] : [])];
           let r;
+          if (isPaced(method)) await env.control('POST', '/faults', { kind: 'delay', ms: env.opts.pageDelay, when: 'nonlive', count: -1, table: src });
           try {
             // not execFileSync: a blocked event loop leaves the control
             // API's pooled connections to go stale on the server's side
@@ -631,7 +636,9 @@ async function runPglite(env, { sizes, methods, repeat }) {
             r = { impl, method, rows: n, error: String(e.stderr || e.message).slice(-500) };
           } finally {
             fs.rmSync(dir, { recursive: true, force: true });
+            if (isPaced(method)) await env.control('DELETE', '/faults');
           }
+          r.method = method;
           r.n = n;
           r.errors = r.error ? [r.error] : [];
           if (r.error) r.ok = false;
@@ -1685,12 +1692,14 @@ function report(R) {
       '(JavaScript objects, buffers and PGlite\'s WASM memory), *RSS* the process RSS: *before* just before `syncShapeToTable()` ' +
       '(PGlite started, table created), *peak* the highest value sampled every 20 ms until `onInitialSync`; *VmHWM* is the process ' +
       'peak, start-up included. Memory figures are the worst round\'s. PGlite\'s own start-up memory differs between the two ' +
-      '(it is lower when an extension bundle is loaded), so compare peaks, not growth.');
+      '(it is lower when an extension bundle is loaded), so compare peaks, not growth. ' +
+      `\`csv_paced\` is csv with the test server answering each snapshot page after ${R.options.pageDelay ?? 100} ms, as a remote service ` +
+      'producing its pages would: ours requests the next page while PGlite ingests the current one; it is not counted in "× peer best".');
     p();
     const rows = [];
     for (const n of P.sizes) {
       const here = P.runs.filter((r) => r.n === n);
-      const peers = here.filter((r) => r.impl === 'peer' && r.ok);
+      const peers = here.filter((r) => r.impl === 'peer' && r.ok && !isPaced(r.method));
       const pb = peers.length ? peers.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
       for (const r of here) {
         rows.push([`${r.impl === 'peer' ? 'peer pglite-sync' : 'pglite_sync'} ${r.method}`, fmtInt(n), r.ok ? fmtS(r.seconds) : 'FAILED', r.ok ? spread(r) : '',
@@ -1813,7 +1822,7 @@ function verdicts(R) {
     const P = R.pglite;
     const n = P.sizes[0];
     const best = (impl, at) => {
-      const ok = P.runs.filter((r) => r.impl === impl && r.n === at && r.ok);
+      const ok = P.runs.filter((r) => r.impl === impl && r.n === at && r.ok && !isPaced(r.method));
       return ok.length ? ok.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
     };
     const o1 = best('ours', n);
@@ -1822,7 +1831,7 @@ function verdicts(R) {
       measured: o1 && p1 ? `${o1.method}: ${fmtInt(o1.rows_per_s)} vs peer ${p1.method}: ${fmtInt(p1.rows_per_s)} rows/s = ${fmtX(o1.rows_per_s / p1.rows_per_s)} at N = ${fmtInt(n)}` : '–',
       met: o1 && p1 ? o1.rows_per_s / p1.rows_per_s >= 5 : null });
     const big = P.sizes[P.sizes.length - 1];
-    const growth = (at) => Math.max(...P.runs.filter((r) => r.impl === 'ours' && r.n === at && r.ok).map((r) => r.live_peak_mb));
+    const growth = (at) => Math.max(...P.runs.filter((r) => r.impl === 'ours' && r.n === at && r.ok && !isPaced(r.method)).map((r) => r.live_peak_mb));
     if (big !== n) {
       const g1 = growth(n);
       const g2 = growth(big);
