@@ -39,6 +39,7 @@ typedef struct PsApplyOptions
 	bool		shared;			/* other shapes sync into the table too */
 	bool		changes_only;	/* no snapshot: rows may be unknown here */
 	bool		replica_full;	/* updates carry whole rows */
+	bool		replace;		/* ps_apply_replace will clear the table */
 	uint64		limit_lsn;		/* apply records up to this LSN */
 } PsApplyOptions;
 

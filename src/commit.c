@@ -161,7 +161,12 @@ apply_spooled(PsRun *run, PsMember *m, const PsApplyOptions *opts, bool stoppabl
 
 	become_owner(run, &u);
 	guc_level = begin_syncing();
-	a = ps_apply_open(run->sub, m->def, m->spool, opts);
+	{
+		PsApplyOptions o = *opts;
+
+		o.replace = replace;
+		a = ps_apply_open(run->sub, m->def, m->spool, &o);
+	}
 	if (stoppable)
 		ps_apply_set_stop_check(a, stop_check, run);
 	if (replace)
@@ -201,6 +206,7 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 		if (!m->replace && !ps_spool_has_upto(m->spool, target))
 			continue;
 		apply_options(run, m, target, &opts);
+		opts.replace = m->replace && !run->snap_open;
 		shapes[i].apply = ps_apply_open(run->sub, m->def, m->spool, &opts);
 		if (run->slot)
 			ps_apply_set_stop_check(shapes[i].apply, stop_check, run);

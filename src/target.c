@@ -77,7 +77,17 @@ ps_target_open(PsApply *a)
 	HASHCTL		hctl;
 	ListCell   *lc;
 
-	a->rel = try_relation_open(def->relid, RowExclusiveLock);
+	/*
+	 * A batch that will clear a shared table locks it in SHARE ROW EXCLUSIVE
+	 * mode (ps_target_clear): taken now, not as an upgrade from ROW
+	 * EXCLUSIVE, which deadlocks with another shape's worker doing the same
+	 * (both shapes refetching at once).  Whether the table is shared is
+	 * asked again under the lock; a table that became shared meanwhile is
+	 * upgraded later, as before.
+	 */
+	a->rel = try_relation_open(def->relid,
+							   a->opts.replace && ps_catalog_shapes_on_table(def->relid) > 1 ?
+							   ShareRowExclusiveLock : RowExclusiveLock);
 	if (a->rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),

@@ -292,6 +292,34 @@ ok(synced(qw(low high)), 'd: both synced');
 	is(local_rows(), union_rows(qw(low high)), 'd: the table is the union of both shapes');
 }
 
+# ==== (e) both shapes refetch while a local transaction writes the table ================
+# The refetch of a shared table locks it in SHARE ROW EXCLUSIVE mode.  A
+# worker that held ROW EXCLUSIVE first and then asked for more would
+# deadlock with the other worker doing the same (both refetching at once):
+# each waits for the lock the other's ROW EXCLUSIVE blocks.  Staged with an
+# open local write, a worker must wait for SHARE ROW EXCLUSIVE holding
+# nothing on the table.
+make_table('items_e');
+subscribe('low');
+subscribe('high');
+ok(synced(qw(low high)), 'e: both synced');
+%handle = map { ($_ => sub_status($node, "${t}_$_", 'handle')) } qw(low high);
+$gate->query_safe("BEGIN; UPDATE $t SET title = 'local, uncommitted' WHERE id = 12");
+$server->rotate($t);
+my $waiting = "SELECT l.pid FROM pg_locks l JOIN electric.subscriptions s ON s.worker_pid = l.pid
+	WHERE s.name IN ('${t}_low', '${t}_high') AND l.relation = '$t'::regclass AND NOT l.granted
+	AND l.mode = 'ShareRowExclusiveLock' ORDER BY l.pid LIMIT 1";
+ok(wait_until($node, "SELECT count(*) > 0 FROM ($waiting) w"), 'e: a refetching worker waits for SHARE ROW EXCLUSIVE');
+is(sql($node, "SELECT coalesce(string_agg(mode, ','), 'nothing') FROM pg_locks WHERE relation = '$t'::regclass AND granted
+	AND pid = ($waiting)"), 'nothing', 'e: holding no lock on the table while it waits (no upgrade)');
+$gate->query_safe('COMMIT');
+ok(wait_until($node, "SELECT count(*) = 2 FROM electric.subscriptions WHERE name IN ('${t}_low', '${t}_high')
+	AND handle NOT IN ('$handle{low}', '$handle{high}')"), 'e: both refetched');
+ok(synced(qw(low high)), 'e: both synced');
+is(local_rows(), union_rows(qw(low high)), 'e: the table is the union of both shapes');
+is(sql($node, "SELECT string_agg(state || ' ' || coalesce(last_error, 'none'), ',') FROM electric.subscriptions WHERE name IN ('${t}_low', '${t}_high')"),
+	'live none,live none', 'e: both live, no deadlock');
+
 $gate->quit;
 $node->stop;
 $server->stop;
