@@ -151,7 +151,7 @@ apply_options(PsRun *run, PsMember *m, uint64 target, PsApplyOptions *opts)
  */
 static void
 apply_spooled(PsRun *run, PsMember *m, const PsApplyOptions *opts, bool stoppable,
-			  bool replace, PsApplyResult *res)
+			  PsApplyResult *res)
 {
 	ApplyUser	u;
 	int			guc_level;
@@ -161,15 +161,10 @@ apply_spooled(PsRun *run, PsMember *m, const PsApplyOptions *opts, bool stoppabl
 
 	become_owner(run, &u);
 	guc_level = begin_syncing();
-	{
-		PsApplyOptions o = *opts;
-
-		o.replace = replace;
-		a = ps_apply_open(run->sub, m->def, m->spool, &o);
-	}
+	a = ps_apply_open(run->sub, m->def, m->spool, opts);
 	if (stoppable)
 		ps_apply_set_stop_check(a, stop_check, run);
-	if (replace)
+	if (opts->replace)
 		ps_apply_replace(a);
 	while (ps_apply_peek(a, &lsn, &pos))
 		ps_apply_step(a);
@@ -311,7 +306,8 @@ ps_run_load_page(PsRun *run)
 		ps_catalog_subset_lock(run->sub->id, false);
 	}
 	apply_options(run, m, PG_UINT64_MAX, &opts);
-	apply_spooled(run, m, &opts, true, first, &res);
+	opts.replace = first;
+	apply_spooled(run, m, &opts, true, &res);
 	PopActiveSnapshot();
 	SPI_finish();
 	/* loaded: the spool holds one page at a time */
@@ -566,7 +562,7 @@ ps_run_apply_subset(PsRun *run, PsMember *m)
 	opts.changes_only = m->shape.changes_only;
 	opts.replica_full = m->shape.replica_full;
 	opts.limit_lsn = PG_UINT64_MAX;
-	apply_spooled(run, m, &opts, false, false, &res);
+	apply_spooled(run, m, &opts, false, &res);
 	ps_spool_clear(m->spool);
 	return res.rows;
 }
