@@ -10,8 +10,8 @@ import {
   itemsTable, itemRows, ITEMS_DDL,
 } from './helpers.mjs'
 
-// The order of requests and ingest calls, and the handle and status of each
-// ingested response.
+// The order of requests and ingest calls, and the status of each ingested
+// response.
 function trace(pg) {
   const events = []
   const ingested = []
@@ -24,7 +24,7 @@ function trace(pg) {
       return await query(sql, params, opts)
     } finally {
       events.push('ingested')
-      ingested.push({ status: params[1], handle: JSON.parse(params[2])['electric-handle'] ?? null })
+      ingested.push({ status: params[1] })
     }
   }
   return { events, ingested }
