@@ -99,6 +99,7 @@ struct PsApply
 	bool		pushed_back;
 	ps_message	fn_msg;			/* map_function's answer, parsed */
 	bool		bulk_done;		/* the leading snapshot rows were considered */
+	bool		emptied;		/* the replace deleted every row: the bulk load starts empty */
 	PsApplyResult res;
 	int			has_tags;		/* the shape has tag state: -1 not known yet */
 	List	   *subsets;		/* subset snapshots merged with the stream (PsSubset) */

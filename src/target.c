@@ -339,6 +339,7 @@ ps_target_clear(PsApply *a)
 		if (rc != SPI_OK_DELETE)
 			elog(ERROR, "pglite_sync: could not clear %s: %s", a->qualname,
 				 SPI_result_code_string(rc));
+		a->emptied = !a->opts.shared;
 	}
 	if (a->opts.shared)
 		ps_hold_drop_shape(a);
