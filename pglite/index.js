@@ -14,9 +14,10 @@
 
 const bundlePath = new URL('./pglite_sync.tar.gz', import.meta.url)
 
-// the seed's initialInsertMethod names; 'useCopy' is its hidden alias of 'csv'
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+// query options that send a bytea parameter as its bytes (see ingest())
+const RAW_BYTEA = { serializers: { 17: (bytes) => bytes } }
 
+// the seed's initialInsertMethod names; 'useCopy' is its hidden alias of 'csv'
 const METHODS = { insert: 'insert', csv: 'copy', copy: 'copy', useCopy: 'copy', json: 'json' }
 
 export function electricSync(options = {}) {
@@ -37,8 +38,6 @@ class Sync {
     this.pg = pg
     this.debug = debug
     this.ready = null
-    this.textBodies = false // bodies as text: only into a UTF8 database
-    this.blobBodies = false // bodies as the query's blob: only for a role that may read it
     this.running = new Map() // subscription name -> Subscription
   }
 
@@ -72,13 +71,6 @@ class Sync {
         END IF;
       END$$;
       SELECT electric.unsubscribe(name) FROM electric.subscriptions WHERE state <> 'stopped';`)
-      .then(() => this.pg.query(`SELECT pg_catalog.current_setting('server_encoding') = 'UTF8' AS utf8,
-          pg_catalog.has_function_privilege('pg_catalog.pg_read_binary_file(text)', 'EXECUTE')
-            AND pg_catalog.pg_has_role('pg_read_server_files', 'USAGE') AS blob`))
-      .then(({ rows }) => {
-        this.textBodies = rows[0].utf8
-        this.blobBodies = rows[0].blob
-      })
       .catch((e) => {
         this.ready = null
         throw e
@@ -299,16 +291,12 @@ class Subscription {
     }
   }
 
-  // How a body reaches the engine, fastest first: as the file PGlite serves
-  // a query's blob from, read by pg_read_binary_file() (the bytes as they
-  // came, in half the time of text: no string for JavaScript to measure and
-  // encode); else as text when it is valid UTF-8 without NUL
-  // bytes, convert_to() giving the engine the same bytes; else as bytea
-  // (PGlite builds its hex in JavaScript, about ten times slower than text),
-  // for the engine to reject as it would natively.  The blob needs
-  // pg_read_server_files: a role without it (a SET ROLE since init) falls
-  // back to text, and nothing was ingested by the call that failed, as the
-  // file is read before ingest_response() runs.
+  // A body reaches the engine as a bytea parameter in binary format: the
+  // serializer for bytea (OID 17) hands PGlite the Uint8Array itself, which
+  // its protocol writer sends as raw bytes.  That is a copy or two, for any
+  // role and any bytes: PGlite's own bytea serializer would build hex in
+  // JavaScript, text would be measured and encoded character by character,
+  // and the query's blob (/dev/blob) is copied a byte at a time.
   async ingest(res, shape) {
     const args = [this.name, res.status, JSON.stringify(res.headers)]
     const call = (body, extra, opts) =>
@@ -319,25 +307,7 @@ class Subscription {
       const text = String(e?.cause?.code ?? e?.cause?.message ?? e?.message ?? e ?? 'no response').replace(/\0/g, '')
       return call("pg_catalog.convert_to($5, 'UTF8')", [text.slice(0, 400)])
     }
-    if (res.body !== null && this.sync.blobBodies) {
-      try {
-        return await call("pg_catalog.pg_read_binary_file('/dev/blob')", [], { blob: new Blob([res.body]) })
-      } catch (e) {
-        if (e?.code !== '42501') throw e
-        this.sync.blobBodies = false
-      }
-    }
-    let text = null
-    if (res.body !== null && this.sync.textBodies) {
-      try {
-        text = utf8.decode(res.body)
-      } catch {
-        text = null
-      }
-      if (text !== null && text.includes('\0')) text = null
-    }
-    if (res.body === null || text !== null) return call("pg_catalog.convert_to($5, 'UTF8')", [text])
-    return call('$5::bytea', [res.body])
+    return call('$5::bytea', [res.body], RAW_BYTEA)
   }
 
   // One request, whole: {status, headers, body}.  A response that did not

@@ -189,8 +189,9 @@ export async function itemsTable(srv, name, rows, extra = {}) {
 // included: `notices` collects the messages (NOTICE, and LOG with
 // client_min_messages = log: with SET pglite_sync.debug = on, the engine's
 // debug log), `ingests` every call of electric.ingest_response() with the
-// subscription's name, how the body went in (`via`: 'blob', 'text' or
-// 'bytea'), and its answer ({state, is_up_to_date, applied, wait_ms, error,
+// subscription's name, how the body went in (`via`: 'binary' for a bytea
+// parameter sent as its bytes, 'bytea' for one PGlite serializes as hex,
+// 'blob' or 'text'), and its answer ({state, is_up_to_date, applied, wait_ms, error,
 // shape}) or the SQLSTATE it failed with (`failed`), in order.
 export function instrument(pg) {
   const notices = []
@@ -198,7 +199,9 @@ export function instrument(pg) {
   const query = pg.query.bind(pg)
   pg.query = async (sql, params, opts) => {
     const ingest = typeof sql === 'string' && sql.includes('electric.ingest_response(')
-    const via = !ingest ? null : sql.includes("'/dev/blob'") ? 'blob' : sql.includes('convert_to(') ? 'text' : 'bytea'
+    const probe = new Uint8Array(1)
+    const via = !ingest ? null : opts?.serializers?.[17]?.(probe) === probe ? 'binary'
+      : sql.includes("'/dev/blob'") ? 'blob' : sql.includes('convert_to(') ? 'text' : 'bytea'
     let res
     try {
       res = await query(sql, params, {
