@@ -22,10 +22,12 @@
 #include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_node.h"
 #include "rewrite/rewriteHandler.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -43,8 +45,12 @@
  */
 #ifdef __PGLITE__
 #define DEFER_INDEXES_ROWS	8192
+/* REINDEX needs MAINTAIN on the table (PostgreSQL 17 on; PGlite is 18) */
+#define may_rebuild_indexes(rel) \
+	(pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_MAINTAIN) == ACLCHECK_OK)
 #else
 #define DEFER_INDEXES_ROWS	-1
+#define may_rebuild_indexes(rel) false
 #endif
 
 static bool
@@ -110,7 +116,7 @@ typedef struct DirectLoad
 	int			nbuffered;
 	BulkInsertState bistate;
 	CommandId	cid;
-	bool		may_defer;		/* an emptied table, and PGlite */
+	bool		may_defer;		/* PGlite, an emptied table, and REINDEX allowed */
 	bool		deferred;		/* index entries are no longer written */
 	int64		flushed;		/* rows written so far */
 } DirectLoad;
@@ -203,7 +209,7 @@ ps_bulk_direct(PsApply *a)
 	ExecOpenIndices(d->rri, false);
 	d->bistate = GetBulkInsertState();
 	d->cid = GetCurrentCommandId(true);
-	d->may_defer = DEFER_INDEXES_ROWS >= 0 && a->emptied;
+	d->may_defer = a->emptied && may_rebuild_indexes(rel);
 	a->emptied = false;
 	econtext = GetPerTupleExprContext(d->estate);
 	for (AttrNumber att = 1; att <= a->natts; att++)

@@ -134,6 +134,29 @@ test('a large snapshot: indexes rebuilt once the rows are in, and right', { time
   await s.handle.unsubscribe()
 })
 
+// REINDEX needs MAINTAIN on the table: a subscriber with only the four
+// privileges a subscription needs keeps writing index entries, and the
+// snapshot still goes in as one batch by the direct loader
+test('a role that may not REINDEX the table: no rebuild, the same batch', { timeout: 120_000 }, async (t) => {
+  const srv = await startServer(t)
+  await itemsTable(srv, 'granted', itemRows(ROWS), { page_rows: 6000 })
+  await pg.exec(`${DDL('granted')}; CREATE ROLE app NOLOGIN; GRANT pglite_sync_manager TO app;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON granted TO app`)
+  const before = await filenodes('granted')
+  await pg.exec('SET ROLE app')
+  t.after(() => pg.exec('RESET ROLE'))
+  const s = await subscribe(srv, 'granted')
+  await waitFor(() => s.handle.isUpToDate, { what: 'granted up to date', timeout: 90_000 })
+  await pg.exec('RESET ROLE')
+  await assertSameRows(pg, srv, 'granted')
+  assert.match(committed('granted')[0] ?? '', new RegExp(`${ROWS} rows written \\(${ROWS} by copy,`), 'one batch, by the direct loader')
+  assert.equal((await sub(pg, 'granted')).owner, 'app')
+  assert.deepEqual(await filenodes('granted'), before, 'the indexes are the ones created with the table')
+  assert.equal((await throughIndexes('granted')).granted_pkey, ROWS)
+  assert.deepEqual(s.errors, [])
+  await s.handle.unsubscribe()
+})
+
 // the batch is retried row by row (src/hostdrive.c), which names the key
 test('a duplicate only the rebuild can see: the batch fails whole and the error names the key', { timeout: 120_000 }, async (t) => {
   const srv = await startServer(t)
