@@ -642,7 +642,7 @@ async function runPglite(env, { sizes, methods, repeat }) {
           r.n = n;
           r.errors = r.error ? [r.error] : [];
           if (r.error) r.ok = false;
-          if (r.floor_insert_select_s != null) out.floor[n] = { insert_select_s: r.floor_insert_select_s, copy_s: r.floor_copy_s };
+          if (r.floor_insert_select_s != null) out.floor[n] = { insert_select_s: r.floor_insert_select_s, copy_s: r.floor_copy_s, copy_index_after_s: r.floor_copy_index_after_s };
           out.versions ??= r.versions;
           (rounds[`${impl} ${method}`] ??= []).push(r);
           log(`  ${impl} ${method}${repeat > 1 ? ` (${round}/${repeat})` : ''}: ${r.error ? `FAILED ${r.error.split('\n')[0]}` : `${fmtS(r.seconds)} s, ${fmtInt(r.rows_per_s)} rows/s, RSS ${r.rss_base_mb} → ${r.rss_sync_peak_mb} MB`}`);
@@ -1712,10 +1712,13 @@ function report(R) {
     p();
     const fl = Object.entries(P.floor);
     if (fl.length) {
-      p('PGlite\'s own floor, in the same process after our sync, with no network and no parsing: ' + fl.map(([n, f]) =>
-        `N = ${fmtInt(Number(n))}: \`INSERT INTO t2 SELECT * FROM t\` ${fmtS(f.insert_select_s)} s (${fmtInt(Number(n) / f.insert_select_s)} rows/s), ` +
-        `\`COPY t2 FROM '/dev/blob' (FORMAT csv)\` ${fmtS(f.copy_s)} s (${fmtInt(Number(n) / f.copy_s)} rows/s)`).join('; ') +
-        '. No loader inside PGlite can be faster than the INSERT … SELECT of rows already in the database.');
+      const rate = (n, s) => `${fmtS(s)} s (${fmtInt(Number(n) / s)} rows/s)`;
+      p('PGlite\'s own floor, in the same process after our sync, with no network and no JSON: ' + fl.map(([n, f]) =>
+        `N = ${fmtInt(Number(n))}: \`INSERT INTO t2 SELECT * FROM t\` ${rate(n, f.insert_select_s)}, ` +
+        `\`COPY t2 FROM '/dev/blob' (FORMAT csv)\` ${rate(n, f.copy_s)}` +
+        (f.copy_index_after_s != null ? `, the same COPY into t2 without its primary key, then \`ADD PRIMARY KEY\` ${rate(n, f.copy_index_after_s)}` : '')).join('; ') +
+        '. The last is the best a loader from text can do in PGlite (ours builds the indexes the same way past 8,192 rows); ' +
+        'a sync also fetches, hands over and parses every page, and spools all but the last.');
       p();
     }
     const failed = P.runs.filter((r) => !r.ok);
