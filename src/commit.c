@@ -28,6 +28,7 @@ typedef struct CommitShape
 	PsApply    *apply;			/* NULL: nothing of this shape to apply */
 	PsApplyResult res;
 	bool		more;			/* changes past the target stay spooled */
+	bool		clear;			/* its table is cleared first (a restart from -1) */
 } CommitShape;
 
 static bool
@@ -201,7 +202,7 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 		if (!m->replace && !ps_spool_has_upto(m->spool, target))
 			continue;
 		apply_options(run, m, target, &opts);
-		opts.replace = m->replace && !run->snap_open;
+		opts.replace = shapes[i].clear = m->replace && !run->snap_open;
 		shapes[i].apply = ps_apply_open(run->sub, m->def, m->spool, &opts);
 		if (run->slot)
 			ps_apply_set_stop_check(shapes[i].apply, stop_check, run);
@@ -210,7 +211,7 @@ apply_shapes(PsRun *run, CommitShape *shapes, uint64 target)
 	/* children before parents: clear in reverse declaration order (a
 	 * streamed snapshot's first page did it) */
 	for (int i = n - 1; i >= 0; i--)
-		if (shapes[i].apply && shapes[i].m->replace && !run->snap_open)
+		if (shapes[i].clear)
 			ps_apply_replace(shapes[i].apply);
 
 	while ((cs = next_in_order(shapes, n)) != NULL)
