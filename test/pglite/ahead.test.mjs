@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   newPGlite, startServer, post, shapeUrl, requests, sub, waitFor, assertSameRows, recordingFetch,
-  itemsTable, itemRows, ITEMS_DDL,
+  itemsTable, itemRows, ITEMS_DDL, isIngest,
 } from './helpers.mjs'
 
 // The order of requests and ingest calls, and the status of each ingested
@@ -17,8 +17,7 @@ function trace(pg) {
   const ingested = []
   const query = pg.query.bind(pg)
   pg.query = async (sql, params, opts) => {
-    const ingest = typeof sql === 'string' && sql.includes('electric.ingest_response(')
-    if (!ingest) return query(sql, params, opts)
+    if (!isIngest(sql)) return query(sql, params, opts)
     events.push('ingest')
     try {
       return await query(sql, params, opts)

@@ -185,6 +185,9 @@ export async function itemsTable(srv, name, rows, extra = {}) {
   return post(srv, '/tables', { name, columns: ITEMS_COLUMNS, primary_key: ['id'], rows, ...extra })
 }
 
+// Whether a query of the extension's fetch loop is its electric.ingest_response() call.
+export const isIngest = (sql) => typeof sql === 'string' && sql.includes('electric.ingest_response(')
+
 // Watches every pg.query on this instance, the extension's own calls
 // included: `notices` collects the messages (NOTICE, and LOG with
 // client_min_messages = log: with SET pglite_sync.debug = on, the engine's
@@ -198,7 +201,7 @@ export function instrument(pg) {
   const ingests = []
   const query = pg.query.bind(pg)
   pg.query = async (sql, params, opts) => {
-    const ingest = typeof sql === 'string' && sql.includes('electric.ingest_response(')
+    const ingest = isIngest(sql)
     const probe = new Uint8Array(1)
     const via = !ingest ? null : opts?.serializers?.[17]?.(probe) === probe ? 'binary'
       : sql.includes("'/dev/blob'") ? 'blob' : sql.includes('convert_to(') ? 'text' : 'bytea'
