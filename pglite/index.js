@@ -293,7 +293,7 @@ class Subscription {
 
   // A body reaches the engine as a bytea parameter in binary format: the
   // serializer for bytea (OID 17) hands PGlite the Uint8Array itself, which
-  // its protocol writer sends as raw bytes.  That is a copy or two, for any
+  // its protocol writer sends as raw bytes.  That is a few copies, for any
   // role and any bytes: PGlite's own bytea serializer would build hex in
   // JavaScript, text would be measured and encoded character by character,
   // and the query's blob (/dev/blob) is copied a byte at a time.
