@@ -28,8 +28,6 @@
 #include "parser/parse_node.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 
@@ -166,9 +164,7 @@ rebuild_indexes(PsApply *a, int64 rows)
 		int			rc;
 
 		resetStringInfo(&sql);
-		appendStringInfo(&sql, "REINDEX INDEX %s",
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(ind)),
-													get_rel_name(ind)));
+		appendStringInfo(&sql, "REINDEX INDEX %s", ps_qualified_relname(ind));
 		rc = SPI_execute(sql.data, false, 0);
 		if (rc != SPI_OK_UTILITY)
 			elog(ERROR, "pglite_sync: could not rebuild the indexes of %s: %s", a->qualname,

@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -115,6 +116,13 @@ ps_database_is_template(void)
 		ReleaseSysCache(tup);
 	}
 	return is_template;
+}
+
+/* schema.name of a relation, each part quoted as needed, for SQL text */
+char *
+ps_qualified_relname(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
 }
 
 /*

@@ -14,7 +14,6 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -54,12 +53,6 @@ column_list(Oid relid, const char *json, List **names, const char *prefix)
 	return b.data;
 }
 
-static char *
-qualified(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
-}
-
 /* "(k1, k2) = (SELECT k1, k2 FROM jsonb_populate_record(NULL::t, $n))" */
 static void
 key_match(StringInfo sql, Oid relid, const char *key, int param)
@@ -68,7 +61,7 @@ key_match(StringInfo sql, Oid relid, const char *key, int param)
 	char	   *cols = column_list(relid, key, &names, "");
 
 	appendStringInfo(sql, "(%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $%d::jsonb))",
-					 cols, cols, qualified(relid), param);
+					 cols, cols, ps_qualified_relname(relid), param);
 }
 
 static void
@@ -117,7 +110,7 @@ upsert(Oid relid, const char *key, const char *row)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s "
 					 "FROM pg_catalog.jsonb_populate_record(NULL::%s, $1::jsonb) ON CONFLICT (%s) ",
-					 qualified(relid), list, list, qualified(relid), keylist);
+					 ps_qualified_relname(relid), list, list, ps_qualified_relname(relid), keylist);
 	if (set.len)
 		appendStringInfo(&sql, "DO UPDATE SET (%s) = ROW(%s)", set.data, excluded.data);
 	else
@@ -131,7 +124,7 @@ delete_row(Oid relid, const char *key)
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "DELETE FROM %s WHERE ", qualified(relid));
+	appendStringInfo(&sql, "DELETE FROM %s WHERE ", ps_qualified_relname(relid));
 	key_match(&sql, relid, key, 1);
 	execute(sql.data, 1, key, NULL);
 }
@@ -147,7 +140,7 @@ update_row(Oid relid, const char *key, const char *value)
 		return;
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE %s SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1::jsonb)) WHERE ",
-					 qualified(relid), list, list, qualified(relid));
+					 ps_qualified_relname(relid), list, list, ps_qualified_relname(relid));
 	key_match(&sql, relid, key, 2);
 	execute(sql.data, 2, value, key);
 }
@@ -196,7 +189,7 @@ current_row(Oid relid, const char *key)
 	int			rc;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT pg_catalog.to_jsonb(t)::text FROM %s t WHERE ", qualified(relid));
+	appendStringInfo(&sql, "SELECT pg_catalog.to_jsonb(t)::text FROM %s t WHERE ", ps_qualified_relname(relid));
 	key_match(&sql, relid, key, 1);
 	rc = SPI_execute_with_args(sql.data, 1, &type, &v, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)

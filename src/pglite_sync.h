@@ -74,6 +74,7 @@ extern bool ps_extension_ready(void);
 extern char *ps_extension_version(Oid extoid);
 extern bool ps_database_is_template(void);
 extern TimestampTz ps_timeout_deadline(Interval *iv);
+extern char *ps_qualified_relname(Oid relid);
 
 /* writes.c: a deleted subscription's capture triggers go too */
 extern void ps_writes_forget(int32 subid);

@@ -362,7 +362,7 @@ drop_triggers(PsSubscription *sub)
 			continue;
 		if (SPI_execute(psprintf("DROP TRIGGER %s ON %s",
 								 quote_identifier(trigger_name(sub, def)),
-								 quote_qualified_identifier(get_namespace_name(get_rel_namespace(def->relid)), rel)),
+								 ps_qualified_relname(def->relid)),
 						false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "pglite_sync: could not drop the capture trigger");
 	}
@@ -461,8 +461,7 @@ ps_enable_writes(PG_FUNCTION_ARGS)
 		appendStringInfo(&sql, "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s "
 						 "FOR EACH ROW EXECUTE FUNCTION " PS_SCHEMA "._capture_write(%s, %s",
 						 quote_identifier(trigger_name(sub, def)),
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(def->relid)),
-													get_rel_name(def->relid)),
+						 ps_qualified_relname(def->relid),
 						 quote_literal_cstr(psprintf("%d", sub->id)), quote_literal_cstr(def->name));
 		foreach(lc, def->primary_key)
 			appendStringInfo(&sql, ", %s", quote_literal_cstr(lfirst(lc)));
