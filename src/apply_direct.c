@@ -41,13 +41,12 @@
  * locks the indexes until commit, and readers of the table would wait for
  * the rest of the batch.  PGlite has one session, so nobody waits.
  */
-#ifdef __PGLITE__
 #define DEFER_INDEXES_ROWS	8192
+#ifdef __PGLITE__
 /* REINDEX needs MAINTAIN on the table (PostgreSQL 17 on; PGlite is 18) */
 #define may_rebuild_indexes(rel) \
 	(pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_MAINTAIN) == ACLCHECK_OK)
 #else
-#define DEFER_INDEXES_ROWS	-1
 #define may_rebuild_indexes(rel) false
 #endif
 
