@@ -14,6 +14,8 @@ END $$;
 SELECT e.extname, e.extversion, n.nspname AS schema, d.description FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace LEFT JOIN pg_description d ON d.objoid = e.oid AND d.classoid = 'pg_extension'::regclass WHERE e.extname = 'pglite_sync';
 -- host-driven spools are read back once: stored uncompressed (0.4.0)
 SELECT attstorage FROM pg_attribute WHERE attrelid = 'electric.spool_block'::regclass AND attname = 'data';
+-- ... and unlogged: scratch space, not written to the WAL (0.5.0)
+SELECT relpersistence FROM pg_class WHERE oid = 'electric.spool_block'::regclass;
 \df electric.*
 \d electric.subscriptions
 

@@ -1554,6 +1554,13 @@ static Stmt spool_truncate = {
 	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 AND seq >= $3",
 	3, {INT4OID, TEXTOID, INT8OID}
 };
+static Stmt spool_end = {
+	"SELECT seq + pg_catalog.length(data) FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 "
+	"ORDER BY seq DESC LIMIT 1", 2, {INT4OID, TEXTOID}
+};
+static Stmt spool_drop_all = {
+	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1", 1, {INT4OID}
+};
 static Stmt spool_drop_before = {
 	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 "
 	"AND seq + pg_catalog.length(data) <= $3", 3, {INT4OID, TEXTOID, INT8OID}
@@ -1622,6 +1629,25 @@ ps_catalog_spool_truncate(int32 subid, const char *shape, int64 at)
 	Datum		v[3] = {Int32GetDatum(subid), CStringGetTextDatum(shape), Int64GetDatum(at)};
 
 	run(&spool_truncate, v, NULL, false, 0, SPI_OK_DELETE);
+}
+
+/* The logical end of a shape's last spooled block; 0 when it has none. */
+int64
+ps_catalog_spool_end(int32 subid, const char *shape)
+{
+	Datum		v[2] = {Int32GetDatum(subid), CStringGetTextDatum(shape)};
+	bool		isnull;
+
+	run(&spool_end, v, NULL, true, 1, SPI_OK_SELECT);
+	return SPI_processed == 1 ? DatumGetInt64(first_value(&isnull)) : 0;
+}
+
+void
+ps_catalog_spool_drop_all(int32 subid)
+{
+	Datum		v = Int32GetDatum(subid);
+
+	run(&spool_drop_all, &v, NULL, false, 0, SPI_OK_DELETE);
 }
 
 void

@@ -193,6 +193,8 @@ extern void ps_catalog_spool_write(int32 subid, const char *shape, int64 at, con
 extern int	ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char *buf, int want);
 extern void ps_catalog_spool_truncate(int32 subid, const char *shape, int64 at);
 extern void ps_catalog_spool_drop_before(int32 subid, const char *shape, int64 base);
+extern int64 ps_catalog_spool_end(int32 subid, const char *shape);
+extern void ps_catalog_spool_drop_all(int32 subid);
 
 /* ---- the SQL API's writes -------------------------------------------------- */
 extern void ps_catalog_lock(void);

@@ -247,10 +247,37 @@ run_time(PsRun *run, const char *key)
 /* ---- loading ------------------------------------------------------------------ */
 
 static PsRun *
-load_run(const char *name, const char *shape, PsMember **member)
+restore(PsSubscription *sub, bool *intact)
+{
+	PsRun	   *run = ps_run_create(PS_RUN_HOST, sub, CurrentMemoryContext);
+
+	restore_run(run);
+	*intact = true;
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		PsMember   *m = &run->members[i];
+
+		/* ps_run_create gave it a file spool: this one lives in the table */
+		ps_spool_destroy(m->spool);
+		restore_member(run, m);
+		*intact &= ps_spool_intact(m->spool);
+	}
+	return run;
+}
+
+/*
+ * The run of subscription name, its streams restored.  *lost says that a
+ * crash or a failover emptied the (unlogged) spool under an incomplete
+ * batch: then every shape starts again from its committed position, as a
+ * worker does after a restart, and whatever answers a request handed out
+ * before must not be ingested.
+ */
+static PsRun *
+load_run(const char *name, const char *shape, PsMember **member, bool *lost)
 {
 	PsSubscription *sub;
 	PsRun	   *run;
+	bool		intact;
 
 	sub = ps_catalog_load_owned(name, GetUserId(), CurrentMemoryContext);
 	if (sub->worker)
@@ -260,15 +287,18 @@ load_run(const char *name, const char *shape, PsMember **member)
 				 errhint("Host-driven subscriptions are made with worker => false.")));
 	if (!sub->enabled)
 		return NULL;
-	run = ps_run_create(PS_RUN_HOST, sub, CurrentMemoryContext);
-	restore_run(run);
-	for (int i = 0; i < run->nmembers; i++)
+	run = restore(sub, &intact);
+	*lost = !intact;
+	if (!intact)
 	{
-		PsMember   *m = &run->members[i];
-
-		/* ps_run_create gave it a file spool: this one lives in the table */
-		ps_spool_destroy(m->spool);
-		restore_member(run, m);
+		ereport(LOG,
+				(errmsg("pglite_sync: subscription \"%s\" lost the responses it had spooled", name),
+				 errdetail("A crash or a failover empties the unlogged table electric.spool_block. "
+						   "The subscription fetches them again from its last committed position.")));
+		ps_catalog_spool_drop_all(sub->id);
+		for (int i = 0; i < sub->nshapes; i++)
+			sub->shapes[i].stream = NULL;
+		run = restore(sub, &intact);
 	}
 	*member = NULL;
 	for (int i = 0; i < run->nmembers; i++)
@@ -313,9 +343,10 @@ ps_next_request(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTimestamp();
 	StringInfoData b;
 	Datum		result;
+	bool		lost;
 
 	SPI_connect();
-	run = load_run(name, shape, &m);
+	run = load_run(name, shape, &m, &lost);
 	if (run == NULL)
 	{
 		SPI_finish();
@@ -438,36 +469,18 @@ commit_in_subxact(PsRun *run, uint64 target)
 	}
 }
 
-Datum
-ps_ingest_response(PG_FUNCTION_ARGS)
+/*
+ * Take the response to the request next_request handed out for m: apply
+ * what it completes, spool what it does not; *since and *last_at move when
+ * it brings the run up to date.
+ */
+static void
+take_response(FunctionCallInfo fcinfo, PsRun *run, PsMember *m, TimestampTz *since,
+			  TimestampTz *last_at)
 {
-	char	   *name = arg_text(fcinfo, 0, "name");
-	char	   *shape = arg_text(fcinfo, 4, NULL);
-	PsMember   *m;
-	PsRun	   *run;
 	PsResponse	resp;
 	PsOutcome	o;
-	StringInfoData b;
-	Datum		result;
-	TimestampTz since;
-	TimestampTz last_at;
 	uint64		target;
-
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("status must not be null")));
-	SPI_connect();
-	run = load_run(name, shape, &m);
-	if (run == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("subscription \"%s\" is stopped", name)));
-	since = run_time(run, "up_to_date_since");
-	last_at = run_time(run, "last_up_to_date_at");
-	run->last_error = NULL;
-	run->last_wait_ms = 0;
-	run->last_applied = 0;
 
 	/* the request this answers, as next_request handed it out */
 	{
@@ -534,15 +547,49 @@ ps_ingest_response(PG_FUNCTION_ARGS)
 
 		for (int i = 0; i < run->nmembers; i++)
 			oldest = Min(oldest, run->members[i].sync_ticket);
-		since = (TimestampTz) oldest;
-		last_at = GetCurrentTimestamp();
+		*since = (TimestampTz) oldest;
+		*last_at = GetCurrentTimestamp();
 	}
 	else if (o.kind == PS_OUT_BATCH && run->state == PS_STATE_LIVE)
 	{
 		/* up to date with nothing to commit: the barrier holds all the same */
-		since = (TimestampTz) m->sync_ticket;
-		last_at = GetCurrentTimestamp();
+		*since = (TimestampTz) m->sync_ticket;
+		*last_at = GetCurrentTimestamp();
 	}
+}
+
+Datum
+ps_ingest_response(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "name");
+	char	   *shape = arg_text(fcinfo, 4, NULL);
+	PsMember   *m;
+	PsRun	   *run;
+	StringInfoData b;
+	Datum		result;
+	TimestampTz since;
+	TimestampTz last_at;
+	bool		lost;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("status must not be null")));
+	SPI_connect();
+	run = load_run(name, shape, &m, &lost);
+	if (run == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subscription \"%s\" is stopped", name)));
+	since = run_time(run, "up_to_date_since");
+	last_at = run_time(run, "last_up_to_date_at");
+	run->last_error = NULL;
+	run->last_wait_ms = 0;
+	run->last_applied = 0;
+
+	/* an answer to a request of a lost batch: next_request asks again */
+	if (!lost)
+		take_response(fcinfo, run, m, &since, &last_at);
 	m->in_flight = false;
 	save(run, since, last_at);
 

@@ -119,6 +119,19 @@ ps_spool_get_state(PsSpool *s, PsSpoolState *state)
 	state->records = s->committed;
 }
 
+/*
+ * Whether a table-backed spool still holds the blocks its state counts.
+ * electric.spool_block is unlogged: a crash or a failover empties it, while
+ * the state (logged, in shape_state) still says how far the blocks reached.
+ */
+bool
+ps_spool_intact(PsSpool *s)
+{
+	if (!s->in_table || s->file_end <= s->base)
+		return true;
+	return ps_catalog_spool_end(s->subid, s->shape) == s->file_end;
+}
+
 /* Close and delete the temporary file; the memory goes with its context. */
 /* ---- the temporary file (workers and sync_now; PGlite spools in tables) ---- */
 

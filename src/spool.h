@@ -73,6 +73,7 @@ typedef struct PsSpoolState
 extern PsSpool *ps_spool_create_in_table(MemoryContext cxt, int32 subid, const char *shape,
 										 const PsSpoolState *state);
 extern void ps_spool_get_state(PsSpool *s, PsSpoolState *state);
+extern bool ps_spool_intact(PsSpool *s);
 extern void ps_spool_destroy(PsSpool *s);
 extern void ps_spool_add(PsSpool *s, const ps_message *m, uint64 lsn, const char *json,
 						 size_t json_len, bool raw);

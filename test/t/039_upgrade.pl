@@ -7,7 +7,8 @@
 # changes still arrive, and the 0.2.0 view and API take over.  0.3.0 adds
 # local writes; 0.4.0 stores host-driven spools uncompressed, and a
 # host-driven snapshot half spooled (compressed) across that update lands
-# whole.
+# whole; 0.5.0 makes the spool unlogged, and a snapshot half spooled across
+# that update lands whole too.
 use strict;
 use warnings;
 
@@ -40,7 +41,7 @@ sql($node, "CREATE TABLE items (id int PRIMARY KEY, title text); CREATE TABLE la
 
 # the new library and the old SQL: the 0.1.0 API refuses, with a hint
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.sync_shape_to_table('" . $server->shape('items') . "', 'items', '{id}', shape_key => 'items')");
-like($err, qr/extension "pglite_sync" must be updated to version 0\.4\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
+like($err, qr/extension "pglite_sync" must be updated to version 0\.5\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
 like($err, qr/HINT:  Run ALTER EXTENSION pglite_sync UPDATE/, '... with the hint to update');
 
 # subscriptions as 0.1.0 stored them: the shape in the subscription row and
@@ -69,7 +70,7 @@ is(sql($node, "SELECT string_agg(name || ' ' || state || ' ' || rows_applied, ',
 my ($req0) = grep { $_->{query}{offset} eq '-1' } @{ $server->requests('items') };
 is($req0->{headers}{'x-legacy'}, 'yes', 'with their stored headers');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.unsubscribe('items')");
-like($err, qr/must be updated to version 0\.4\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
+like($err, qr/must be updated to version 0\.5\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
 is(sub_status($node, 'items', 'state'), 'live', 'and changed nothing');
 
 # a change while on 0.1.0: positions are stored in the 0.1.0 layout
@@ -155,7 +156,7 @@ like(sql($node, $blocks), qr/^(pglz,)*pglz$/, '0.3.0 spooled them compressed');
 %pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items);
 $positions = sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions WHERE name <> 'notes'");
 $server->clear_requests;
-sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+sql($node, "ALTER EXTENSION pglite_sync UPDATE TO '0.4.0'");
 is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.4.0', 'updated to 0.4.0');
 is(sql($node, "SELECT attstorage FROM pg_attribute WHERE attrelid = 'electric.spool_block'::regclass AND attname = 'data'"),
 	'e', 'spool blocks are stored uncompressed from now on');
@@ -172,6 +173,42 @@ is(sql($node, "SELECT count(*) FROM electric.spool_block"), '0', 'and the spool 
 $server->txn('items', { op => 'update', row => { id => '5', title => 'on 0.4.0' } });
 ok(wait_until($node, "SELECT title = 'on 0.4.0' FROM items WHERE id = 5"), 'worker-driven changes still arrive');
 is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }), 0, 'no resync after the third update');
+is(sub_status($node, 'items', 'worker_pid'), $pids{items}, 'the same worker');
+
+# ---- and on to 0.5.0 (unlogged spools) with another host-driven snapshot half spooled ----
+$server->create_table(
+	name => 'memos',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+	primary_key => ['id'],
+	page_rows => 20,
+	rows => [ map { { id => "$_", title => "memo $_" } } 1 .. 100 ]);
+sql($node, "CREATE TABLE memos (id int PRIMARY KEY, title text)");
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('memos') . "', 'memos', '{id}', shape_key => 'memos', worker => false)");
+my $persistence = "SELECT relpersistence FROM pg_class WHERE oid = 'electric.spool_block'::regclass";
+my $spooled = "SELECT count(*) || ' ' || sum(length(b.data)) FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = 'memos'";
+$steps = feed($node, 'memos', calls => 2);
+is(scalar(grep { $_->{step} eq 'ingest' && $_->{status} == 200 } @$steps), 2, 'two pages of a host-driven snapshot fed on 0.4.0');
+is(sql($node, $persistence), 'p', 'on 0.4.0 the spool is logged');
+my $before = sql($node, $spooled);
+like($before, qr/^[1-9]\d* [1-9]\d*$/, "they are spooled ($before: blocks, bytes)");
+$positions = sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions WHERE name <> 'memos'");
+$server->clear_requests;
+sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.5.0', 'updated to 0.5.0');
+is(sql($node, $persistence), 'u', 'the spool is unlogged from now on');
+is(sql($node, $spooled), $before, 'the blocks already spooled were kept, byte for byte');
+is(sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions WHERE name <> 'memos'"),
+	$positions, 'positions unchanged by the update');
+$steps = feed($node, 'memos', until_up_to_date => 1);
+my @memo_urls = map { $_->{url} } grep { $_->{step} eq 'request' } @$steps;
+like($memo_urls[0] // '', qr/offset=0_1/, 'the feeder continues after the two pages spooled before the update');
+is(sub_status($node, 'memos', "state || ' ' || is_up_to_date"), 'live true', 'the host-driven snapshot completed');
+is_table_synced($node, $server, 'memos', \@cols, 'the table equals the server: pages from before and after the update');
+is(sql($node, "SELECT count(*) FROM electric.spool_block"), '0', 'and the spool is gone');
+$server->txn('items', { op => 'update', row => { id => '6', title => 'on 0.5.0' } });
+ok(wait_until($node, "SELECT title = 'on 0.5.0' FROM items WHERE id = 6"), 'worker-driven changes still arrive');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }, @{ $server->requests('memos') }), 0,
+	'no resync after the fourth update');
 is(sub_status($node, 'items', 'worker_pid'), $pids{items}, 'the same worker');
 
 # and it all survives another restart

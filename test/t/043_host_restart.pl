@@ -3,6 +3,10 @@
 # transaction, so a feeder that stops between two calls, one killed in the
 # middle of a request, and a server restart in between lose nothing: the
 # next feeder continues the same batch, and the snapshot lands once, whole.
+# The spool is unlogged: a crash empties it, and the engine notices that a
+# stream counts blocks that are gone, drops the answer to a request handed
+# out before the crash, and fetches the batch again from its committed
+# position.
 use strict;
 use warnings;
 
@@ -12,6 +16,9 @@ use ElectricServer;
 use HostFeed;
 use SyncTest;
 use Test::More;
+use HTTP::Tiny;
+use PostgreSQL::Test::Utils;
+use JSON::PP;
 use Time::HiRes qw(usleep);
 
 my $server = ElectricServer->new(long_poll_ms => 1000);
@@ -88,6 +95,62 @@ is(scalar(grep { $_ ne '0_4' } @dups), 0, 'no page but the killed one was fetche
 $server->txn('items', { op => 'insert', row => { id => '41', title => 'after the restarts' } }, { op => 'delete', row => { id => '1' } });
 $steps = feed($node, 'h', until_up_to_date => 1);
 is_table_synced($node, $server, 'items', \@cols, 'live changes arrive');
+
+# ---- a crash empties the unlogged spool: the batch is fetched again, whole ----
+$server->create_table(
+	name => 'crashy',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+	primary_key => ['id'],
+	page_rows => 5,
+	rows => [ map { { id => "$_", title => "crashy $_" } } 1 .. 30 ]);
+sql($node, "CREATE TABLE crashy (id int PRIMARY KEY, title text)");
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('crashy') . "', 'crashy', '{id}', shape_key => 'c', worker => false)");
+my $counted = "SELECT (stream->>'spool_end')::bigint - (stream->>'spool_base')::bigint FROM electric.shape_state st "
+  . "JOIN electric.subscription s ON s.id = st.subid WHERE s.name = 'c'";
+my $held = "SELECT count(*) FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = 'c'";
+$steps = feed($node, 'c', calls => 3);
+is(scalar(grep { $_->{step} eq 'ingest' && $_->{status} == 200 } @$steps), 3, 'three pages of a second snapshot fed');
+cmp_ok(sql($node, $held), '>', 0, 'they are spooled');
+
+# a request handed out, answered by the server, then the database crashes
+my $next = decode_json(sql($node, "SELECT electric.next_request('c')"));
+like($next->{url}, qr/offset=0_2/, 'the fourth page is asked for');
+my $res = HTTP::Tiny->new->get($next->{url}, { headers => $next->{headers} });
+is($res->{status}, 200, 'and the server answers it');
+$server->clear_requests;
+$node->stop('immediate');
+$node->start;
+is(sql($node, $held), '0', 'the crash emptied the unlogged spool');
+cmp_ok(sql($node, $counted), '>', 0, 'while the stream (logged) still counts its blocks');
+
+# the answer from before the crash is not ingested
+my $log_at = -s $node->logfile;
+my $hdrs = JSON::PP->new->canonical->encode({ map { $_ => $res->{headers}{$_} } grep { /^electric-/ } keys %{ $res->{headers} } });
+$hdrs =~ s/'/''/g;
+my $r = decode_json(sql($node, "SELECT electric.ingest_response('c', 200, '$hdrs'::jsonb, decode('"
+	  . unpack('H*', $res->{content}) . "', 'hex'))"));
+is($r->{applied} . ' ' . ($r->{error} // 'no error'), '0 no error', 'ingest_response drops the answer to a request of the lost batch');
+is(sql($node, "SELECT count(*) FROM crashy"), '0', 'nothing applied');
+is(sql($node, $counted), '0', 'the stream counts no spooled blocks any more');
+like(substr(slurp_file($node->logfile), $log_at), qr/subscription "c" lost the responses it had spooled/, 'the server log says so');
+like(sql($node, "SELECT electric.next_request('c')"), qr/offset=-1/, 'the snapshot is asked for again from -1');
+
+# a crash again, and this time next_request is the first to notice
+$steps = feed($node, 'c', calls => 2);
+cmp_ok(sql($node, $held), '>', 0, 'two pages spooled again');
+$node->stop('immediate');
+$node->start;
+like(sql($node, "SELECT electric.next_request('c')"), qr/offset=-1/, 'after the second crash, next_request starts from -1');
+
+$steps = feed($node, 'c', until_up_to_date => 1);
+is($steps->[-1]{reason}, 'up-to-date', 'the feeder reaches up-to-date');
+($last) = grep { $_->{step} eq 'ingest' } reverse @$steps;
+is($last->{result}{applied}, 30, 'the whole snapshot applied at once: 30 rows');
+is_table_synced($node, $server, 'crashy', \@cols, 'the table equals the server: no page lost, none applied twice');
+is(sql($node, $held), '0', 'the spool is empty once the batch committed');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' && ($_->{status} // 0) == 200 } @{ $server->requests('crashy') }), 2,
+	'the server was asked for the snapshot from -1 once after each crash');
+is_table_synced($node, $server, 'items', \@cols, 'the other subscription lost nothing');
 
 $node->stop;
 $server->stop;
