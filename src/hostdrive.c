@@ -36,6 +36,22 @@
 
 PG_FUNCTION_INFO_V1(ps_next_request);
 PG_FUNCTION_INFO_V1(ps_ingest_response);
+PG_FUNCTION_INFO_V1(ps_spool_unlogged);
+
+/*
+ * Whether electric.spool_block should be unlogged: on a server, yes (see the
+ * 0.4.0 -> 0.5.0 update script); in PGlite, whose sessions usually end in a
+ * crash image, no.  Asked by that script only.
+ */
+Datum
+ps_spool_unlogged(PG_FUNCTION_ARGS)
+{
+#ifdef __PGLITE__
+	PG_RETURN_BOOL(false);
+#else
+	PG_RETURN_BOOL(true);
+#endif
+}
 
 /* ---- the state between calls ------------------------------------------------ */
 
@@ -267,10 +283,10 @@ restore(PsSubscription *sub, bool *intact)
 
 /*
  * The run of subscription name, its streams restored.  *lost says that a
- * crash or a failover emptied the (unlogged) spool under an incomplete
- * batch: then every shape starts again from its committed position, as a
- * worker does after a restart, and whatever answers a request handed out
- * before must not be ingested.
+ * crash or a failover emptied the spool (unlogged on a server) under an
+ * incomplete batch: then every shape starts again from its committed
+ * position, as a worker does after a restart, and whatever answers a
+ * request handed out before must not be ingested.
  */
 static PsRun *
 load_run(const char *name, const char *shape, PsMember **member, bool *lost)
@@ -293,8 +309,8 @@ load_run(const char *name, const char *shape, PsMember **member, bool *lost)
 	{
 		ereport(LOG,
 				(errmsg("pglite_sync: subscription \"%s\" lost the responses it had spooled", name),
-				 errdetail("A crash or a failover empties the unlogged table electric.spool_block. "
-						   "The subscription fetches them again from its last committed position.")));
+				 errdetail("The blocks its streams count are gone from electric.spool_block, which is unlogged on a server: "
+						   "a crash or a failover empties it. The subscription fetches them again from its last committed position.")));
 		ps_catalog_spool_drop_all(sub->id);
 		for (int i = 0; i < sub->nshapes; i++)
 			sub->shapes[i].stream = NULL;

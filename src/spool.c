@@ -121,8 +121,9 @@ ps_spool_get_state(PsSpool *s, PsSpoolState *state)
 
 /*
  * Whether a table-backed spool still holds the blocks its state counts.
- * electric.spool_block is unlogged: a crash or a failover empties it, while
- * the state (logged, in shape_state) still says how far the blocks reached.
+ * On a server electric.spool_block is unlogged: a crash or a failover
+ * empties it, while the state (logged, in shape_state) still says how far
+ * the blocks reached.
  */
 bool
 ps_spool_intact(PsSpool *s)

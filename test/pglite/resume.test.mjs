@@ -4,8 +4,8 @@
 // unkeyed subscription starts afresh instead, replacing its table's rows.
 // PGlite 0.5.17 in Node takes a dataDir as a plain path or as file://<path>
 // (both are its NodeFS); the two sessions use one form each.  A dataDir left
-// by a crash in the middle of a snapshot has lost its (unlogged) spool: the
-// next session fetches the snapshot again, from -1, and lands it whole.
+// by a crash in the middle of a snapshot keeps its spool, and the next
+// session continues that snapshot.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { cpSync } from 'node:fs'
@@ -156,64 +156,88 @@ test('a dataDir made at 0.3.0 is updated on first use; its subscription resumes'
 })
 
 // PGlite that ends without close() (a killed process, a closed tab) leaves a
-// crash image: recovery empties unlogged tables, electric.spool_block with
-// them, while the stream in electric.shape_state still counts its blocks.
-test('after a crash in the middle of a snapshot, the next session fetches it again whole', { timeout: 120_000 }, async (t) => {
+// crash image, and recovery empties unlogged tables.  In PGlite the spool
+// is logged, so a snapshot caught in the middle continues in the next
+// session.  Should its blocks be gone all the same, the engine notices and
+// fetches the snapshot again from -1.
+test('after a crash in the middle of a snapshot, the next session continues it', { timeout: 120_000 }, async (t) => {
   const dir = tempDir()
   const image = tempDir()
-  t.after(() => { dir.remove(); image.remove() })
+  const image2 = tempDir()
+  t.after(() => { dir.remove(); image.remove(); image2.remove() })
   const srv = await startServer(t)
   await itemsTable(srv, 'crash', itemRows(40), { page_rows: 8 })
   const spooled = async (pg) => (await pg.query(`SELECT count(*)::int AS blocks,
       (SELECT ((st.stream->>'spool_end')::int8 - (st.stream->>'spool_base')::int8)::int4 FROM electric.shape_state st
          JOIN electric.subscription s ON s.id = st.subid WHERE s.name = 'crash') AS counted
     FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = 'crash'`)).rows[0]
+  const opts = (seen) => ({
+    shape: { url: shapeUrl(srv), params: { table: 'crash' } },
+    table: 'crash', primaryKey: ['id'], shapeKey: 'crash',
+    onInitialSync: () => seen.initialSyncs++, onError: (e) => seen.errors.push(e.message),
+  })
 
   // ---- session 1: the third page never arrives; the process "dies" meanwhile
   let release
   const gate = new Promise((r) => { release = r })
   const fetch1 = recordingFetch(async (e, seen) => { if (seen.length === 3) await gate })
   let pg = await newPGlite({ dataDir: dir.dir })
+  let stored
   try {
     await pg.exec(ITEMS_DDL('crash'))
-    await pg.electric.syncShapeToTable({
-      shape: { url: shapeUrl(srv), params: { table: 'crash' }, fetchClient: fetch1 },
-      table: 'crash', primaryKey: ['id'], shapeKey: 'crash',
-    })
+    await pg.electric.syncShapeToTable({ ...opts({ initialSyncs: 0, errors: [] }), shape: { url: shapeUrl(srv), params: { table: 'crash' }, fetchClient: fetch1 } })
     await waitFor(async () => fetch1.seen.length === 3 && (await spooled(pg)).blocks > 0, { what: 'pages spooled' })
     assert.equal((await pg.query('SELECT count(*)::int AS n FROM crash')).rows[0].n, 0, 'nothing applied yet')
-    assert.ok((await spooled(pg)).counted > 0, 'the stream counts the spooled blocks')
-    cpSync(dir.dir, image.dir, { recursive: true }) // what a crash would leave on disk
+    stored = await spooled(pg)
+    assert.ok(stored.counted > 0, 'the stream counts the spooled blocks')
+    assert.equal((await pg.query("SELECT relpersistence AS p FROM pg_class WHERE oid = 'electric.spool_block'::regclass")).rows[0].p,
+      'p', 'in PGlite the spool is logged')
+    // what a crash would leave on disk
+    cpSync(dir.dir, image.dir, { recursive: true })
+    cpSync(dir.dir, image2.dir, { recursive: true })
   } finally {
     release()
     await pg.close()
   }
+  const spooledOffsets = fetch1.seen.slice(0, 2).map((e) => e.offset)
 
-  // ---- session 2, on the crash image
-  const before = (await requests(srv, 'crash')).length
+  // ---- session 2, on the crash image: the spool survived recovery
+  let before = (await requests(srv, 'crash')).length
   pg = await newPGlite({ dataDir: image.dir })
   try {
-    const { notices, ingests } = instrument(pg)
-    await pg.exec('SET client_min_messages = log')
-    const lost = await spooled(pg)
-    assert.equal(lost.blocks, 0, 'recovery emptied the spool')
-    assert.ok(lost.counted > 0, '... while the stream still counts its blocks')
-    const errors = []
-    let initialSyncs = 0
-    const h = await pg.electric.syncShapeToTable({
-      shape: { url: shapeUrl(srv), params: { table: 'crash' } },
-      table: 'crash', primaryKey: ['id'], shapeKey: 'crash',
-      onInitialSync: () => initialSyncs++, onError: (e) => errors.push(e.message),
-    })
+    const { ingests } = instrument(pg)
+    assert.deepEqual(await spooled(pg), stored, 'recovery kept the spooled blocks')
+    const seen = { initialSyncs: 0, errors: [] }
+    const h = await pg.electric.syncShapeToTable(opts(seen))
     await waitFor(() => h.isUpToDate, { what: 'session 2 up to date' })
     await assertSameRows(pg, srv, 'crash')
-    assert.ok(notices.some((n) => n.includes('subscription "crash" lost the responses it had spooled')), 'the engine says what it lost')
     const session2 = (await requests(srv, 'crash')).slice(before).filter((r) => r.status === 200)
-    assert.equal(session2[0].query.offset, '-1', 'session 2 fetches the snapshot again from -1')
-    assert.equal(session2.filter((r) => r.query.offset === '-1').length, 1, 'once')
+    assert.deepEqual(session2.filter((r) => r.query.offset === '-1'), [], 'session 2 asks nothing from -1 again')
+    assert.ok(!spooledOffsets.includes(session2[0].query.offset), `nor a page it had spooled (${spooledOffsets}): it continues at ${session2[0].query.offset}`)
     assert.deepEqual(ingests.filter((i) => i.applied > 0).map((i) => i.applied), [40], 'the 40 rows applied at once')
-    assert.deepEqual([errors, initialSyncs], [[], 1])
+    assert.deepEqual(seen, { initialSyncs: 1, errors: [] })
     assert.deepEqual(await spooled(pg), { blocks: 0, counted: 0 }, 'nothing left spooled')
+    await h.unsubscribe()
+  } finally {
+    await pg.close()
+  }
+
+  // ---- session 3, on the same image with the blocks gone: fetched again, whole
+  before = (await requests(srv, 'crash')).length
+  pg = await newPGlite({ dataDir: image2.dir })
+  try {
+    const { notices, ingests } = instrument(pg)
+    await pg.exec('DELETE FROM electric.spool_block; SET client_min_messages = log')
+    const seen = { initialSyncs: 0, errors: [] }
+    const h = await pg.electric.syncShapeToTable(opts(seen))
+    await waitFor(() => h.isUpToDate, { what: 'session 3 up to date' })
+    await assertSameRows(pg, srv, 'crash')
+    assert.ok(notices.some((n) => n.includes('subscription "crash" lost the responses it had spooled')), 'the engine says what it lost')
+    const session3 = (await requests(srv, 'crash')).slice(before).filter((r) => r.status === 200)
+    assert.equal(session3[0].query.offset, '-1', 'session 3 fetches the snapshot again from -1')
+    assert.equal(session3.filter((r) => r.query.offset === '-1').length, 1, 'once')
+    assert.deepEqual(ingests.filter((i) => i.applied > 0).map((i) => i.applied), [40], 'the 40 rows applied at once')
+    assert.deepEqual(seen, { initialSyncs: 1, errors: [] })
     await h.unsubscribe()
   } finally {
     await pg.close()
