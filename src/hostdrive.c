@@ -114,6 +114,7 @@ restore_member(PsRun *run, PsMember *m)
 		m->retry_at = (TimestampTz) get_int(o, "retry_at");
 		m->request_live = get_bool(o, "request_live");
 		m->request_started = (TimestampTz) get_int(o, "request_started");
+		m->request_voided = get_bool(o, "request_voided");
 		m->sync_ticket = (uint64) get_int(o, "up_to_date_request");
 		m->align.reported = get_bool(o, "reported");
 		m->align.ready_lsn = (uint64) get_int(o, "ready_lsn");
@@ -171,6 +172,7 @@ member_json(PsMember *m)
 	put_int(&b, "retry_at", m->retry_at);
 	put_bool(&b, "request_live", m->request_live);
 	put_int(&b, "request_started", m->request_started);
+	put_bool(&b, "request_voided", m->request_voided);
 	put_int(&b, "up_to_date_request", (int64) m->sync_ticket);
 	put_bool(&b, "reported", m->align.reported);
 	put_int(&b, "ready_lsn", (int64) m->align.ready_lsn);
@@ -263,11 +265,12 @@ run_time(PsRun *run, const char *key)
 /* ---- loading ------------------------------------------------------------------ */
 
 static PsRun *
-restore(PsSubscription *sub, bool *intact)
+restore(PsSubscription *sub, bool with_run_state, bool *intact)
 {
 	PsRun	   *run = ps_run_create(PS_RUN_HOST, sub, CurrentMemoryContext);
 
-	restore_run(run);
+	if (with_run_state)
+		restore_run(run);
 	*intact = true;
 	for (int i = 0; i < run->nmembers; i++)
 	{
@@ -282,14 +285,14 @@ restore(PsSubscription *sub, bool *intact)
 }
 
 /*
- * The run of subscription name, its streams restored.  *lost says that a
- * crash or a failover emptied the spool (unlogged on a server) under an
- * incomplete batch: then every shape starts again from its committed
- * position, as a worker does after a restart, and whatever answers a
- * request handed out before must not be ingested.
+ * The run of subscription name, its streams restored.  When a crash or a
+ * failover emptied the spool (unlogged on a server) under an incomplete
+ * batch, every shape starts again as a worker does after a restart (run
+ * state and positions from the catalog), and the requests handed out before
+ * are voided: their answers, from any shape's loop, must not be ingested.
  */
 static PsRun *
-load_run(const char *name, const char *shape, PsMember **member, bool *lost)
+load_run(const char *name, const char *shape, PsMember **member)
 {
 	PsSubscription *sub;
 	PsRun	   *run;
@@ -303,18 +306,20 @@ load_run(const char *name, const char *shape, PsMember **member, bool *lost)
 				 errhint("Host-driven subscriptions are made with worker => false.")));
 	if (!sub->enabled)
 		return NULL;
-	run = restore(sub, &intact);
-	*lost = !intact;
+	run = restore(sub, true, &intact);
 	if (!intact)
 	{
 		ereport(LOG,
 				(errmsg("pglite_sync: subscription \"%s\" lost the responses it had spooled", name),
 				 errdetail("The blocks its streams count are gone from electric.spool_block, which is unlogged on a server: "
-						   "a crash or a failover empties it. The subscription fetches them again from its last committed position.")));
+						   "a crash or a failover empties it. Every shape of the subscription starts again as after a restart.")));
 		ps_catalog_spool_drop_all(sub->id);
 		for (int i = 0; i < sub->nshapes; i++)
 			sub->shapes[i].stream = NULL;
-		run = restore(sub, &intact);
+		run = restore(sub, false, &intact);
+		for (int i = 0; i < run->nmembers; i++)
+			run->members[i].request_voided = true;
+		save(run, run_time(run, "up_to_date_since"), run_time(run, "last_up_to_date_at"));
 	}
 	*member = NULL;
 	for (int i = 0; i < run->nmembers; i++)
@@ -359,10 +364,9 @@ ps_next_request(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTimestamp();
 	StringInfoData b;
 	Datum		result;
-	bool		lost;
 
 	SPI_connect();
-	run = load_run(name, shape, &m, &lost);
+	run = load_run(name, shape, &m);
 	if (run == NULL)
 	{
 		SPI_finish();
@@ -407,6 +411,7 @@ ps_next_request(PG_FUNCTION_ARGS)
 		appendStringInfoChar(&b, '}');
 		m->request_live = live;
 		m->request_started = now;
+		m->request_voided = false;
 		save(run, run_time(run, "up_to_date_since"), run_time(run, "last_up_to_date_at"));
 	}
 	result = jsonb_result(&b);
@@ -585,14 +590,13 @@ ps_ingest_response(PG_FUNCTION_ARGS)
 	Datum		result;
 	TimestampTz since;
 	TimestampTz last_at;
-	bool		lost;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("status must not be null")));
 	SPI_connect();
-	run = load_run(name, shape, &m, &lost);
+	run = load_run(name, shape, &m);
 	if (run == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -604,7 +608,7 @@ ps_ingest_response(PG_FUNCTION_ARGS)
 	run->last_applied = 0;
 
 	/* an answer to a request of a lost batch: next_request asks again */
-	if (!lost)
+	if (!m->request_voided)
 		take_response(fcinfo, run, m, &since, &last_at);
 	m->in_flight = false;
 	save(run, since, last_at);

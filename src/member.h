@@ -81,6 +81,8 @@ typedef struct PsMember
 	bool		request_live;
 	uint64		request_ticket;
 	TimestampTz request_started;
+	bool		request_voided; /* host-driven: a lost spool voided the request
+								 * handed out; drop answers until the next one */
 
 	/* the response being read */
 	ps_bodysplit split;

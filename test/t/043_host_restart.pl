@@ -97,6 +97,44 @@ $steps = feed($node, 'h', until_up_to_date => 1);
 is_table_synced($node, $server, 'items', \@cols, 'live changes arrive');
 
 # ---- a crash empties the unlogged spool: the batch is fetched again, whole ----
+
+# next_request for one shape, and the server's answer to it (HTTP::Tiny)
+sub ask
+{
+	my ($name, $shape) = @_;
+	my $q = decode_json(sql($node, "SELECT electric.next_request('$name'" . ($shape ? ", '$shape'" : '') . ")"));
+	return ($q, HTTP::Tiny->new->get($q->{url}, { headers => $q->{headers} }));
+}
+
+# ingest_response with that answer
+sub answer
+{
+	my ($name, $shape, $res) = @_;
+	my $hdrs = JSON::PP->new->canonical->encode({ map { $_ => $res->{headers}{$_} } grep { /^electric-/ } keys %{ $res->{headers} } });
+	$hdrs =~ s/'/''/g;
+	return decode_json(sql($node, "SELECT electric.ingest_response('$name', $res->{status}, '$hdrs'::jsonb, decode('"
+		  . unpack('H*', $res->{content}) . "', 'hex')" . ($shape ? ", '$shape'" : '') . ")"));
+}
+
+sub counted
+{
+	my ($name, $shape) = @_;
+	return sql($node, "SELECT (stream->>'spool_end')::bigint - (stream->>'spool_base')::bigint FROM electric.shape_state st "
+		  . "JOIN electric.subscription s ON s.id = st.subid WHERE s.name = '$name' AND st.shape = '$shape'");
+}
+
+sub held
+{
+	my ($name) = @_;
+	return sql($node, "SELECT count(*) FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = '$name'");
+}
+
+sub crash
+{
+	$node->stop('immediate');
+	$node->start;
+}
+
 $server->create_table(
 	name => 'crashy',
 	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
@@ -105,41 +143,33 @@ $server->create_table(
 	rows => [ map { { id => "$_", title => "crashy $_" } } 1 .. 30 ]);
 sql($node, "CREATE TABLE crashy (id int PRIMARY KEY, title text)");
 sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('crashy') . "', 'crashy', '{id}', shape_key => 'c', worker => false)");
-my $counted = "SELECT (stream->>'spool_end')::bigint - (stream->>'spool_base')::bigint FROM electric.shape_state st "
-  . "JOIN electric.subscription s ON s.id = st.subid WHERE s.name = 'c'";
-my $held = "SELECT count(*) FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = 'c'";
 $steps = feed($node, 'c', calls => 3);
 is(scalar(grep { $_->{step} eq 'ingest' && $_->{status} == 200 } @$steps), 3, 'three pages of a second snapshot fed');
-cmp_ok(sql($node, $held), '>', 0, 'they are spooled');
+cmp_ok(held('c'), '>', 0, 'they are spooled');
 
 # a request handed out, answered by the server, then the database crashes
-my $next = decode_json(sql($node, "SELECT electric.next_request('c')"));
+my ($next, $res) = ask('c');
 like($next->{url}, qr/offset=0_2/, 'the fourth page is asked for');
-my $res = HTTP::Tiny->new->get($next->{url}, { headers => $next->{headers} });
 is($res->{status}, 200, 'and the server answers it');
 $server->clear_requests;
-$node->stop('immediate');
-$node->start;
-is(sql($node, $held), '0', 'the crash emptied the unlogged spool');
-cmp_ok(sql($node, $counted), '>', 0, 'while the stream (logged) still counts its blocks');
+crash();
+is(held('c'), '0', 'the crash emptied the unlogged spool');
+cmp_ok(counted('c', 'c'), '>', 0, 'while the stream (logged) still counts its blocks');
 
 # the answer from before the crash is not ingested
 my $log_at = -s $node->logfile;
-my $hdrs = JSON::PP->new->canonical->encode({ map { $_ => $res->{headers}{$_} } grep { /^electric-/ } keys %{ $res->{headers} } });
-$hdrs =~ s/'/''/g;
-my $r = decode_json(sql($node, "SELECT electric.ingest_response('c', 200, '$hdrs'::jsonb, decode('"
-	  . unpack('H*', $res->{content}) . "', 'hex'))"));
+my $r = answer('c', undef, $res);
 is($r->{applied} . ' ' . ($r->{error} // 'no error'), '0 no error', 'ingest_response drops the answer to a request of the lost batch');
+is($r->{state} . ' ' . ($r->{is_up_to_date} ? 'up to date' : 'not up to date'), 'starting not up to date', '... and says the subscription starts again');
 is(sql($node, "SELECT count(*) FROM crashy"), '0', 'nothing applied');
-is(sql($node, $counted), '0', 'the stream counts no spooled blocks any more');
+is(counted('c', 'c'), '0', 'the stream counts no spooled blocks any more');
 like(substr(slurp_file($node->logfile), $log_at), qr/subscription "c" lost the responses it had spooled/, 'the server log says so');
 like(sql($node, "SELECT electric.next_request('c')"), qr/offset=-1/, 'the snapshot is asked for again from -1');
 
 # a crash again, and this time next_request is the first to notice
 $steps = feed($node, 'c', calls => 2);
-cmp_ok(sql($node, $held), '>', 0, 'two pages spooled again');
-$node->stop('immediate');
-$node->start;
+cmp_ok(held('c'), '>', 0, 'two pages spooled again');
+crash();
 like(sql($node, "SELECT electric.next_request('c')"), qr/offset=-1/, 'after the second crash, next_request starts from -1');
 
 $steps = feed($node, 'c', until_up_to_date => 1);
@@ -147,10 +177,52 @@ is($steps->[-1]{reason}, 'up-to-date', 'the feeder reaches up-to-date');
 ($last) = grep { $_->{step} eq 'ingest' } reverse @$steps;
 is($last->{result}{applied}, 30, 'the whole snapshot applied at once: 30 rows');
 is_table_synced($node, $server, 'crashy', \@cols, 'the table equals the server: no page lost, none applied twice');
-is(sql($node, $held), '0', 'the spool is empty once the batch committed');
+is(held('c'), '0', 'the spool is empty once the batch committed');
 is(scalar(grep { ($_->{query}{offset} // '') eq '-1' && ($_->{status} // 0) == 200 } @{ $server->requests('crashy') }), 2,
 	'the server was asked for the snapshot from -1 once after each crash');
 is_table_synced($node, $server, 'items', \@cols, 'the other subscription lost nothing');
+
+# ---- a group: one loop per shape; the loss voids every shape's request ----
+for my $t (qw(ga gb))
+{
+	$server->create_table(
+		name => $t,
+		columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+		primary_key => ['id'],
+		page_rows => 5,
+		rows => [ map { { id => "$_", title => "$t $_" } } 1 .. 20 ]);
+	sql($node, "CREATE TABLE $t (id int PRIMARY KEY, title text)");
+}
+sql($node, "SELECT electric.sync_shapes_to_tables('{"
+	  . join(', ', map { "\"$_\": {\"shape\": " . $server->shape($_) . ", \"table_name\": \"$_\", \"primary_key\": [\"id\"]}" } qw(ga gb))
+	  . "}', shape_key => 'g', worker => false)");
+for my $shape (qw(ga gb))
+{
+	for (1 .. 2)
+	{
+		my ($q, $a) = ask('g', $shape);
+		answer('g', $shape, $a);
+	}
+	cmp_ok(counted('g', $shape), '>', 0, "group: two pages of $shape spooled");
+}
+my (undef, $res_a) = ask('g', 'ga');
+my ($q_b, $res_b) = ask('g', 'gb');
+like($q_b->{url}, qr/offset=0_1/, 'group: both loops have a request out (gb at its third page)');
+$server->clear_requests;
+crash();
+$r = answer('g', 'ga', $res_a);
+is($r->{applied}, 0, 'group: the first answer after the crash is dropped');
+$r = answer('g', 'gb', $res_b);
+is($r->{applied} . ' ' . counted('g', 'gb'), '0 0', 'group: so is the other shape\'s, though its call found the spool already reset');
+for my $shape (qw(ga gb))
+{
+	like(sql($node, "SELECT electric.next_request('g', '$shape')"), qr/offset=-1/, "group: $shape starts again from -1");
+}
+my @bg = map { start_feed($node, 'g', shape => $_, until_up_to_date => 1) } qw(ga gb);
+ok(wait_until($node, "SELECT state = 'live' AND is_up_to_date FROM electric.subscriptions WHERE name = 'g'"), 'group: up to date again');
+finish_feed($_) for @bg;
+is_table_synced($node, $server, $_, \@cols, "group: $_ equals the server") for qw(ga gb);
+is(held('g'), '0', 'group: nothing left spooled');
 
 $node->stop;
 $server->stop;
