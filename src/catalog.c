@@ -1642,6 +1642,35 @@ ps_catalog_spool_end(int32 subid, const char *shape)
 	return SPI_processed == 1 ? DatumGetInt64(first_value(&isnull)) : 0;
 }
 
+#ifdef __PGLITE__
+static Stmt spool_empty = {
+	"SELECT NOT EXISTS (SELECT FROM " PS_SCHEMA ".spool_block)", 0, {0}
+};
+static Stmt spool_reset = {
+	"TRUNCATE " PS_SCHEMA ".spool_block", 0, {0}
+};
+#endif
+
+/*
+ * Once nothing is spooled any more, give the table's space back.  PGlite
+ * runs no autovacuum: the blocks of every applied batch would stay in
+ * electric.spool_block (and its TOAST table) as dead rows for good, about
+ * 20 MB per 100,000-row snapshot, and a growing file costs more to extend.
+ * A server's autovacuum reclaims them without the exclusive lock.
+ */
+void
+ps_catalog_spool_reclaim(void)
+{
+#ifdef __PGLITE__
+	bool		isnull;
+
+	/* not read-only: it must see the DELETE just run in this transaction */
+	run(&spool_empty, NULL, NULL, false, 1, SPI_OK_SELECT);
+	if (DatumGetBool(first_value(&isnull)))
+		run(&spool_reset, NULL, NULL, false, 0, SPI_OK_UTILITY);
+#endif
+}
+
 void
 ps_catalog_spool_drop_all(int32 subid)
 {

@@ -426,6 +426,8 @@ ps_spool_response_failed(PsSpool *s)
 void
 ps_spool_clear(PsSpool *s)
 {
+	bool		had_blocks = s->in_table && s->file_end > 0;
+
 	s->committed = s->pending = 0;
 	s->read_count = 0;
 	s->have_peeked = false;
@@ -438,6 +440,8 @@ ps_spool_clear(PsSpool *s)
 	s->consumed_end = 0;
 	if (s->in_table)
 		ps_catalog_spool_truncate(s->subid, s->shape, 0);
+	if (had_blocks)
+		ps_catalog_spool_reclaim();
 	if (s->file >= 0 && s->high_water > SPOOL_KEEP_BYTES)
 	{
 		file_close(s);

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   newPGlite, startServer, post, get, shapeUrl, requests, sub, waitFor, sleep, localRows, serverRows,
-  assertSameRows, waitSameRows, itemsTable, itemRows, ITEMS_DDL, instrument, recordingFetch, shapesOf, waiting,
+  assertSameRows, waitSameRows, itemsTable, itemRows, ITEMS_DDL, instrument, recordingFetch, shapesOf, waiting, isIngest,
 } from './helpers.mjs'
 
 let pg, watch
@@ -136,6 +136,49 @@ test('must-refetch after the shape is rotated replaces the table atomically', { 
   assert.equal(log[i409 + 1].query.handle, undefined)
   assert.deepEqual(s.seen.errors, [], 'a must-refetch is not an error')
   await s.handle.unsubscribe()
+})
+
+// PGlite runs no autovacuum: the blocks of each applied batch would stay in
+// electric.spool_block as dead rows for good.  Its own instance, so that no
+// other test's spool is in the table.
+test('the spool gives its space back once a batch is applied, snapshot after snapshot', { timeout: 60_000 }, async (t) => {
+  const srv = await startServer(t)
+  const rows = (v) => itemRows(24).map((r) => ({ ...r, title: `${v} ${'x'.repeat(3000)} ${r.id}` }))
+  await itemsTable(srv, 'space', rows('v1'), { page_rows: 4 })
+  const db = await newPGlite()
+  t.after(() => db.close())
+  await db.exec(ITEMS_DDL('space'))
+  const query = db.query.bind(db)
+  const size = async () => Number((await query("SELECT pg_total_relation_size('electric.spool_block') AS s")).rows[0].s)
+  let largest = 0
+  db.query = async (sql, params, opts) => {
+    const res = await query(sql, params, opts)
+    if (isIngest(sql)) largest = Math.max(largest, await size())
+    return res
+  }
+  const h = await db.electric.syncShapeToTable({
+    shape: { url: shapeUrl(srv), params: { table: 'space' } }, table: 'space', primaryKey: ['id'], shapeKey: 'space',
+  })
+  await waitFor(() => h.isUpToDate, { what: 'up to date' })
+  await assertSameRows(db, srv, 'space')
+  const sizes = [await size()]
+  const grown = [largest]
+  for (const v of ['v2', 'v3']) {
+    const { handle } = await sub(db, 'space')
+    largest = 0
+    await itemsTable(srv, 'space', rows(v), { page_rows: 4 }) // a new table rotates the shape: a 409, a new snapshot
+    await waitFor(async () => {
+      const s = await sub(db, 'space')
+      return s.handle !== handle && s.is_up_to_date
+    }, { what: `the ${v} snapshot` })
+    await waitSameRows(db, srv, 'space')
+    sizes.push(await size())
+    grown.push(largest)
+  }
+  assert.ok(grown.every((g) => g > 5 * 4 * 3000), `each snapshot spooled its pages first (largest sizes ${grown})`)
+  assert.deepEqual(sizes, [sizes[0], sizes[0], sizes[0]], 'and the table is back to the same size after each one')
+  assert.ok(sizes[0] <= 32768, `that of an empty table (${sizes[0]} bytes)`)
+  await h.unsubscribe()
 })
 
 test('a 409 (repeat_409 fault) with onMustRefetch: the SQL function clears, in the refetch transaction', { timeout: 60_000 }, async (t) => {
