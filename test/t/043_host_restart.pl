@@ -224,6 +224,35 @@ finish_feed($_) for @bg;
 is_table_synced($node, $server, $_, \@cols, "group: $_ equals the server") for qw(ga gb);
 is(held('g'), '0', 'group: nothing left spooled');
 
+# ---- unkeyed: after the loss it starts afresh from -1 and replaces its table ----
+sub unk_table
+{
+	my ($prefix, @ids) = @_;
+	$server->create_table(
+		name => 'unk',
+		columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+		primary_key => ['id'],
+		page_rows => 5,
+		rows => [ map { { id => "$_", title => "$prefix $_" } } @ids ]);
+}
+unk_table('first', 1 .. 20);
+sql($node, "CREATE TABLE unk (id int PRIMARY KEY, title text)");
+my $unk = sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('unk') . "', 'unk', '{id}', worker => false)");
+$steps = feed($node, $unk, until_up_to_date => 1);
+is_table_synced($node, $server, 'unk', \@cols, 'unkeyed: synced');
+unk_table('second', 11 .. 35);    # a new table of that name: the shape rotates
+$steps = feed($node, $unk, calls => 4);
+cmp_ok(held($unk), '>', 0, 'unkeyed: pages of the new snapshot spooled after the 409');
+is(sql($node, "SELECT count(*) FILTER (WHERE title LIKE 'first %') FROM unk"), '20', 'unkeyed: the old rows still there');
+$server->clear_requests;
+crash();
+$steps = feed($node, $unk, until_up_to_date => 1);
+my ($first) = grep { ($_->{status} // 0) == 200 } @{ $server->requests('unk') };
+is(($first->{query}{offset} // '') . ' ' . ($first->{query}{handle} // 'no handle'), '-1 no handle',
+	'unkeyed: after the crash it starts afresh, from -1');
+is_table_synced($node, $server, 'unk', \@cols, 'unkeyed: the table is replaced, old rows gone');
+is(held($unk), '0', 'unkeyed: nothing left spooled');
+
 $node->stop;
 $server->stop;
 done_testing();
