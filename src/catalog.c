@@ -1558,9 +1558,6 @@ static Stmt spool_end = {
 	"SELECT seq + pg_catalog.length(data) FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 "
 	"ORDER BY seq DESC LIMIT 1", 2, {INT4OID, TEXTOID}
 };
-static Stmt spool_drop_all = {
-	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1", 1, {INT4OID}
-};
 static Stmt spool_drop_before = {
 	"DELETE FROM " PS_SCHEMA ".spool_block WHERE subid = $1 AND shape = $2 "
 	"AND seq + pg_catalog.length(data) <= $3", 3, {INT4OID, TEXTOID, INT8OID}
@@ -1669,14 +1666,6 @@ ps_catalog_spool_reclaim(void)
 	if (DatumGetBool(first_value(&isnull)))
 		run(&spool_reset, NULL, NULL, false, 0, SPI_OK_UTILITY);
 #endif
-}
-
-void
-ps_catalog_spool_drop_all(int32 subid)
-{
-	Datum		v = Int32GetDatum(subid);
-
-	run(&spool_drop_all, &v, NULL, false, 0, SPI_OK_DELETE);
 }
 
 void

@@ -194,7 +194,6 @@ extern int	ps_catalog_spool_read(int32 subid, const char *shape, int64 at, char 
 extern void ps_catalog_spool_truncate(int32 subid, const char *shape, int64 at);
 extern void ps_catalog_spool_drop_before(int32 subid, const char *shape, int64 base);
 extern int64 ps_catalog_spool_end(int32 subid, const char *shape);
-extern void ps_catalog_spool_drop_all(int32 subid);
 extern void ps_catalog_spool_reclaim(void);
 
 /* ---- the SQL API's writes -------------------------------------------------- */

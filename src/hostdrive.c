@@ -313,12 +313,15 @@ load_run(const char *name, const char *shape, PsMember **member)
 				(errmsg("pglite_sync: subscription \"%s\" lost the responses it had spooled", name),
 				 errdetail("The blocks its streams count are gone from electric.spool_block, which is unlogged on a server: "
 						   "a crash or a failover empties it. Every shape of the subscription starts again as after a restart.")));
-		ps_catalog_spool_drop_all(sub->id);
 		for (int i = 0; i < sub->nshapes; i++)
 			sub->shapes[i].stream = NULL;
 		run = restore(sub, false, &intact);
 		for (int i = 0; i < run->nmembers; i++)
+		{
+			/* whatever blocks are left go, as a cleared spool's do */
+			ps_spool_clear(run->members[i].spool);
 			run->members[i].request_voided = true;
+		}
 		save(run, run_time(run, "up_to_date_since"), run_time(run, "last_up_to_date_at"));
 	}
 	*member = NULL;
