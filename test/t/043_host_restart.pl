@@ -98,12 +98,12 @@ is_table_synced($node, $server, 'items', \@cols, 'live changes arrive');
 
 # ---- a crash empties the unlogged spool: the batch is fetched again, whole ----
 
-# next_request for one shape, and the server's answer to it (HTTP::Tiny)
+# next_request for one shape, and the server's answer to it (HTTP::Tiny; none while it backs off)
 sub ask
 {
 	my ($name, $shape) = @_;
 	my $q = decode_json(sql($node, "SELECT electric.next_request('$name'" . ($shape ? ", '$shape'" : '') . ")"));
-	return ($q, HTTP::Tiny->new->get($q->{url}, { headers => $q->{headers} }));
+	return ($q, $q->{url} ? HTTP::Tiny->new->get($q->{url}, { headers => $q->{headers} }) : undef);
 }
 
 # ingest_response with that answer
@@ -218,9 +218,19 @@ for my $shape (qw(ga gb))
 {
 	like(sql($node, "SELECT electric.next_request('g', '$shape')"), qr/offset=-1/, "group: $shape starts again from -1");
 }
-my @bg = map { start_feed($node, 'g', shape => $_, until_up_to_date => 1) } qw(ga gb);
-ok(wait_until($node, "SELECT state = 'live' AND is_up_to_date FROM electric.subscriptions WHERE name = 'g'"), 'group: up to date again');
-finish_feed($_) for @bg;
+# the two loops take turns in this one session, as the README asks of a group's loops
+my $group_live = "SELECT state = 'live' AND is_up_to_date FROM electric.subscriptions WHERE name = 'g'";
+for (1 .. 40)
+{
+	last if sql($node, $group_live) eq 't';
+	for my $shape (qw(ga gb))
+	{
+		my ($q, $a) = ask('g', $shape);
+		if ($q->{url}) { answer('g', $shape, $a) }
+		else { usleep(1000 * ($q->{wait_ms} // 100)) }
+	}
+}
+is(sql($node, $group_live), 't', 'group: up to date again');
 is_table_synced($node, $server, $_, \@cols, "group: $_ equals the server") for qw(ga gb);
 is(held('g'), '0', 'group: nothing left spooled');
 
