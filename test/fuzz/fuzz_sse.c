@@ -49,7 +49,8 @@ check_tags(const ps_message *m)
 	memset(&r, 0, sizeof(r));
 	r.tags = m->tags;
 	r.ntags = m->ntags;
-	if (m->has_active && m->nactive <= 64)
+	/* an empty active_conditions leaves m->active NULL: nothing to copy */
+	if (m->has_active && m->nactive > 0 && m->nactive <= 64)
 	{
 		memcpy(act, m->active, sizeof(bool) * m->nactive);
 		r.active = act;

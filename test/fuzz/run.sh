@@ -5,6 +5,8 @@
 # Prints one summary line per target; exits 1 if any target crashed (or, with
 # --repro, if any reproducer still crashes).  KEEP=1 keeps the scratch dir.
 set -u
+# the logs hold raw input bytes; sed must not choke on them in a UTF-8 locale
+export LC_ALL=C
 cd "$(dirname "$0")"
 
 repro=0
