@@ -298,7 +298,7 @@ ps_bulk_json(PsApply *a)
 		/* values were converted to the server encoding already */
 		text = doc.data;
 		arg = PointerGetDatum(cstring_to_text_with_len(text, doc.len));
-		rc = SPI_execute_plan(plan, &arg, NULL, false, 0);
+		rc = ps_apply_execute(plan, &arg, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "pglite_sync: json load failed: %s", SPI_result_code_string(rc));
 		total += SPI_processed;

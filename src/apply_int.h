@@ -179,6 +179,21 @@ extern void ps_tags_clear(PsApply *a);
 extern void ps_subset_open(PsApply *a);
 extern bool ps_subset_skip(PsApply *a);
 
+/*
+ * SPI_execute_plan, returning in the caller's memory context: SPI returns
+ * in its procedure context, which lasts until SPI_finish, so what the next
+ * rows allocate would pile up there for the whole batch.
+ */
+static inline int
+ps_apply_execute(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, long count)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+
+	MemoryContextSwitchTo(cxt);
+	return rc;
+}
+
 /* apply_bulk.c */
 extern bool ps_bulk_direct_allowed(PsApply *a);
 extern int64 ps_bulk_direct(PsApply *a);

@@ -255,7 +255,7 @@ ps_spi_apply_row(PsApply *a)
 	}
 	a->ctx_column = NULL;
 
-	rc = SPI_execute_plan(p->plan, a->values, a->nulls, op == 'E', op == 'E' ? 1 : 0);
+	rc = ps_apply_execute(p->plan, a->values, a->nulls, op == 'E', op == 'E' ? 1 : 0);
 	if (rc != expected)
 		elog(ERROR, "pglite_sync: apply statement failed: %s", SPI_result_code_string(rc));
 	if (op == 'E' && SPI_processed > 0)
@@ -290,7 +290,7 @@ ps_spi_insert_batch_flush(PsApply *a)
 		return 0;
 	p = get_plan(a, 'M', a->ib_cols, a->ib_rows);
 	a->ctx_batch = a->ib_rows;
-	rc = SPI_execute_plan(p->plan, a->ib_values, a->ib_nulls, false, 0);
+	rc = ps_apply_execute(p->plan, a->ib_values, a->ib_nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "pglite_sync: apply statement failed: %s", SPI_result_code_string(rc));
 	a->ctx_batch = 0;

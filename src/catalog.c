@@ -87,6 +87,7 @@ ps_catalog_writing_reset(void)
 void
 ps_catalog_enter(PsCatalogGuard *g)
 {
+	g->saved_cxt = CurrentMemoryContext;
 	g->saved_writing = catalog_writing;
 	catalog_writing = true;
 	GetUserIdAndSecContext(&g->saved_user, &g->saved_sec);
@@ -102,6 +103,13 @@ ps_catalog_leave(PsCatalogGuard *g)
 	AtEOXact_GUC(false, g->guc_level);
 	SetUserIdAndSecContext(g->saved_user, g->saved_sec);
 	catalog_writing = g->saved_writing;
+	/*
+	 * SPI returns in its procedure context, which lasts until SPI_finish:
+	 * what the caller allocates next (a detoasted spool block, say) would
+	 * pile up there for the whole call instead of going with the caller's
+	 * own context.
+	 */
+	MemoryContextSwitchTo(g->saved_cxt);
 }
 
 typedef struct Stmt

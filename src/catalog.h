@@ -64,13 +64,18 @@ typedef enum PsCatalogLayout
 extern PsCatalogLayout ps_catalog_layout(void);
 extern void ps_catalog_require_current(void);
 
-/* Pin search_path and become the extension owner for catalog statements. */
+/*
+ * Pin search_path and become the extension owner for catalog statements;
+ * leaving also returns to the caller's memory context, which SPI leaves for
+ * its own procedure context.
+ */
 typedef struct PsCatalogGuard
 {
 	int			guc_level;
 	Oid			saved_user;
 	int			saved_sec;
 	bool		saved_writing;
+	MemoryContext saved_cxt;
 } PsCatalogGuard;
 
 extern void ps_catalog_enter(PsCatalogGuard *g);

@@ -69,8 +69,10 @@ execute(const char *sql, int nargs, const char *a1, const char *a2)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {a1 ? CStringGetTextDatum(a1) : (Datum) 0, a2 ? CStringGetTextDatum(a2) : (Datum) 0};
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 
+	MemoryContextSwitchTo(cxt);	/* SPI returns in its procedure context */
 	if (rc < 0)
 		elog(ERROR, "pglite_sync: re-applying a local write failed: %s", SPI_result_code_string(rc));
 }
@@ -186,12 +188,14 @@ current_row(Oid relid, const char *key)
 	StringInfoData sql;
 	Oid			type = TEXTOID;
 	Datum		v = CStringGetTextDatum(key);
+	MemoryContext cxt = CurrentMemoryContext;
 	int			rc;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT pg_catalog.to_jsonb(t)::text FROM %s t WHERE ", ps_qualified_relname(relid));
 	key_match(&sql, relid, key, 1);
 	rc = SPI_execute_with_args(sql.data, 1, &type, &v, NULL, false, 1);
+	MemoryContextSwitchTo(cxt);	/* SPI returns in its procedure context */
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pglite_sync: reading a row for its writes failed: %s", SPI_result_code_string(rc));
 	return SPI_processed ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;

@@ -181,6 +181,44 @@ test('the spool gives its space back once a batch is applied, snapshot after sna
   await h.unsubscribe()
 })
 
+// The spool is read back a block at a time: its blocks must not stay in
+// memory until the apply ends.  They did, in SPI's procedure context, which
+// every SPI call left current: PGlite's WASM memory (which never shrinks,
+// so its size is the high-water mark) grew by the whole spool.
+test('a snapshot larger than its pages is applied without holding its spool in memory', { timeout: 120_000 }, async (t) => {
+  const srv = await startServer(t)
+  const count = 12_000
+  const width = 8000
+  const rows = itemRows(count).map((r) => ({ ...r, title: `${r.id} ${'x'.repeat(width)}` }))
+  await itemsTable(srv, 'wide', rows, { page_rows: 500 })
+  const db = await newPGlite()
+  t.after(() => db.close())
+  await db.exec(ITEMS_DDL('wide'))
+  await itemsTable(srv, 'warm', itemRows(600), { page_rows: 100 })
+  await db.exec(ITEMS_DDL('warm'))
+  // a first, small sync: what any sync allocates once is not counted
+  const warm = await db.electric.syncShapeToTable({
+    shape: { url: shapeUrl(srv), params: { table: 'warm' } }, table: 'warm', primaryKey: ['id'], shapeKey: 'warm',
+  })
+  await waitFor(() => warm.isUpToDate, { what: 'warm up to date' })
+  await warm.unsubscribe()
+  const wasm = () => db.Module.HEAPU8.buffer.byteLength
+  const before = wasm()
+  const h = await db.electric.syncShapeToTable({
+    shape: { url: shapeUrl(srv), params: { table: 'wide' } }, table: 'wide', primaryKey: ['id'], shapeKey: 'wide',
+  })
+  await waitFor(() => h.isUpToDate, { what: 'wide up to date', timeout: 100_000 })
+  const grown = wasm() - before
+  await h.unsubscribe()
+  const spooled = count * width
+  const mb = (b) => `${(b / 1048576).toFixed(1)} MB`
+  const got = (await db.query('SELECT count(*)::int AS n, sum(length(title))::int8 AS len FROM wide')).rows[0]
+  assert.equal(got.n, count, 'every row arrived')
+  assert.equal(Number(got.len), rows.reduce((n, r) => n + r.title.length, 0), 'whole')
+  t.diagnostic(`WASM memory grew by ${mb(grown)} for a spool of ${mb(spooled)}`)
+  assert.ok(grown < spooled / 3, `WASM memory grew by ${mb(grown)} for a spool of ${mb(spooled)}`)
+})
+
 test('a 409 (repeat_409 fault) with onMustRefetch: the SQL function clears, in the refetch transaction', { timeout: 60_000 }, async (t) => {
   const srv = await startServer(t)
   await itemsTable(srv, 'r409', itemRows(12), { page_rows: 5 })

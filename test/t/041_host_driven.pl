@@ -138,6 +138,37 @@ is(sub_status($node, 'h', 'state'), 'stopped', 'the view says stopped');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.ingest_response('h', 200, '{}', ''::bytea)");
 like($err, qr/subscription "h" is stopped/, 'ingest_response refuses a stopped subscription');
 
+# ---- the spool is read back a block at a time, not held in memory ----
+# Every SPI call returns in SPI's procedure context, which lasts for the
+# whole ingest_response call; a spool block read back after one used to
+# stay there, so the last call held the whole snapshot (twice over).  A
+# statement trigger looks at that context after each statement that loads
+# rows (the trigger also keeps the rows off the direct loader).
+my $GEN = 160_000;
+$server->generate('gen', rows => $GEN, page_rows => 10_000);
+sql($node, q{
+	CREATE TABLE gen (id int8 PRIMARY KEY, title text, done bool, created_at timestamptz, amount numeric);
+	CREATE TABLE gen_probe (spi_proc int8);
+	CREATE FUNCTION gen_probe() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO gen_probe SELECT max(total_bytes) FROM pg_catalog.pg_backend_memory_contexts WHERE name = 'SPI Proc';
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER gen_probe AFTER INSERT ON gen FOR EACH STATEMENT EXECUTE FUNCTION gen_probe();
+});
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('gen') . "', 'gen', '{id}', shape_key => 'gen', worker => false)");
+$steps = feed($node, 'gen', calls => $GEN / 10_000 - 1);
+is((grep { $_->{step} eq 'ingest' && $_->{result}{applied} } @$steps), 0, 'all but the last page of the 160,000 rows spooled');
+my $spooled = sql($node, "SELECT sum(octet_length(data)) FROM electric.spool_block b JOIN electric.subscription s ON s.id = b.subid WHERE s.name = 'gen'");
+cmp_ok($spooled, '>', 20 * 1024 * 1024, "the spool holds them: $spooled bytes");
+$steps = feed($node, 'gen', until_up_to_date => 1, timeout => 120);
+@ingests = grep { $_->{step} eq 'ingest' } @$steps;
+is($ingests[-1]{result}{applied}, $GEN, 'the last call applied the snapshot');
+is(sql($node, "SELECT count(*) || ' ' || sum(id) FROM gen"), "$GEN " . ($GEN * ($GEN + 1) / 2), 'every row is in the table');
+my $proc = sql($node, "SELECT max(spi_proc) FROM gen_probe");
+cmp_ok($proc, '<', $spooled / 4, "the ingest call's SPI context held at most $proc bytes during the load, for a spool of $spooled");
+sql($node, "SELECT electric.delete_subscription('gen')");
+
 sub finish_feed_when_done
 {
 	my ($f) = @_;
