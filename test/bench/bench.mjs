@@ -76,6 +76,8 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --pglite-rows L    row counts for the PGlite comparison (default 100000,300000; --quick 20000,60000)
   --pglite-methods L initialInsertMethod values there (default insert,csv,json,csv_paced;
                      _paced: each snapshot page answered after --page-delay ms)
+  --pglite-ours-rows L larger row counts where only ours runs (its methods but _paced), for
+                     the memory target (default 1000000; --quick none; '' for none)
   --latency-txns N   isolated single-row transactions for the latency phase (default 1000; --quick 100)
   --latency-rate R   their rate per second, one POST at a time on a timer (default 200)
   --group-shapes N   members of the group (and single subscriptions to compare) (default 50; --quick 10)
@@ -101,7 +103,7 @@ function parseArgs(argv) {
     methods: ALL_METHODS, peerMethods: PEER_METHODS, only: [...PHASES], pageDelay: 100,
     latencyTxns: null, latencyRate: 200, groupShapes: null, groupRows: null, groupTxns: null, groupSeconds: null,
     scaleSubs: null, scaleRows: 100, scaleSeconds: null,
-    pgliteRows: null, pgliteMethods: PGLITE_METHODS,
+    pgliteRows: null, pgliteMethods: PGLITE_METHODS, pgliteOursRows: null,
     profile: false, md: undefined, keep: false, repeat: null,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -137,6 +139,7 @@ function parseArgs(argv) {
     else if (a === '--only') o.only = val().split(',');
     else if (a === '--pglite-rows') o.pgliteRows = val().split(',').map((x) => Number(x.replace(/_/g, '')));
     else if (a === '--pglite-methods') o.pgliteMethods = val().split(',');
+    else if (a === '--pglite-ours-rows') o.pgliteOursRows = val().split(',').filter((x) => x !== '').map((x) => Number(x.replace(/_/g, '')));
     else if (a === '--profile') o.profile = true;
     else if (a === '--md') o.md = val();
     else if (a === '--no-md') o.md = null;
@@ -154,6 +157,8 @@ function parseArgs(argv) {
   for (const m of o.pgliteMethods) if (!PGLITE_METHODS.includes(m)) throw new Error(`unknown PGlite method ${m}`);
   o.pgliteRows ??= o.quick ? [20_000, 60_000] : [100_000, 300_000];
   for (const n of o.pgliteRows) if (!Number.isInteger(n) || n < 1) throw new Error('--pglite-rows needs positive integers');
+  o.pgliteOursRows ??= o.quick ? [] : [1_000_000];
+  for (const n of o.pgliteOursRows) if (!Number.isInteger(n) || n < 1) throw new Error('--pglite-ours-rows needs positive integers');
   o.rows ??= o.quick ? 100_000 : 1_000_000;
   o.peerRows ??= o.quick ? 20_000 : 100_000;
   o.liveTxns ??= o.quick ? 10_000 : 100_000;
@@ -612,19 +617,24 @@ async function runPeer(env, { n, src, methods, repeat }) {
 // PGlite, one process per run (see pglite.mjs): the seed's plugin and ours,
 // each method, rounds interleaved; a data directory on disk for each run, so
 // that memory shows what the sync holds, not the database.
-async function runPglite(env, { sizes, methods, repeat }) {
-  const out = { sizes, runs: [], floor: {} };
-  for (const n of sizes) {
+async function runPglite(env, { sizes, oursSizes = [], methods, repeat }) {
+  const out = { sizes, ours_sizes: oursSizes, runs: [], floor: {} };
+  for (const n of [...sizes, ...oursSizes]) {
+    // past the compared sizes only ours runs: the peer holds the whole shape
+    const oursOnly = !sizes.includes(n);
+    const impls = oursOnly ? ['ours'] : ['peer', 'ours'];
+    const here = oursOnly ? methods.filter((m) => !isPaced(m)) : methods;
     const src = `pglite_${n}`;
     const g = await env.control('POST', `/tables/${src}/generate`, { rows: n });
     log(`PGlite N = ${fmtInt(n)}: ${g.pages} pages, ${fmtInt(g.bytes)} bytes`);
     const rounds = {};
     for (let round = 1; round <= repeat; round++) {
-      for (const impl of ['peer', 'ours']) {
-        for (const method of methods) {
+      for (const impl of impls) {
+        for (const method of here) {
           const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-bench-'));
+          const floor = impl === 'ours' && round === 1 && method === here[0] && !oursOnly;
           const argv = ['--expose-gc', path.join(HERE, 'pglite.mjs'), '--url', env.shapeUrl, '--table', src, '--rows', String(n),
-            '--impl', impl, '--method', baseMethod(method), '--data-dir', dir, ...(impl === 'ours' && round === 1 && method === methods[0] ? ['--floor', '1'] : [])];
+            '--impl', impl, '--method', baseMethod(method), '--data-dir', dir, ...(floor ? ['--floor', '1'] : [])];
           let r;
           if (isPaced(method)) await env.control('POST', '/faults', { kind: 'delay', ms: env.opts.pageDelay, when: 'nonlive', count: -1, table: src });
           try {
@@ -1694,10 +1704,12 @@ function report(R) {
       'peak, start-up included. Memory figures are the worst round\'s. PGlite\'s own start-up memory differs between the two ' +
       '(it is lower when an extension bundle is loaded), so compare peaks, not growth. ' +
       `\`csv_paced\` is csv with the test server answering each snapshot page after ${R.options.pageDelay ?? 100} ms, as a remote service ` +
-      'producing its pages would: ours requests the next page while PGlite ingests the current one; it is not counted in "× peer best".');
+      'producing its pages would: ours requests the next page while PGlite ingests the current one; it is not counted in "× peer best".' +
+      ((P.ours_sizes ?? []).length ? ` At N = ${P.ours_sizes.map(fmtInt).join(', ')} only ours runs (the peer would hold the whole shape in memory): ` +
+        'those rows are there for the memory target.' : ''));
     p();
     const rows = [];
-    for (const n of P.sizes) {
+    for (const n of [...P.sizes, ...(P.ours_sizes ?? [])]) {
       const here = P.runs.filter((r) => r.n === n);
       const peers = here.filter((r) => r.impl === 'peer' && r.ok && !isPaced(r.method));
       const pb = peers.length ? peers.reduce((a, b) => (b.rows_per_s > a.rows_per_s ? b : a)) : null;
@@ -1833,7 +1845,7 @@ function verdicts(R) {
     v.push({ target: 'PGlite: ≥ 5× the peer\'s best method',
       measured: o1 && p1 ? `${o1.method}: ${fmtInt(o1.rows_per_s)} vs peer ${p1.method}: ${fmtInt(p1.rows_per_s)} rows/s = ${fmtX(o1.rows_per_s / p1.rows_per_s)} at N = ${fmtInt(n)}` : '–',
       met: o1 && p1 ? o1.rows_per_s / p1.rows_per_s >= 5 : null });
-    const big = P.sizes[P.sizes.length - 1];
+    const big = Math.max(...P.sizes, ...(P.ours_sizes ?? []));
     const growth = (at) => Math.max(...P.runs.filter((r) => r.impl === 'ours' && r.n === at && r.ok && !isPaced(r.method)).map((r) => r.live_peak_mb));
     if (big !== n) {
       const g1 = growth(n);
@@ -1964,7 +1976,7 @@ async function main() {
     }
     if (opts.only.includes('group')) R.group = await group(env, { shapes: opts.groupShapes, rows: opts.groupRows, txns: opts.groupTxns, seconds: opts.groupSeconds });
     if (opts.only.includes('scale')) R.scale = await scale(env, { subs: opts.scaleSubs, rows: opts.scaleRows, seconds: opts.scaleSeconds });
-    if (opts.only.includes('pglite')) R.pglite = await runPglite(env, { sizes: opts.pgliteRows, methods: opts.pgliteMethods, repeat: opts.repeat });
+    if (opts.only.includes('pglite')) R.pglite = await runPglite(env, { sizes: opts.pgliteRows, oursSizes: opts.pgliteOursRows, methods: opts.pgliteMethods, repeat: opts.repeat });
   } finally {
     R.total_s = (now() - started) / 1000;
     R.postgres_log_tail = env.logFile && fs.existsSync(env.logFile)
