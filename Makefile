@@ -43,7 +43,9 @@ PGLITE_OBJS = $(ENGINE_OBJS)
 ifdef PGLITE
 OBJS = $(PGLITE_OBJS)
 PG_CPPFLAGS = -Isrc -D__PGLITE__ $(shell pkg-config --cflags jansson)
-SHLIB_LINK = $(shell pkg-config --libs --static jansson)
+# --profiling-funcs keeps the function names (the name section): a trap's
+# stack and a profile then name our functions; the code is the same
+SHLIB_LINK = $(shell pkg-config --libs --static jansson) --profiling-funcs
 endif
 ifeq ($(MAKECMDGOALS),pglite)
 # pglite/build brings its own PostgreSQL: the host needs no pg_config or PGXS
