@@ -32,6 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { analyze as analyzeProfile, report as profileText } from './wasmprof.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -89,7 +90,8 @@ const USAGE = `usage: test/bench/run [options]        (as root)
   --scale-seconds S  idle measuring window of the scale phase (default 60; --quick 10)
   --only LIST        phases to run: initial,peer,live,idle,latency,group,scale,pglite (default all)
   --profile          also profile the worker with perf during an extra, untimed
-                     sync of --rows per method (results/perf-<method>.txt)
+                     sync of --rows per method (results/perf-<method>.txt), and
+                     ours in PGlite (csv, first --pglite-rows) with V8's profiler
   --quick            small sizes for fast iteration
   --md PATH          write the Markdown report there (default BENCHMARKS.md; not in --quick)
   --no-md            do not write BENCHMARKS.md
@@ -617,7 +619,7 @@ async function runPeer(env, { n, src, methods, repeat }) {
 // PGlite, one process per run (see pglite.mjs): the seed's plugin and ours,
 // each method, rounds interleaved; a data directory on disk for each run, so
 // that memory shows what the sync holds, not the database.
-async function runPglite(env, { sizes, oursSizes = [], methods, repeat }) {
+async function runPglite(env, { sizes, oursSizes = [], methods, repeat, profile = false }) {
   const out = { sizes, ours_sizes: oursSizes, runs: [], floor: {} };
   for (const n of [...sizes, ...oursSizes]) {
     // past the compared sizes only ours runs: the peer holds the whole shape
@@ -659,6 +661,7 @@ async function runPglite(env, { sizes, oursSizes = [], methods, repeat }) {
         }
       }
     }
+    if (profile && n === sizes[0]) out.profile = await profilePglite(env, { n, src, method: 'csv' });
     for (const [k, rs] of Object.entries(rounds)) {
       const a = aggregate(rs);
       const [impl, method] = k.split(' ');
@@ -678,6 +681,31 @@ async function runPglite(env, { sizes, oursSizes = [], methods, repeat }) {
     await env.control('DELETE', `/tables/${src}`);
   }
   return out;
+}
+
+// One more, untimed run of ours under V8's sampling profiler (pglite.mjs
+// --profile), its WebAssembly frames named by wasmprof.mjs.
+async function profilePglite(env, { n, src, method }) {
+  log(`  profiling ours ${method} at N = ${fmtInt(n)} (untimed extra run, V8's sampling profiler)`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pglite-bench-'));
+  const file = path.join(dir, 'sync.cpuprofile');
+  try {
+    const argv = ['--expose-gc', path.join(HERE, 'pglite.mjs'), '--url', env.shapeUrl, '--table', src, '--rows', String(n),
+      '--impl', 'ours', '--method', method, '--data-dir', path.join(dir, 'data'), '--profile', file];
+    const { stdout } = await execFileAsync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 1_800_000 });
+    const r = JSON.parse(stdout.trim().split('\n').pop());
+    if (r.error) throw new Error(r.error);
+    const a = analyzeProfile(JSON.parse(fs.readFileSync(file, 'utf8')), [
+      { label: 'postgres', group: 'PostgreSQL (pglite.wasm)', bytes: fs.readFileSync(path.join(REPO, 'pglite/node_modules/@electric-sql/pglite/dist/pglite.wasm')) },
+      { label: 'pglite_sync', group: 'pglite_sync engine (side module)', bytes: fs.readFileSync(path.join(REPO, 'build/pglite/pglite_sync.so')) },
+    ]);
+    return { n, method, seconds: r.seconds, report: profileText(a) };
+  } catch (e) {
+    log(`  profiling failed: ${String(e.message ?? e).split('\n')[0]}`);
+    return { n, method, seconds: null, report: null };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function profileReport(file) {
@@ -1755,6 +1783,24 @@ function report(R) {
       p();
     }
   }
+  const PP = R.pglite?.profile;
+  if (PP) {
+    if (!R.profiles) {
+      p('## Profiles (--profile)');
+      p();
+    }
+    p(`### PGlite, ours, ${PP.method}, N = ${fmtInt(PP.n)} (${PP.seconds == null ? 'failed' : `${fmtS(PP.seconds)} s under the profiler`})`);
+    p();
+    p('V8\'s sampling profiler (every 200 µs) in an extra, untimed run of test/bench/pglite.mjs, from `syncShapeToTable()` to ' +
+      '`onInitialSync`; test/bench/wasmprof.mjs names the WebAssembly frames: PostgreSQL\'s from the exports of pglite.wasm (which ' +
+      'has no name section: a function it does not export counts towards its nearest exported caller), ours from the side ' +
+      'module\'s name section. Shares are of the samples of the Node process (the test server runs in its own).');
+    p();
+    p('```');
+    p(PP.report ?? 'profiling failed');
+    p('```');
+    p();
+  }
 
   p('## Targets');
   p();
@@ -1976,7 +2022,7 @@ async function main() {
     }
     if (opts.only.includes('group')) R.group = await group(env, { shapes: opts.groupShapes, rows: opts.groupRows, txns: opts.groupTxns, seconds: opts.groupSeconds });
     if (opts.only.includes('scale')) R.scale = await scale(env, { subs: opts.scaleSubs, rows: opts.scaleRows, seconds: opts.scaleSeconds });
-    if (opts.only.includes('pglite')) R.pglite = await runPglite(env, { sizes: opts.pgliteRows, oursSizes: opts.pgliteOursRows, methods: opts.pgliteMethods, repeat: opts.repeat });
+    if (opts.only.includes('pglite')) R.pglite = await runPglite(env, { sizes: opts.pgliteRows, oursSizes: opts.pgliteOursRows, methods: opts.pgliteMethods, repeat: opts.repeat, profile: opts.profile });
   } finally {
     R.total_s = (now() - started) / 1000;
     R.postgres_log_tail = env.logFile && fs.existsSync(env.logFile)

@@ -6,6 +6,7 @@
 //   node --expose-gc test/bench/pglite.mjs --url http://127.0.0.1:PORT/v1/shape \
 //        --table gen_100000 --rows 100000 --impl peer|ours --method insert|csv|json
 //        [--data-dir DIR (default: in memory)] [--floor 1] [--timeout-s S]
+//        [--profile FILE.cpuprofile]
 //
 // One sync per process (test/bench/bench.mjs runs one process per run), so
 // that the peak RSS is the run's own: Node and V8 keep freed memory resident,
@@ -20,8 +21,11 @@
 // line: {impl, method, rows, seconds, rows_per_s, count, ok, rss_base_mb,
 // rss_sync_peak_mb, rss_hwm_mb, cpu_s, versions} or {..., error}; with
 // --floor, also floor_insert_select_s, floor_copy_s and
-// floor_copy_index_after_s (see floor()).
-import { readFileSync } from 'node:fs';
+// floor_copy_index_after_s (see floor()).  With --profile, V8's sampling
+// profiler (every 200 µs) runs from syncShapeToTable() to onInitialSync and
+// writes FILE for wasmprof.mjs; such a run is not a timed one.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -103,6 +107,13 @@ async function run() {
       livePeak = Math.max(livePeak, live(u));
     };
     sampler = setInterval(sample, 20);
+    const profiler = args.profile ? new Session() : null;
+    if (profiler) {
+      profiler.connect();
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.setSamplingInterval', { interval: 200 });
+      await profiler.post('Profiler.start');
+    }
     const synced = new Promise((resolve, reject) => {
       failCurrent = reject;
       timer = setTimeout(() => reject(new Error(`timeout after ${timeoutS} s`)), timeoutS * 1000);
@@ -124,6 +135,11 @@ async function run() {
       }, reject);
     });
     const t = await synced;
+    if (profiler) {
+      const { profile } = await profiler.post('Profiler.stop');
+      writeFileSync(args.profile, JSON.stringify(profile));
+      profiler.disconnect();
+    }
     clearInterval(sampler);
     sample();
     const count = Number((await pg.query('SELECT count(*) AS n FROM bench')).rows[0].n);
