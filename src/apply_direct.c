@@ -119,7 +119,7 @@ typedef struct DirectLoad
 } DirectLoad;
 
 static void
-flush(DirectLoad *d)
+insert_buffered(DirectLoad *d)
 {
 	MemoryContext old;
 
@@ -252,7 +252,7 @@ ps_bulk_direct(PsApply *a)
 		ResetPerTupleExprContext(d->estate);
 		rows++;
 		if (++d->nbuffered == DIRECT_BATCH_ROWS)
-			flush(d);
+			insert_buffered(d);
 
 		if (!ps_row_next(a))
 			break;
@@ -262,7 +262,7 @@ ps_bulk_direct(PsApply *a)
 			break;
 		}
 	}
-	flush(d);
+	insert_buffered(d);
 
 	for (int i = 0; i < d->nslots; i++)
 		ExecDropSingleTupleTableSlot(d->slots[i]);
