@@ -22,6 +22,7 @@
 //    by the loader.
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { reader } from './wasm-reader.mjs'
 
 const [soPath, ...objPaths] = process.argv.slice(2)
 if (!soPath) {
@@ -100,20 +101,6 @@ function jsLibraryFunctions(jsPath) {
   do { if (js[end] === '{') depth++; else if (js[end] === '}') depth--; end++ } while (depth)
   const body = js.slice(start + 13, end - 1)
   return [...body.matchAll(/(?:^|,)([A-Za-z_$][\w$]*):/g)].map((m) => m[1])
-}
-
-function reader(buf, pos = 0) {
-  const r = {
-    pos,
-    u8: () => buf[r.pos++],
-    uleb() {
-      let v = 0, shift = 0, b
-      do { b = buf[r.pos++]; v += (b & 0x7f) * 2 ** shift; shift += 7 } while (b & 0x80)
-      return v
-    },
-    str() { const n = r.uleb(); const s = Buffer.from(buf.subarray(r.pos, r.pos + n)).toString(); r.pos += n; return s },
-  }
-  return r
 }
 
 // The dylink.0 section: weak imports (WASM_DYLINK_IMPORT_INFO, binding weak)

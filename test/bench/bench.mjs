@@ -32,7 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { analyze as analyzeProfile, report as profileText } from './wasmprof.mjs';
+import { analyze as analyzeProfile, pgliteModules, report as profileText } from './wasmprof.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -695,10 +695,8 @@ async function profilePglite(env, { n, src, method }) {
     const { stdout } = await execFileAsync(process.execPath, argv, { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 1_800_000 });
     const r = JSON.parse(stdout.trim().split('\n').pop());
     if (r.error) throw new Error(r.error);
-    const a = analyzeProfile(JSON.parse(fs.readFileSync(file, 'utf8')), [
-      { label: 'postgres', group: 'PostgreSQL (pglite.wasm)', bytes: fs.readFileSync(path.join(REPO, 'pglite/node_modules/@electric-sql/pglite/dist/pglite.wasm')) },
-      { label: 'pglite_sync', group: 'pglite_sync engine (side module)', bytes: fs.readFileSync(path.join(REPO, 'build/pglite/pglite_sync.so')) },
-    ]);
+    const a = analyzeProfile(JSON.parse(fs.readFileSync(file, 'utf8')),
+      pgliteModules(path.join(REPO, 'pglite/node_modules/@electric-sql/pglite/dist/pglite.wasm'), path.join(REPO, 'build/pglite/pglite_sync.so')));
     return { n, method, seconds: r.seconds, report: profileText(a) };
   } catch (e) {
     log(`  profiling failed: ${String(e.message ?? e).split('\n')[0]}`);

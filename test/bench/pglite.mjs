@@ -25,9 +25,9 @@
 // profiler (every 200 µs) runs from syncShapeToTable() to onInitialSync and
 // writes FILE for wasmprof.mjs; such a run is not a timed one.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startProfiler } from './wasmprof.mjs';
 
 const REPO = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const modUrl = (...p) => pathToFileURL(path.join(REPO, ...p)).href;
@@ -107,13 +107,7 @@ async function run() {
       livePeak = Math.max(livePeak, live(u));
     };
     sampler = setInterval(sample, 20);
-    const profiler = args.profile ? new Session() : null;
-    if (profiler) {
-      profiler.connect();
-      await profiler.post('Profiler.enable');
-      await profiler.post('Profiler.setSamplingInterval', { interval: 200 });
-      await profiler.post('Profiler.start');
-    }
+    const stopProfiler = args.profile ? await startProfiler(200) : null;
     const synced = new Promise((resolve, reject) => {
       failCurrent = reject;
       timer = setTimeout(() => reject(new Error(`timeout after ${timeoutS} s`)), timeoutS * 1000);
@@ -135,11 +129,7 @@ async function run() {
       }, reject);
     });
     const t = await synced;
-    if (profiler) {
-      const { profile } = await profiler.post('Profiler.stop');
-      writeFileSync(args.profile, JSON.stringify(profile));
-      profiler.disconnect();
-    }
+    if (stopProfiler) writeFileSync(args.profile, JSON.stringify(await stopProfiler()));
     clearInterval(sampler);
     sample();
     const count = Number((await pg.query('SELECT count(*) AS n FROM bench')).rows[0].n);

@@ -10,79 +10,69 @@
 //
 // report() returns the text that BENCHMARKS.md shows under Profiles.
 import { readFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { fileURLToPath } from 'node:url';
+import { reader } from '../../pglite/wasm-reader.mjs';
 
-// function index -> name: the name section where there is one, else exports
+// function index -> name: the name section where there is one, else the
+// exports; functions: how many there are (imported and defined)
 export function functionNames(bytes) {
-  const b = bytes;
-  let p = 8;
-  const leb = () => {
-    let r = 0;
-    let s = 0;
-    let x;
-    do {
-      x = b[p++];
-      r += (x & 0x7f) * 2 ** s;
-      s += 7;
-    } while (x & 0x80);
-    return r;
-  };
-  const str = () => {
-    const n = leb();
-    p += n;
-    return b.toString('utf8', p - n, p);
-  };
-  const limits = () => {
-    const flags = leb();
-    leb();
-    if (flags & 1) leb();
-  };
+  const mod = new WebAssembly.Module(bytes);
+  const imported = WebAssembly.Module.imports(mod).filter((i) => i.kind === 'function').length;
   const named = new Map();
+  for (const sec of WebAssembly.Module.customSections(mod, 'name')) {
+    const buf = new Uint8Array(sec);
+    const r = reader(buf);
+    while (r.pos < buf.length) {
+      const sub = r.u8();
+      const end = r.uleb() + r.pos;
+      if (sub === 1) for (let n = r.uleb(); n > 0; n--) named.set(r.uleb(), r.str());
+      r.pos = end;
+    }
+  }
+  // the API gives neither export indices nor the count of defined
+  // functions: the function (3) and export (7) sections do
   const exported = new Map();
-  let imported = 0;
   let defined = 0;
-  while (p < b.length) {
-    const id = b[p++];
-    const size = leb();
-    const end = p + size;
-    if (id === 2) {
-      for (let n = leb(); n > 0; n--) {
-        str();
-        str();
-        const kind = b[p++];
-        if (kind === 0) {
-          leb();
-          imported++;
-        } else if (kind === 1) {
-          p++;
-          limits();
-        } else if (kind === 2) limits();
-        else if (kind === 3) p += 2;
-        else if (kind === 4) {
-          p++;
-          leb();
-        }
-      }
-    } else if (id === 3) defined = leb();
-    else if (id === 7) {
-      for (let n = leb(); n > 0; n--) {
-        const name = str();
-        const kind = b[p++];
-        const index = leb();
+  const r = reader(bytes, 8);
+  while (r.pos < bytes.length) {
+    const id = r.u8();
+    const end = r.uleb() + r.pos;
+    if (id === 3) defined = r.uleb();
+    if (id === 7) {
+      for (let n = r.uleb(); n > 0; n--) {
+        const name = r.str();
+        const kind = r.u8();
+        const index = r.uleb();
         if (kind === 0 && !exported.has(index)) exported.set(index, name);
       }
-    } else if (id === 0 && str() === 'name') {
-      while (p < end) {
-        const sub = b[p++];
-        const len = leb();
-        const subEnd = p + len;
-        if (sub === 1) for (let n = leb(); n > 0; n--) named.set(leb(), str());
-        p = subEnd;
-      }
     }
-    p = end;
+    r.pos = end;
   }
   return { names: named.size ? named : exported, functions: imported + defined, fromNameSection: named.size > 0 };
+}
+
+// The two modules of a PGlite with our extension, as analyze() takes them.
+export function pgliteModules(mainWasm, sideSo) {
+  return [
+    { label: 'postgres', group: 'PostgreSQL (pglite.wasm)', bytes: readFileSync(mainWasm) },
+    { label: 'pglite_sync', group: 'pglite_sync engine (side module)', bytes: readFileSync(sideSo) },
+  ];
+}
+
+// V8's sampling profiler in this process, every intervalUs; the returned
+// function stops it and resolves to the profile.
+export async function startProfiler(intervalUs) {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: intervalUs });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    return profile;
+  };
 }
 
 const WASM_INDEX = /^wasm-function\[(\d+)\]$/;
@@ -146,6 +136,12 @@ export function analyze(profile, modules) {
     return 'Node (streams, buffers, timers)';
   };
 
+  const ours = `(${mods.find((m) => m.fromNameSection)?.label})`;
+  const names = new Map(); // node id -> frameName
+  const nameOf = (id) => {
+    if (!names.has(id)) names.set(id, frameName(byId.get(id)));
+    return names.get(id);
+  };
   const self = new Map();
   const incl = new Map();
   const groups = new Map();
@@ -160,13 +156,13 @@ export function analyze(profile, modules) {
     const seen = new Set();
     let charged = false;
     for (let id = leaf.id; id !== undefined; id = parent.get(id)) {
-      const name = frameName(byId.get(id));
+      const name = nameOf(id);
       if (!name) continue;
       if (!charged) {
         add(self, name, dt);
         charged = true;
       }
-      if (!seen.has(name) && name.endsWith(`(${mods.find((m) => m.fromNameSection)?.label})`)) add(incl, name, dt);
+      if (!seen.has(name) && name.endsWith(ours)) add(incl, name, dt);
       seen.add(name);
     }
   }
@@ -192,9 +188,6 @@ export function report(a, { top = 30, inclusive = 12 } = {}) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [file, mainWasm, side] = process.argv.slice(2);
   if (!side) throw new Error('usage: wasmprof.mjs FILE.cpuprofile pglite.wasm pglite_sync.so');
-  const a = analyze(JSON.parse(readFileSync(file, 'utf8')), [
-    { label: 'postgres', group: 'PostgreSQL (pglite.wasm)', bytes: readFileSync(mainWasm) },
-    { label: 'pglite_sync', group: 'pglite_sync engine (side module)', bytes: readFileSync(side) },
-  ]);
+  const a = analyze(JSON.parse(readFileSync(file, 'utf8')), pgliteModules(mainWasm, side));
   console.log(`${a.window_s.toFixed(2)} s profiled\n${report(a)}`);
 }

@@ -4,13 +4,13 @@
 // exports.  A sync under V8's profiler shows both.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
-import { Session } from 'node:inspector/promises'
+import { fileURLToPath } from 'node:url'
 import { newPGlite, out, post, root, shapeUrl, startServer } from './helpers.mjs'
 
-const { analyze, functionNames } = await import(new URL('test/bench/wasmprof.mjs', root))
-const side = readFileSync(new URL('pglite_sync.so', out))
-const main = readFileSync(new URL('pglite/node_modules/@electric-sql/pglite/dist/pglite.wasm', root))
+const { analyze, functionNames, pgliteModules, startProfiler } = await import(new URL('test/bench/wasmprof.mjs', root))
+const modules = pgliteModules(fileURLToPath(new URL('pglite/node_modules/@electric-sql/pglite/dist/pglite.wasm', root)),
+  fileURLToPath(new URL('pglite_sync.so', out)))
+const [{ bytes: main }, { bytes: side }] = modules
 
 test('the side module has a name section with the engine\'s functions', () => {
   const f = functionNames(side)
@@ -35,11 +35,7 @@ test('a profile of a sync names our functions and PostgreSQL\'s', { timeout: 120
   t.after(() => pg.close())
   await pg.exec('CREATE TABLE prof (id int8 PRIMARY KEY, title text, done bool, created_at timestamptz, amount numeric)')
   await pg.electric.initMetadataTables()
-  const session = new Session()
-  session.connect()
-  await session.post('Profiler.enable')
-  await session.post('Profiler.setSamplingInterval', { interval: 100 })
-  await session.post('Profiler.start')
+  const stopProfiler = await startProfiler(100)
   let sub
   await new Promise((resolve, reject) => {
     pg.electric.syncShapeToTable({
@@ -52,15 +48,11 @@ test('a profile of a sync names our functions and PostgreSQL\'s', { timeout: 120
       onError: reject,
     }).then((s) => { sub = s }, reject)
   })
-  const { profile } = await session.post('Profiler.stop')
-  session.disconnect()
+  const profile = await stopProfiler()
   await sub.unsubscribe()
   assert.equal(Number((await pg.query('SELECT count(*) AS n FROM prof')).rows[0].n), 20000)
 
-  const a = analyze(profile, [
-    { label: 'postgres', group: 'PostgreSQL (pglite.wasm)', bytes: main },
-    { label: 'pglite_sync', group: 'pglite_sync engine (side module)', bytes: side },
-  ])
+  const a = analyze(profile, modules)
   const groups = Object.fromEntries(a.groups)
   assert.ok(groups['PostgreSQL (pglite.wasm)'] > 0, `no samples in pglite.wasm: ${JSON.stringify(a.groups)}`)
   assert.ok(groups['pglite_sync engine (side module)'] > 0, `no samples in the side module: ${JSON.stringify(a.groups)}`)
