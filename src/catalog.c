@@ -1230,9 +1230,12 @@ static Stmt subset_add = {
 	"WITH s AS (INSERT INTO " PS_SCHEMA ".subset_snapshot (subid, shape, snap_xmin, snap_xmax, snap_xip, database_lsn) "
 	"  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id), "
 	"k AS (INSERT INTO " PS_SCHEMA ".subset_key (subid, shape, snapshot, key) "
-	"  SELECT DISTINCT $1, $2, s.id, k FROM s, pg_catalog.unnest($7::text[]) k RETURNING 1) "
+	"  SELECT DISTINCT $1, $2, s.id, k FROM s, pg_catalog.unnest($7::text[]) k RETURNING 1), "
+	/* rows_applied counts a subset's rows like any others */
+	"c AS (UPDATE " PS_SCHEMA ".shape_state SET rows_applied = rows_applied + $8 "
+	"  WHERE subid = $1 AND shape = $2) "
 	"SELECT id, (SELECT count(*) FROM k) FROM s",
-	7, {INT4OID, TEXTOID, INT8OID, INT8OID, INT8ARRAYOID, INT8OID, TEXTARRAYOID}
+	8, {INT4OID, TEXTOID, INT8OID, INT8OID, INT8ARRAYOID, INT8OID, TEXTARRAYOID, INT8OID}
 };
 static Stmt subset_load = {
 	"SELECT id, snap_xmin, snap_xmax, snap_xip, database_lsn FROM " PS_SCHEMA ".subset_snapshot "
@@ -1275,10 +1278,11 @@ ps_catalog_subset_lock(int32 subid, bool exclusive)
 
 /* Record a subset snapshot and the keys it loaded; returns its id. */
 int64
-ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datum keys)
+ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datum keys,
+					  int64 rows)
 {
 	Datum	   *xip = palloc(sizeof(Datum) * Max(snap->nxip, 1));
-	Datum		v[7];
+	Datum		v[8];
 	bool		isnull;
 
 	for (int i = 0; i < snap->nxip; i++)
@@ -1290,6 +1294,7 @@ ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datu
 	v[4] = PointerGetDatum(construct_array(xip, snap->nxip, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	v[5] = Int64GetDatum((int64) snap->database_lsn);
 	v[6] = keys;
+	v[7] = Int64GetDatum(rows);
 	run(&subset_add, v, NULL, false, 0, SPI_OK_SELECT);
 	return DatumGetInt64(first_value(&isnull));
 }

@@ -166,7 +166,8 @@ typedef struct PsSubset
 	uint64		database_lsn;
 } PsSubset;
 
-extern int64 ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datum keys);
+extern int64 ps_catalog_subset_add(int32 subid, const char *shape, const PsSubset *snap, Datum keys,
+								   int64 rows);
 extern List *ps_catalog_subset_load(int32 subid, const char *shape);
 extern bool ps_catalog_subset_has_key(int32 subid, const char *shape, int64 snapshot, const char *key);
 extern void ps_catalog_subset_retire(int32 subid, const char *shape, int64 snapshot);

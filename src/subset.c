@@ -159,6 +159,9 @@ request_body(FunctionCallInfo fcinfo)
 					 errhint("A subset with a limit must say which rows come first.")));
 		json_object_set_new(o, "limit", json_integer(limit));
 	}
+	/* a body without subset keys is an ordinary shape request: no filter is all rows */
+	if (json_object_size(o) == 0)
+		json_object_set_new(o, "where", json_string("true"));
 	out = utf8_json(o);
 	json_decref(o);
 	return out;
@@ -297,7 +300,8 @@ ps_request_snapshot(PG_FUNCTION_ARGS)
 
 	rows = ps_run_apply_subset(run, m);
 	ps_catalog_subset_add(sub->id, m->def->name, &snap,
-						  PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT)));
+						  PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT)),
+						  rows);
 	PS_DEBUG_LOG(run, "subset snapshot: %lld rows loaded (xmin %llu, xmax %llu, %d in progress, database_lsn %llu)",
 				 (long long) rows, (unsigned long long) snap.xmin, (unsigned long long) snap.xmax,
 				 snap.nxip, (unsigned long long) snap.database_lsn);

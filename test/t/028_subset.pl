@@ -51,6 +51,9 @@ my ($post) = grep { $_->{method} eq 'POST' && ($_->{body}{limit} // 0) == 5 } @{
 ok($post, 'sent as a POST');
 is_deeply($post->{body}, { where => 'n <= $1', params => { 1 => '10' }, order_by => 'n DESC', limit => 5 }, '... with the subset in its body');
 is(sql($node, "SELECT count(*) FROM electric.subset_snapshot"), '1', 'the snapshot is remembered until the stream is past it');
+is(sql($node, "SELECT s.rows_applied || ',' || h.rows_applied FROM electric.subscriptions s
+	JOIN electric.subscription_shapes h ON h.subscription = s.name WHERE s.name = 'items'"), '5,5',
+	'rows_applied counts the subset\'s rows');
 
 # ---- a change the snapshot saw is not applied again, one it did not see is ----
 # a transaction committed before the snapshot but published after it
@@ -86,6 +89,13 @@ $server->rotate('items');
 ok(wait_until($node, "SELECT handle IS NOT NULL AND is_up_to_date FROM electric.subscriptions WHERE name = 'items'", 20), 'refetched');
 $server->txn('items', { op => 'update', row => { id => 2, title => 'after the refetch' } });
 ok(wait_until($node, "SELECT count(*) = 0 FROM electric.subset_snapshot", 20), 'the new stream\'s first change retires the snapshot');
+
+# ---- no filter at all: every row of the shape ----
+ok(wait_sync($node, 'items'), 'up to date after the refetch');
+is(sql($node, "SELECT electric.request_snapshot('items')"), '30', 'request_snapshot with no arguments loads the whole shape');
+is(sql($node, "SELECT count(*) FROM items"), '30', '... into the table');
+my @all = grep { $_->{method} eq 'POST' && ($_->{body}{where} // '') eq 'true' } @{ $server->requests('items') };
+is(scalar(@all), 1, '... asked for as the subset whose where is true (an empty body is not a subset request)');
 
 unlike(slurp_file($node->logfile), qr/terminated by signal|PANIC|TRAP/, 'no crash');
 $node->stop;
