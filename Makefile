@@ -4,7 +4,7 @@
 #   test/run-all                  every test layer (see README)
 
 EXTENSION = pglite_sync
-EXTVERSION = 0.5.0
+EXTVERSION = 0.6.0
 MODULE_big = pglite_sync
 # every release's script stays: CREATE EXTENSION runs 0.1.0 and the updates
 DATA = $(wildcard src/sql/pglite_sync--*.sql)

@@ -272,6 +272,16 @@ SELECT name, shape_count, table_name, shape_url, handle, primary_key FROM electr
 SELECT subscription, shape, table_name, primary_key, position FROM electric.subscription_shapes
  WHERE subscription IN ('tracker', 'todos') ORDER BY subscription, position;
 SELECT electric.delete_subscription('tracker');
+-- a group of one member is a group too: its shape columns are NULL; taken up
+-- again under its key by sync_shape_to_table it is a single shape
+SELECT electric.sync_shapes_to_tables(jsonb_build_object('issues', gshapes()->'issues'), shape_key => 'solo');
+SELECT name, shape_count, num_nulls(schema_name, table_name, shape_url, shape_params, shape_headers, handle,
+       "offset", primary_key, map_columns, map_function, on_must_refetch) AS null_shape_columns
+  FROM electric.subscriptions WHERE name = 'solo';
+SELECT electric.unsubscribe('solo');
+SELECT electric.sync_shape_to_table(shape('issue'), 'issue', '{id}', shape_key => 'solo');
+SELECT name, shape_count, table_name, primary_key FROM electric.subscriptions WHERE name = 'solo';
+SELECT electric.delete_subscription('solo');
 
 -- ---- alter_subscription -------------------------------------------------------
 CREATE TABLE altered (id int PRIMARY KEY, title text);
@@ -291,6 +301,19 @@ SELECT shape_url, shape_headers, headers_function, handle IS NOT DISTINCT FROM N
 SELECT electric.alter_subscription('todos', headers => '{}');
 SELECT shape_headers FROM electric.subscriptions WHERE name = 'todos';
 SELECT electric.delete_subscription('todos');
+
+-- ---- electric.writes: a NULL is a JSON null, an absent value is left out ---------
+CREATE TABLE noted (id int PRIMARY KEY, note text);
+SELECT electric.sync_shape_to_table(shape('noted'), 'noted', '{id}', shape_key => 'noted');
+SELECT electric.enable_writes('noted', 'http://127.0.0.1:9/v1/writes');
+INSERT INTO noted VALUES (1, NULL);
+UPDATE noted SET note = 'x' WHERE id = 1;
+UPDATE noted SET note = NULL WHERE id = 1;
+DELETE FROM noted;
+SELECT m.value AS mutation FROM electric.writes w, jsonb_array_elements(w.mutations) m
+ ORDER BY w.created_at;
+SELECT electric.delete_subscription('noted');
+DROP TABLE noted;
 
 -- ---- host-driven subscriptions --------------------------------------------------
 CREATE TABLE hosted (id int PRIMARY KEY, title text);

@@ -473,6 +473,8 @@ store(const char *shape_key, const char *name_base, const char *method, Oid head
 		name = MemoryContextStrdup(caller_cxt, name);
 	}
 
+	/* sync_shapes_to_tables names its members, sync_shape_to_table does not */
+	ps_catalog_set_group(subid, nspecs != 1 || specs[0].def.name != NULL);
 	for (int i = 0; i < nspecs; i++)
 	{
 		/* a single shape takes the subscription's name */

@@ -43,8 +43,14 @@ ps_catalog_layout(void)
 	if (!ps_extension_ready())
 		return PS_LAYOUT_NONE;
 	version = ps_extension_version(get_extension_oid(PS_EXTENSION_NAME, false));
-	layout = (version && strcmp(version, "0.1.0") == 0) ? PS_LAYOUT_0_1 :
-		(version && strcmp(version, "0.2.0") == 0) ? PS_LAYOUT_0_2 : PS_LAYOUT_0_3;
+	layout = PS_LAYOUT_0_6;
+	if (version && strcmp(version, "0.1.0") == 0)
+		layout = PS_LAYOUT_0_1;
+	else if (version && strcmp(version, "0.2.0") == 0)
+		layout = PS_LAYOUT_0_2;
+	else if (version && (strcmp(version, "0.3.0") == 0 || strcmp(version, "0.4.0") == 0 ||
+						 strcmp(version, "0.5.0") == 0))
+		layout = PS_LAYOUT_0_3;
 	return layout;
 }
 
@@ -1767,6 +1773,24 @@ ps_catalog_insert_subscription(const char *shape_key, const char *name_base, Oid
 	run(&insert_sub, v, n, false, 0, SPI_OK_INSERT_RETURNING);
 	*name_out = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	return DatumGetInt32(first_value(&isnull));
+}
+
+/*
+ * Whether it is a group (sync_shapes_to_tables), even of one member: the
+ * view shows a group's shapes only in subscription_shapes.
+ */
+static Stmt set_group = {
+	"UPDATE " PS_SCHEMA ".subscription SET is_group = $2 WHERE id = $1", 2, {INT4OID, BOOLOID}
+};
+
+void
+ps_catalog_set_group(int32 subid, bool is_group)
+{
+	Datum		v[2] = {Int32GetDatum(subid), BoolGetDatum(is_group)};
+
+	if (ps_catalog_layout() < PS_LAYOUT_0_6)
+		return;					/* older SQL objects tell a group by its shape count */
+	run(&set_group, v, NULL, false, 0, SPI_OK_UPDATE);
 }
 
 static Stmt reenable_sub = {

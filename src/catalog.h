@@ -58,11 +58,13 @@ typedef enum PsCatalogLayout
 	PS_LAYOUT_NONE,				/* not installed (or mid-CREATE) */
 	PS_LAYOUT_0_1,				/* 0.1.0: one shape per subscription row */
 	PS_LAYOUT_0_2,				/* 0.2.0: several shapes, holds, tags, subsets */
-	PS_LAYOUT_0_3				/* 0.3.0 and later: local writes */
+	PS_LAYOUT_0_3,				/* 0.3.0 to 0.5.0: local writes */
+	PS_LAYOUT_0_6				/* 0.6.0 and later: subscription.is_group */
 } PsCatalogLayout;
 
 extern PsCatalogLayout ps_catalog_layout(void);
 extern void ps_catalog_require_current(void);
+extern void ps_catalog_set_group(int32 subid, bool is_group);
 
 /*
  * Pin search_path and become the extension owner for catalog statements;

@@ -16,7 +16,7 @@
 #include "pg_compat.h"
 
 #define PS_EXTENSION_NAME	"pglite_sync"
-#define PS_VERSION			"0.5.0"
+#define PS_VERSION			"0.6.0"
 #define PS_SCHEMA			"electric"
 #define PS_NOTIFY_CHANNEL	"electric_sync"
 

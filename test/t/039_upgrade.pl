@@ -8,7 +8,8 @@
 # local writes; 0.4.0 stores host-driven spools uncompressed, and a
 # host-driven snapshot half spooled (compressed) across that update lands
 # whole; 0.5.0 makes the spool unlogged, and a snapshot half spooled across
-# that update lands whole too.
+# that update lands whole too; 0.6.0 tells a group of one member from a
+# single-shape subscription.
 use strict;
 use warnings;
 
@@ -41,7 +42,7 @@ sql($node, "CREATE TABLE items (id int PRIMARY KEY, title text); CREATE TABLE la
 
 # the new library and the old SQL: the 0.1.0 API refuses, with a hint
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.sync_shape_to_table('" . $server->shape('items') . "', 'items', '{id}', shape_key => 'items')");
-like($err, qr/extension "pglite_sync" must be updated to version 0\.5\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
+like($err, qr/extension "pglite_sync" must be updated to version 0\.6\.0/, 'the 0.1.0 sync_shape_to_table refuses to manage subscriptions');
 like($err, qr/HINT:  Run ALTER EXTENSION pglite_sync UPDATE/, '... with the hint to update');
 
 # subscriptions as 0.1.0 stored them: the shape in the subscription row and
@@ -70,7 +71,7 @@ is(sql($node, "SELECT string_agg(name || ' ' || state || ' ' || rows_applied, ',
 my ($req0) = grep { $_->{query}{offset} eq '-1' } @{ $server->requests('items') };
 is($req0->{headers}{'x-legacy'}, 'yes', 'with their stored headers');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT electric.unsubscribe('items')");
-like($err, qr/must be updated to version 0\.5\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
+like($err, qr/must be updated to version 0\.6\.0.*HINT:  Run ALTER EXTENSION pglite_sync UPDATE/s, 'the 0.1.0 unsubscribe refuses too');
 is(sub_status($node, 'items', 'state'), 'live', 'and changed nothing');
 
 # a change while on 0.1.0: positions are stored in the 0.1.0 layout
@@ -193,7 +194,7 @@ my $before = sql($node, $spooled);
 like($before, qr/^[1-9]\d* [1-9]\d*$/, "they are spooled ($before: blocks, bytes)");
 $positions = sql($node, "SELECT string_agg(name || ' ' || handle || ' ' || \"offset\", ',' ORDER BY name) FROM electric.subscriptions WHERE name <> 'memos'");
 $server->clear_requests;
-sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+sql($node, "ALTER EXTENSION pglite_sync UPDATE TO '0.5.0'");
 is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.5.0', 'updated to 0.5.0');
 is(sql($node, $persistence), 'u', 'the spool is unlogged from now on');
 is(sql($node, $spooled), $before, 'the blocks already spooled were kept, byte for byte');
@@ -210,6 +211,34 @@ ok(wait_until($node, "SELECT title = 'on 0.5.0' FROM items WHERE id = 6"), 'work
 is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }, @{ $server->requests('memos') }), 0,
 	'no resync after the fourth update');
 is(sub_status($node, 'items', 'worker_pid'), $pids{items}, 'the same worker');
+
+# ---- and on to 0.6.0, with a group of one member made on 0.5.0 ----
+$server->create_table(
+	name => 'tags',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ],
+	primary_key => ['id'],
+	rows => [ map { { id => "$_", title => "tag $_" } } 1 .. 3 ]);
+sql($node, "CREATE TABLE tags (id int PRIMARY KEY, title text)");
+sql($node, "SELECT electric.sync_shapes_to_tables('{\"tags\": {\"shape\": " . $server->shape('tags')
+	. ", \"table_name\": \"tags\", \"primary_key\": [\"id\"]}}', 'solo')");
+ok(wait_sync($node, 'solo'), 'a group of one member syncs on 0.5.0');
+my $shape_cols = "SELECT num_nulls(schema_name, table_name, shape_url, shape_params, handle, \"offset\", primary_key) FROM electric.subscriptions WHERE name = 'solo'";
+is(sql($node, $shape_cols), '0', 'on 0.5.0 the view shows it as a single shape');
+$positions = sql($node, "SELECT string_agg(shape || ' ' || handle || ' ' || \"offset\", ',' ORDER BY shape) FROM electric.subscription_shapes");
+%pids = map { $_ => sub_status($node, $_, 'worker_pid') } qw(items solo);
+$server->clear_requests;
+sql($node, "ALTER EXTENSION pglite_sync UPDATE");
+is(sql($node, "SELECT extversion FROM pg_extension WHERE extname = 'pglite_sync'"), '0.6.0', 'updated to 0.6.0');
+is(sql($node, $shape_cols), '7', 'the update recognises the group: its per-shape columns are NULL');
+is(sql($node, "SELECT string_agg(shape || ' ' || handle || ' ' || \"offset\", ',' ORDER BY shape) FROM electric.subscription_shapes"),
+	$positions, 'positions unchanged by the update');
+$server->txn('tags', { op => 'update', row => { id => '2', title => 'on 0.6.0' } });
+$server->txn('items', { op => 'update', row => { id => '7', title => 'on 0.6.0' } });
+ok(wait_until($node, "SELECT (SELECT title FROM tags WHERE id = 2) = 'on 0.6.0' AND (SELECT title FROM items WHERE id = 7) = 'on 0.6.0'"),
+	'changes still arrive, in the group and in a single shape');
+is(scalar(grep { ($_->{query}{offset} // '') eq '-1' } @{ $server->requests('items') }, @{ $server->requests('tags') }), 0,
+	'no resync after the fifth update');
+is(sub_status($node, $_, 'worker_pid'), $pids{$_}, "the same worker for $_") for qw(items solo);
 
 # and it all survives another restart
 $node->restart;
