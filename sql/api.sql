@@ -114,6 +114,9 @@ SELECT electric.unsubscribe('todos');   -- stopped already: nothing to do
 SELECT name, state, worker_pid FROM electric.subscriptions WHERE name = 'todos';
 SELECT try($$SELECT electric.unsubscribe('nosuch')$$);
 SELECT try($$SELECT electric.delete_subscription('nosuch')$$);
+-- a NULL name is 22004, as for every function
+SELECT try($$SELECT electric.unsubscribe(NULL)$$);
+SELECT try($$SELECT electric.delete_subscription(NULL)$$);
 SELECT try($$SELECT electric.wait_for_sync('nosuch')$$);
 SELECT electric.wait_for_sync('todos', '1 s');      -- stopped: false at once
 SELECT try($$SELECT electric.wait_for_sync('todos', '-1 s')$$);
@@ -185,6 +188,15 @@ SET ROLE app;
 -- the owner needs SELECT, INSERT, UPDATE and DELETE on the table: 42501
 SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'app_items', '{id}', shape_key => 'apps')$$);
 RESET ROLE;
+-- ... and USAGE on its schema: 42501, not a subscription that can never apply
+CREATE SCHEMA walled;
+CREATE TABLE walled.items (id int PRIMARY KEY);
+GRANT ALL ON walled.items TO app;
+SET ROLE app;
+SELECT try($$SELECT electric.sync_shape_to_table(shape(), 'items', '{id}', schema_name => 'walled')$$);
+SELECT count(*) AS subscriptions_made FROM electric.subscriptions WHERE table_name = 'items';
+RESET ROLE;
+DROP SCHEMA walled CASCADE;
 GRANT DELETE ON app_items TO app;
 SET ROLE app;
 SELECT electric.sync_shape_to_table('{"url": "http://127.0.0.1:9/v1/shape", "params": {"table": "app_items"}, "headers": {"Authorization": "Bearer secret"}}',

@@ -80,14 +80,14 @@ stop_subscription(const char *name, bool forget)
 Datum
 ps_unsubscribe(PG_FUNCTION_ARGS)
 {
-	stop_subscription(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	stop_subscription(ps_arg_text(fcinfo, 0, "name"), false);
 	PG_RETURN_VOID();
 }
 
 Datum
 ps_delete_subscription(PG_FUNCTION_ARGS)
 {
-	stop_subscription(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
+	stop_subscription(ps_arg_text(fcinfo, 0, "name"), true);
 	PG_RETURN_VOID();
 }
 
@@ -162,11 +162,7 @@ ps_alter_subscription(PG_FUNCTION_ARGS)
 	PsSubRow	row;
 
 	ps_catalog_require_current();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = ps_arg_text(fcinfo, 0, "name");
 	if (!PG_ARGISNULL(2))
 	{
 		Jsonb	   *j = PG_GETARG_JSONB_P(2);
@@ -269,11 +265,7 @@ ps_wait_for_sync(PG_FUNCTION_ARGS)
 	bool		result = false;
 	TimestampTz next_lookup;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = ps_arg_text(fcinfo, 0, "name");
 	if (!forever)
 		deadline = ps_timeout_deadline(PG_GETARG_INTERVAL_P(1));
 

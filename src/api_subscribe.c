@@ -49,15 +49,6 @@ typedef struct ShapeSpec
 	Datum		pk_array;		/* text[] */
 } ShapeSpec;
 
-static void
-require_arg(FunctionCallInfo fcinfo, int n, const char *name)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
 /* The shape option, checked as the worker will read it (UTF-8 JSON text). */
 static void
 check_shape(json_t *shape, const char *target)
@@ -382,6 +373,13 @@ check_spec(ShapeSpec *spec, const char *member, int position, json_t *shape,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("%s is not a table", spec->target),
 				 errdetail("Shapes can only be synced into ordinary or partitioned tables.")));
+	/* the worker reaches the table through its schema, as its owner */
+	if (ps_namespace_aclcheck(nspoid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for schema %s", quote_identifier(schema_name)),
+				 errdetail("Role \"%s\" lacks the USAGE privilege on the schema of table %s.",
+						   GetUserNameFromId(GetUserId(), false), spec->target)));
 	check_table_privileges(relid, spec->target);
 	check_primary_key(rel, pk, spec->target);
 	if (map_columns)
@@ -510,11 +508,11 @@ ps_sync_shape_to_table(PG_FUNCTION_ARGS)
 
 	ps_catalog_require_current();
 	check_database(worker);
-	require_arg(fcinfo, 0, "shape");
-	require_arg(fcinfo, 1, "table_name");
-	require_arg(fcinfo, 2, "primary_key");
-	require_arg(fcinfo, 3, "schema_name");
-	require_arg(fcinfo, 7, "initial_insert_method");
+	ps_require_arg(fcinfo, 0, "shape");
+	ps_require_arg(fcinfo, 1, "table_name");
+	ps_require_arg(fcinfo, 2, "primary_key");
+	ps_require_arg(fcinfo, 3, "schema_name");
+	ps_require_arg(fcinfo, 7, "initial_insert_method");
 	method = insert_method(text_to_cstring(PG_GETARG_TEXT_PP(7)),
 						   !PG_ARGISNULL(8) && PG_GETARG_BOOL(8));
 	if (shape_key != NULL && shape_key[0] == '\0')
@@ -758,8 +756,8 @@ ps_sync_shapes_to_tables(PG_FUNCTION_ARGS)
 							 GUC_ACTION_SAVE, true, 0, false);
 	ps_catalog_require_current();
 	check_database(worker);
-	require_arg(fcinfo, 0, "shapes");
-	require_arg(fcinfo, 2, "initial_insert_method");
+	ps_require_arg(fcinfo, 0, "shapes");
+	ps_require_arg(fcinfo, 2, "initial_insert_method");
 	method = insert_method(text_to_cstring(PG_GETARG_TEXT_PP(2)), false);
 	if (shape_key != NULL && shape_key[0] == '\0')
 		ereport(ERROR,

@@ -125,6 +125,29 @@ ps_qualified_relname(Oid relid)
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
 }
 
+/* A required argument of a SQL function: NULL is 22004, naming it. */
+void
+ps_require_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+}
+
+/* A text argument as a C string; NULL is allowed only when what is NULL. */
+char *
+ps_arg_text(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+	{
+		if (what != NULL)
+			ps_require_arg(fcinfo, n, what);
+		return NULL;
+	}
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
 /*
  * The deadline of a timeout argument: now + interval, refusing negative
  * intervals and saturating absurd ones instead of overflowing.

@@ -72,11 +72,7 @@ ps_sync_now(PG_FUNCTION_ARGS)
 	PsDriver   *volatile d = NULL;
 
 	ps_require_preload();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = ps_arg_text(fcinfo, 0, "name");
 	if (!PG_ARGISNULL(1))
 		deadline = ps_timeout_deadline(PG_GETARG_INTERVAL_P(1));
 	/* each batch commits: only a CALL outside a transaction block can do that */

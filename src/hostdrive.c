@@ -335,19 +335,6 @@ load_run(const char *name, const char *shape, PsMember **member)
 	return run;
 }
 
-static char *
-arg_text(FunctionCallInfo fcinfo, int n, const char *what)
-{
-	if (PG_ARGISNULL(n))
-	{
-		if (what == NULL)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	}
-	return text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
 
 static Datum
 jsonb_result(StringInfo b)
@@ -360,8 +347,8 @@ jsonb_result(StringInfo b)
 Datum
 ps_next_request(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "name");
-	char	   *shape = arg_text(fcinfo, 1, NULL);
+	char	   *name = ps_arg_text(fcinfo, 0, "name");
+	char	   *shape = ps_arg_text(fcinfo, 1, NULL);
 	PsMember   *m;
 	PsRun	   *run;
 	TimestampTz now = GetCurrentTimestamp();
@@ -585,8 +572,8 @@ take_response(FunctionCallInfo fcinfo, PsRun *run, PsMember *m, TimestampTz *sin
 Datum
 ps_ingest_response(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "name");
-	char	   *shape = arg_text(fcinfo, 4, NULL);
+	char	   *name = ps_arg_text(fcinfo, 0, "name");
+	char	   *shape = ps_arg_text(fcinfo, 4, NULL);
 	PsMember   *m;
 	PsRun	   *run;
 	StringInfoData b;

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_database_d.h"
+#include "catalog/pg_namespace_d.h"
 #include "catalog/pg_proc_d.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_node.h"
@@ -33,9 +34,12 @@
 	object_aclcheck(ProcedureRelationId, (proc), (role), (mode))
 #define ps_database_ownercheck(db, role) \
 	object_ownercheck(DatabaseRelationId, (db), (role))
+#define ps_namespace_aclcheck(nsp, role, mode) \
+	object_aclcheck(NamespaceRelationId, (nsp), (role), (mode))
 #else
 #define ps_proc_aclcheck(proc, role, mode) pg_proc_aclcheck((proc), (role), (mode))
 #define ps_database_ownercheck(db, role) pg_database_ownercheck((db), (role))
+#define ps_namespace_aclcheck(nsp, role, mode) pg_namespace_aclcheck((nsp), (role), (mode))
 #endif
 
 /*

@@ -74,6 +74,8 @@ extern bool ps_extension_ready(void);
 extern char *ps_extension_version(Oid extoid);
 extern bool ps_database_is_template(void);
 extern TimestampTz ps_timeout_deadline(Interval *iv);
+extern void ps_require_arg(FunctionCallInfo fcinfo, int n, const char *what);
+extern char *ps_arg_text(FunctionCallInfo fcinfo, int n, const char *what);
 extern char *ps_qualified_relname(Oid relid);
 
 /* writes.c: a deleted subscription's capture triggers go too */

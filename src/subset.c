@@ -200,11 +200,7 @@ ps_request_snapshot(PG_FUNCTION_ARGS)
 	int64		rows;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = ps_arg_text(fcinfo, 0, "name");
 	body = request_body(fcinfo);
 
 	SPI_connect();

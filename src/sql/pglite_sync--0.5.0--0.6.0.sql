@@ -14,8 +14,14 @@
 -- every null at every depth: a column set to NULL vanished from "value" and
 -- "old_value", although the upload sends it as JSON null.  Only an absent
 -- "value" (a delete) or "old_value" (an insert) is left out now.
+--
+-- unsubscribe(NULL) and delete_subscription(NULL) returned NULL silently
+-- (STRICT); like every other function they now refuse a NULL name (22004).
 
 \echo Use "ALTER EXTENSION pglite_sync UPDATE TO '0.6.0'" to load this file. \quit
+
+ALTER FUNCTION electric.unsubscribe(text) CALLED ON NULL INPUT;
+ALTER FUNCTION electric.delete_subscription(text) CALLED ON NULL INPUT;
 
 ALTER TABLE electric.subscription ADD COLUMN is_group boolean NOT NULL DEFAULT false;
 UPDATE electric.subscription s SET is_group = true
