@@ -436,6 +436,8 @@ record_error_in_own_transaction(PsRun *run, const char *message, const char *det
 
 	PG_TRY();
 	{
+		/* now() in it is last_error_at: not the time of the last commit */
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());

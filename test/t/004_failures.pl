@@ -52,6 +52,7 @@ for my $case (@cases)
 	$n++;
 
 	$server->clear_requests;
+	my $before = sql($node, "SELECT clock_timestamp()");
 	$server->fault(%$fault, table => 'items', count => -1);
 	# replace the long-poll in flight, so every later response fails
 	sql($node, "SELECT electric.wait_for_sync('items', '0.2 s')");
@@ -66,6 +67,8 @@ for my $case (@cases)
 	cmp_ok($tries, '<=', $max, "$name: retries are throttled (at most $max)");
 	is(sub_status($node, 'items', 'state'), $state, "$name: state is $state");
 	like(sub_status($node, 'items', 'last_error'), $error_re, "$name: last_error says why");
+	is(sub_status($node, 'items', "last_error_at >= '$before' AND last_error_at <= clock_timestamp()"), 't',
+		"$name: last_error_at is when it failed");
 	is(sub_status($node, 'items', 'is_up_to_date'), 'f', "$name: not up to date");
 	isnt(sql($node, "SELECT title FROM items WHERE id = 1"), "change $n", "$name: nothing applied from failed responses");
 
