@@ -925,6 +925,87 @@ parse_headers(cursor *c)
 	}
 }
 
+/* A cursor over json; the arena can hold every string of it decoded. */
+static void
+begin(ps_message *m, cursor *c, const char *json, size_t len)
+{
+	m->arena_len = 0;
+	m->error[0] = '\0';
+	m->error_unstorable = false;
+	/* grow for this input; shrink back after a huge one */
+	if (m->arena_cap < len + 1 ||
+		(m->arena_cap > PS_MESSAGE_KEEP_BYTES && (len + 1) * 4 < m->arena_cap))
+	{
+		ps_free(m->arena);
+		m->arena_cap = len + 1 < 256 ? 256 : len + 1;
+		m->arena = ps_malloc(m->arena_cap);
+	}
+	memset(c, 0, sizeof(*c));
+	c->start = c->p = json;
+	c->end = json + len;
+	c->m = m;
+}
+
+/*
+ * A subset snapshot answer, {"metadata": {...}, "data": [...]} in any key
+ * order: the spans of the two values, without building a tree of it (the
+ * data can be a whole shape).  Strings are decoded only to be checked, and
+ * the arena's pages are touched only by strings with escapes.
+ */
+int
+ps_subset_answer_split(ps_message *m, const char *json, size_t len,
+					   ps_str *metadata, ps_str *data)
+{
+	cursor		c;
+
+	begin(m, &c, json, len);
+	metadata->s = data->s = NULL;
+	metadata->len = data->len = 0;
+	if (!expect(&c, '{'))
+		return err(&c, "expected a JSON object");
+	if (!expect(&c, '}'))
+	{
+		for (;;)
+		{
+			const char *k;
+			const char *v;
+			size_t		kl;
+			size_t		vl;
+
+			skip_ws(&c);
+			if (parse_string(&c, &k, &kl) < 0)
+				return -1;
+			if (!expect(&c, ':'))
+				return err(&c, "expected ':' in object");
+			if (skip_value(&c, 1, &v, &vl) < 0)
+				return -1;
+			if (key_is(k, kl, "metadata"))
+			{
+				metadata->s = v;
+				metadata->len = vl;
+			}
+			else if (key_is(k, kl, "data"))
+			{
+				data->s = v;
+				data->len = vl;
+			}
+			if (expect(&c, ','))
+				continue;
+			if (expect(&c, '}'))
+				break;
+			return err(&c, "expected ',' or '}' in object");
+		}
+	}
+	skip_ws(&c);
+	if (c.p != c.end)
+		return err(&c, "unexpected bytes after the object");
+	if (metadata->s == NULL || metadata->s[0] != '{')
+		return err(&c, "no \"metadata\" object");
+	if (data->s == NULL || data->s[0] != '[')
+		return err(&c, "no \"data\" array");
+	return 0;
+}
+
 void
 ps_message_init(ps_message *m)
 {
@@ -944,6 +1025,7 @@ ps_message_free(ps_message *m)
 }
 
 static int parse(ps_message *m, const char *json, size_t len, size_t *used);
+static void begin(ps_message *m, cursor *c, const char *json, size_t len);
 
 int
 ps_message_parse(ps_message *m, const char *json, size_t len)
@@ -993,22 +1075,7 @@ parse(ps_message *m, const char *json, size_t len, size_t *used)
 	m->event = PS_EVENT_NONE;
 	m->nstrs = m->nbools = m->npats = m->nids = 0;
 	m->nfields = 0;
-	m->arena_len = 0;
-	m->error[0] = '\0';
-	m->error_unstorable = false;
-	/* grow for this message; shrink back after a huge one */
-	if (m->arena_cap < len + 1 ||
-		(m->arena_cap > PS_MESSAGE_KEEP_BYTES && (len + 1) * 4 < m->arena_cap))
-	{
-		ps_free(m->arena);
-		m->arena_cap = len + 1 < 256 ? 256 : len + 1;
-		m->arena = ps_malloc(m->arena_cap);
-	}
-
-	memset(&c, 0, sizeof(c));
-	c.start = c.p = json;
-	c.end = json + len;
-	c.m = m;
+	begin(m, &c, json, len);
 
 	if (!expect(&c, '{'))
 		return err(&c, "message is not a JSON object");

@@ -151,6 +151,14 @@ extern int	ps_message_parse(ps_message *m, const char *json, size_t len);
 extern int	ps_message_parse_prefix(ps_message *m, const char *data, size_t len,
 									size_t *used);
 
+/*
+ * A subset snapshot answer {"metadata": {...}, "data": [...]}: 0 with the
+ * spans of the two values (any key order, other keys ignored), or -1 if it
+ * is malformed or lacks either (m->error says why).
+ */
+extern int	ps_subset_answer_split(ps_message *m, const char *json, size_t len,
+								   ps_str *metadata, ps_str *data);
+
 /* Find a column of value/old_value by name; NULL when absent. */
 extern const ps_field *ps_message_find(const ps_field *fields, int n,
 									   const char *name, size_t name_len);

@@ -124,6 +124,37 @@ utf8_json(json_t *v)
 	return out;
 }
 
+/* The subset answer's rows, spooled one by one as the splitter finds them. */
+typedef struct SubsetRows
+{
+	const char *name;
+	PsMember   *member;
+	ps_message	msg;
+	ArrayBuildState *keys;		/* the keys loaded, for the merge */
+} SubsetRows;
+
+static int
+spool_row(void *arg, const char *json, size_t len)
+{
+	SubsetRows *r = arg;
+	ps_message *msg = &r->msg;
+
+	if (ps_message_parse(msg, json, len) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subscription \"%s\": malformed row in the subset answer: %s", r->name, msg->error)));
+	if (msg->kind != PS_MSG_CHANGE || msg->op != PS_OP_INSERT || msg->key == NULL || !msg->has_value)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subscription \"%s\": the subset answer holds something other than inserts", r->name)));
+	msg->is_move_in = true;
+	r->keys = accumArrayResult(r->keys,
+							   PointerGetDatum(cstring_to_text_with_len(msg->key, (int) msg->key_len)),
+							   false, TEXTOID, CurrentMemoryContext);
+	ps_spool_add(r->member->spool, msg, 0, json, len, OidIsValid(r->member->def->map_function));
+	return 0;
+}
+
 static char *
 request_body(FunctionCallInfo fcinfo)
 {
@@ -188,14 +219,16 @@ ps_request_snapshot(PG_FUNCTION_ARGS)
 	char	   *url;
 	PsResponse	resp;
 	StringInfoData out;
-	json_t	   *root;
+	ps_message	answer;
+	ps_str		meta_text;
+	ps_str		data_text;
 	json_t	   *meta;
-	json_t	   *data;
 	json_t	   *v;
 	json_error_t jerr;
 	PsSubset	snap;
-	Datum	   *keys;
-	int			nkeys = 0;
+	SubsetRows	r;
+	ps_bodysplit split;
+	int			split_rc;
 	size_t		i;
 	int64		rows;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -247,14 +280,20 @@ ps_request_snapshot(PG_FUNCTION_ARGS)
 				 errmsg("subscription \"%s\": the server answered %ld to the subset request", name, resp.status),
 				 resp.error_body_len ? errdetail_internal("%.*s", (int) resp.error_body_len, resp.error_body) : 0));
 
-	root = json_loadb(out.data, out.len, 0, &jerr);
-	if (root == NULL || !json_is_object(root) ||
-		!json_is_object(meta = json_object_get(root, "metadata")) ||
-		!json_is_array(data = json_object_get(root, "data")))
+	/* no tree of the whole answer: its data can be the whole shape */
+	ps_message_init(&answer);
+	if (ps_subset_answer_split(&answer, out.data, out.len, &meta_text, &data_text) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("subscription \"%s\": the subset answer is not {\"metadata\": {...}, \"data\": [...]}", name),
-				 root == NULL ? errdetail_internal("%s", jerr.text) : 0));
+				 errdetail_internal("%s", answer.error)));
+	ps_message_free(&answer);
+	meta = json_loadb(meta_text.s, meta_text.len, 0, &jerr);
+	if (meta == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("subscription \"%s\": malformed subset snapshot metadata", name),
+				 errdetail_internal("%s", jerr.text)));
 	memset(&snap, 0, sizeof(snap));
 	snap.xmin = json_uint(json_object_get(meta, "xmin"), "xmin");
 	snap.xmax = json_uint(json_object_get(meta, "xmax"), "xmax");
@@ -268,35 +307,36 @@ ps_request_snapshot(PG_FUNCTION_ARGS)
 	snap.xip = palloc(sizeof(uint64) * Max(snap.nxip, 1));
 	for (i = 0; i < json_array_size(v); i++)
 		snap.xip[i] = json_uint(json_array_get(v, i), "xip_list entry");
+	json_decref(meta);
 
 	/* the rows, as move-in inserts (upserts), through the batch's spool */
-	keys = palloc(sizeof(Datum) * Max(json_array_size(data), 1));
-	for (i = 0; i < json_array_size(data); i++)
+	r.name = name;
+	r.member = m;
+	r.keys = NULL;
+	ps_message_init(&r.msg);
+	ps_bodysplit_init(&split, 0);
+	PG_TRY();
 	{
-		char	   *row = utf8_json(json_array_get(data, i));
-		ps_message	msg;
-
-		ps_message_init(&msg);
-		if (ps_message_parse(&msg, row, strlen(row)) < 0)
+		split_rc = ps_bodysplit_feed(&split, data_text.s, data_text.len, spool_row, &r);
+		if (split_rc == 0)
+			split_rc = ps_bodysplit_finish(&split);
+		if (split_rc != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("subscription \"%s\": malformed row in the subset answer: %s", name, msg.error)));
-		if (msg.kind != PS_MSG_CHANGE || msg.op != PS_OP_INSERT || msg.key == NULL || !msg.has_value)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("subscription \"%s\": the subset answer holds something other than inserts", name)));
-		msg.is_move_in = true;
-		keys[nkeys++] = PointerGetDatum(cstring_to_text_with_len(msg.key, (int) msg.key_len));
-		ps_spool_add(m->spool, &msg, 0, row, strlen(row), OidIsValid(m->def->map_function));
-		ps_message_free(&msg);
-		pfree(row);
+					 errmsg("subscription \"%s\": malformed subset answer: %s", name, split.error)));
 	}
-	json_decref(root);
+	PG_FINALLY();
+	{
+		ps_bodysplit_free(&split);
+		ps_message_free(&r.msg);
+	}
+	PG_END_TRY();
 	ps_spool_response_done(m->spool);
 
 	rows = ps_run_apply_subset(run, m);
 	ps_catalog_subset_add(sub->id, m->def->name, &snap,
-						  PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT)),
+						  r.keys ? makeArrayResult(r.keys, CurrentMemoryContext) :
+						  PointerGetDatum(construct_empty_array(TEXTOID)),
 						  rows);
 	PS_DEBUG_LOG(run, "subset snapshot: %lld rows loaded (xmin %llu, xmax %llu, %d in progress, database_lsn %llu)",
 				 (long long) rows, (unsigned long long) snap.xmin, (unsigned long long) snap.xmax,

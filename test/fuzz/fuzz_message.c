@@ -432,6 +432,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	differential(&fresh, rc, data, size);
 
+	/* the same input as a subset answer: spans inside it, of the right kind */
+	{
+		ps_str		meta,
+					rows;
+		const char *in = (const char *) data;
+
+		if (ps_subset_answer_split(&used, in, size, &meta, &rows) == 0)
+		{
+			FUZZ_CHECK(meta.s >= in && meta.s + meta.len <= in + size &&
+					   rows.s >= in && rows.s + rows.len <= in + size, "a span outside the input");
+			FUZZ_CHECK(meta.len >= 2 && meta.s[0] == '{' && meta.s[meta.len - 1] == '}',
+					   "metadata is not an object span");
+			FUZZ_CHECK(rows.len >= 2 && rows.s[0] == '[' && rows.s[rows.len - 1] == ']',
+					   "data is not an array span");
+		}
+		else
+			FUZZ_CHECK(used.error[0] != '\0', "a failed split without an error");
+	}
+
 	ps_message_free(&fresh);
 	ps_message_free(&used);
 #ifdef FUZZ_SKIP_KNOWN

@@ -42,6 +42,12 @@ like($err, qr/subscription "nope" does not exist/, 'an unknown subscription');
 like($err, qr/limit needs order_by/, 'a limit without order_by');
 ($ret, $out, $err) = $node->psql('postgres', "SELECT electric.request_snapshot('items', 'no_such_column = 1')");
 like($err, qr/answered 400/, 'a where the server refuses: the server\'s answer');
+$server->fault(kind => 'truncate_json', table => 'items', when => 'nonlive', count => 1);
+($ret, $out, $err) = $node->psql('postgres', "SELECT electric.request_snapshot('items', 'id <= 3')");
+like($err, qr/the subset answer is not \{"metadata": \{\.\.\.\}, "data": \[\.\.\.\]\}.*DETAIL:  .* at byte \d+/s,
+	'a truncated subset answer is refused, saying where it broke');
+is(sql($node, "SELECT count(*) FROM items"), '0', '... and nothing of it is loaded');
+$server->clear_faults;
 
 # ---- a subset, with params, order_by and limit ----
 is(sql($node, "SELECT electric.request_snapshot('items', 'n <= \$1', '{\"1\": \"10\"}', 'n DESC', 5)"), '5',

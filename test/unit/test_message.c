@@ -10,6 +10,12 @@ parse(ps_message *m, const char *s)
 	return ps_message_parse(m, s, strlen(s));
 }
 
+static int
+split(ps_message *m, const char *s, ps_str *meta, ps_str *data)
+{
+	return ps_subset_answer_split(m, s, strlen(s), meta, data);
+}
+
 int
 main(void)
 {
@@ -168,6 +174,33 @@ main(void)
 	CHECK(parse(&m, "{\"headers\":{\"event\":\"move-out\",\"patterns\":[{\"pos\":0}]}}") < 0);
 	CHECK(parse(&m, "{\"headers\":{\"event\":\"move-out\",\"patterns\":[{\"pos\":-1,\"value\":\"x\"}]}}") < 0);
 	CHECK(parse(&m, "{\"key\":\"k\",\"value\":{},\"headers\":{\"txids\":[1.5]}}") < 0);
+
+	/* subset answers: the spans of metadata and data, in any order */
+	{
+		ps_str		meta,
+					data;
+		const char *a = " {\"data\": [{\"key\":\"a\\\"b\"}, {}] ,\"other\":[1,{\"x\":null}],"
+			"\"metadata\":{\"xmin\":\"1\",\"xip_list\":[]}} ";
+
+		CHECK(split(&m, a, &meta, &data) == 0);
+		CHECK_MEM(meta.s, meta.len, "{\"xmin\":\"1\",\"xip_list\":[]}");
+		CHECK_MEM(data.s, data.len, "[{\"key\":\"a\\\"b\"}, {}]");
+		CHECK(split(&m, "{\"metadata\":{},\"data\":[]}", &meta, &data) == 0);
+		CHECK(meta.len == 2 && data.len == 2);
+		/* a key with an escape is still recognised */
+		CHECK(split(&m, "{\"met\\u0061data\":{},\"data\":[]}", &meta, &data) == 0);
+		/* not an answer: the shape log, a missing or mistyped member, junk */
+		CHECK(split(&m, "[{\"headers\":{\"control\":\"up-to-date\"}}]", &meta, &data) < 0);
+		CHECK(split(&m, "{\"metadata\":{}}", &meta, &data) < 0);
+		CHECK(strstr(m.error, "data") != NULL);
+		CHECK(split(&m, "{\"data\":[]}", &meta, &data) < 0);
+		CHECK(split(&m, "{\"metadata\":[],\"data\":[]}", &meta, &data) < 0);
+		CHECK(split(&m, "{\"metadata\":{},\"data\":{}}", &meta, &data) < 0);
+		CHECK(split(&m, "{\"metadata\":{},\"data\":[]} x", &meta, &data) < 0);
+		CHECK(split(&m, "{\"metadata\":{},\"data\":[{\"a\":}]}", &meta, &data) < 0);
+		CHECK(split(&m, "{\"metadata\":{},\"data\":[", &meta, &data) < 0);
+		CHECK(split(&m, "", &meta, &data) < 0);
+	}
 
 	ps_message_free(&m);
 	return UNIT_DONE();
