@@ -125,22 +125,15 @@ check_url_and_headers(const char *name, const char *url, const char *headers_jso
 						name, err)));
 	if (url)
 	{
-		const char *q = strchr(url, '?');
+		/* as the server reads the names: "wh%65re" is "where" */
+		char	   *param = ps_url_find_param(url, defines_shape);
 
-		while (q)
-		{
-			const char *p = q + 1;
-			size_t		n = strcspn(p, "=&");
-			char	   *param = pnstrdup(p, n);
-
-			if (defines_shape(param))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("shape_url of subscription \"%s\" may not set \"%s\"", name, param),
-						 errdetail("It is part of the shape's definition, which alter_subscription does not change."),
-						 errhint("Subscribe again to sync another shape.")));
-			q = strchr(p, '&');
-		}
+		if (param)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("shape_url of subscription \"%s\" may not set \"%s\"", name, param),
+					 errdetail("It is part of the shape's definition, which alter_subscription does not change."),
+					 errhint("Subscribe again to sync another shape.")));
 		host = ps_url_host(s.url);
 		if (!ps_host_allowed(ps_allowed_hosts, host))
 			ereport(ERROR,

@@ -124,9 +124,44 @@ append_column(ps_strbuf *b, const char *name)
 	ps_strbuf_putc(b, '"');
 }
 
-#ifndef Min
-#define Min(a, b) ((a) < (b) ? (a) : (b))
-#endif
+/*
+ * The first query parameter of url whose name passes match(), the name
+ * decoded as the server reads it (percent-escapes, '+' as a space), so that
+ * "wh%65re" is "where"; NULL if none.  The caller frees the name.
+ */
+char *
+ps_url_find_param(const char *url, bool (*match) (const char *name))
+{
+	const char *q = strchr(url, '?');
+
+	while (q)
+	{
+		const char *name = q + 1;
+		size_t		nlen = strcspn(name, "=&#");
+		char	   *buf = ps_malloc(nlen + 1);
+		size_t		n = 0;
+		int			hi,
+					lo;
+
+		for (size_t i = 0; i < nlen; i++)
+		{
+			if (name[i] == '%' && i + 2 < nlen &&
+				(hi = ps_hex_digit(name[i + 1])) >= 0 && (lo = ps_hex_digit(name[i + 2])) >= 0)
+			{
+				buf[n++] = (char) (hi * 16 + lo);
+				i += 2;
+			}
+			else
+				buf[n++] = name[i] == '+' ? ' ' : name[i];
+		}
+		buf[n] = '\0';
+		if (nlen > 0 && match(buf))
+			return buf;
+		ps_free(buf);
+		q = name[nlen] == '#' ? NULL : strchr(name, '&');
+	}
+	return NULL;
+}
 
 static int
 check_url(const char *url, size_t len, char *err, size_t errlen)
@@ -134,7 +169,7 @@ check_url(const char *url, size_t len, char *err, size_t errlen)
 	const char *sep = strstr(url, "://");
 	const char *auth;
 	const char *auth_end;
-	const char *q;
+	char	   *reserved;
 
 	if (has_ctl(url, len) || strchr(url, ' '))
 		return fail(err, errlen, "url must not contain spaces or control characters");
@@ -152,47 +187,15 @@ check_url(const char *url, size_t len, char *err, size_t errlen)
 		return fail(err, errlen, "url must not contain a fragment (#)");
 
 	/* the URL's own query may not set protocol parameters either */
-	q = strchr(auth_end, '?');
-	while (q)
+	reserved = ps_url_find_param(auth_end, ps_param_reserved);
+	if (reserved)
 	{
-		const char *name = q + 1;
-		size_t		nlen = strcspn(name, "=&");
+		int			rc = fail(err, errlen,
+						  "url query parameter \"%.80s\" is reserved for the sync protocol",
+						  reserved);
 
-		if (nlen > 0)
-		{
-			/* as the server will read it: percent-decoded, '+' as space */
-			char	   *buf = ps_malloc(nlen + 1);
-			size_t		n = 0;
-			bool		reserved;
-
-			for (size_t i = 0; i < nlen; i++)
-			{
-				int			hi,
-							lo;
-
-				if (name[i] == '%' && i + 2 < nlen + 1 &&
-					(hi = ps_hex_digit(name[i + 1])) >= 0 && (lo = ps_hex_digit(name[i + 2])) >= 0)
-				{
-					buf[n++] = (char) (hi * 16 + lo);
-					i += 2;
-				}
-				else
-					buf[n++] = name[i] == '+' ? ' ' : name[i];
-			}
-			buf[n] = '\0';
-			reserved = ps_param_reserved(buf);
-			if (reserved)
-			{
-				int			rc = fail(err, errlen,
-									  "url query parameter \"%.*s\" is reserved for the sync protocol",
-									  (int) Min(nlen, 80), name);
-
-				ps_free(buf);
-				return rc;
-			}
-			ps_free(buf);
-		}
-		q = strchr(name, '&');
+		ps_free(reserved);
+		return rc;
 	}
 	{
 		char	   *host = ps_url_host(url);

@@ -52,4 +52,7 @@ extern bool ps_header_value_ok(const char *value);
 /* Query parameters that belong to the protocol and may not be set by hand. */
 extern bool ps_param_reserved(const char *name);
 
+/* The first query parameter name of url (decoded) that match() accepts. */
+extern char *ps_url_find_param(const char *url, bool (*match) (const char *name));
+
 #endif

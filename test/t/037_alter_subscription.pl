@@ -117,7 +117,8 @@ is(scalar(@{ $sa->requests('items') }), 0, 'and does not interrupt the long-poll
 
 # ---- refusals ----
 for my $case ([ 'table=other', 'table' ], [ 'where=id%3E1', 'where' ], [ 'columns=id', 'columns' ],
-	[ 'replica=full', 'replica' ], [ 'params%5B1%5D=x', 'params' ], [ 'x=1&log=changes_only', 'log' ])
+	[ 'replica=full', 'replica' ], [ 'params%5B1%5D=x', 'params' ], [ 'x=1&log=changes_only', 'log' ],
+	[ 'ta%62le=x', 'table' ], [ 'x=1&%63olumns=id', 'columns' ], [ 'wh%65re=id%3E100', 'where' ])
 {
 	my ($q, $what) = @$case;
 	my $err = psql_as('owner1', "SELECT electric.alter_subscription('items', shape_url => 'http://127.0.0.1:$port/v1/shape?$q')");
@@ -131,6 +132,17 @@ like(psql_as('other1', "SELECT electric.alter_subscription('items', headers => '
 like(psql_as('owner1', "SELECT electric.alter_subscription('nope', headers => '{}')"), qr/42704/, 'an unknown subscription is 42704');
 like(psql_as('owner1', q{SELECT electric.alter_subscription('items', headers => '["x"]')}), qr/22023/, 'headers that are not an object are refused');
 is(sub_status($node, 'items', 'shape_url'), "http://localhost:$port/v1/shape", 'none of that changed anything');
+sleep 2;
+is(sql($node, "SELECT count(*) || ' ' || count(title) FROM items"), '8 8', 'the table keeps its rows');
+# subscribe refuses protocol parameters in the URL however they are spelled
+sql($node, "CREATE TABLE items_enc (id int PRIMARY KEY, title text); GRANT ALL ON items_enc TO owner1");
+for my $case ([ 'offset=0', 'offset' ], [ '%6Fffset=0', 'offset' ], [ 'x=1&h%61ndle=h', 'handle' ], [ 'l%69ve=true', 'live' ])
+{
+	my ($q, $what) = @$case;
+	my $err = psql_as('owner1', "SELECT electric.sync_shape_to_table('{\"url\": \"http://127.0.0.1:$port/v1/shape?$q\", \"params\": {\"table\": \"items\"}}', 'items_enc', '{id}')");
+	like($err, qr/ERROR:  22023: .*url query parameter "$what" is reserved/, "subscribe refuses a URL setting $q (22023)");
+}
+is(sql($node, "SELECT count(*) FROM electric.subscriptions WHERE table_name = 'items_enc'"), '0', 'and subscribes nothing');
 
 # ---- headers_function ----
 sql($node, q{

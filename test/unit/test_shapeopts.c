@@ -15,6 +15,22 @@ parse(ps_shape *s, const char *json)
 	return ps_shape_parse(json, strlen(json), s, err, sizeof(err));
 }
 
+static bool
+is_where(const char *name)
+{
+	return strcmp(name, "where") == 0;
+}
+
+/* The name ps_url_find_param finds with is_where, or "-" for none. */
+static void
+check_find(const char *url, const char *want)
+{
+	char	   *got = ps_url_find_param(url, is_where);
+
+	CHECK_STR(got ? got : "-", want);
+	ps_free(got);
+}
+
 static void
 check_refused(const char *json, const char *needle)
 {
@@ -78,6 +94,14 @@ main(void)
 	check_refused("{\"url\":\"http://h /x\",\"params\":{\"table\":\"t\"}}", "spaces");
 	check_refused("{\"url\":\"http://h/x#f\",\"params\":{\"table\":\"t\"}}", "fragment");
 	check_refused("{\"url\":\"http://h/x?offset=3\",\"params\":{\"table\":\"t\"}}", "\"offset\" is reserved");
+	/* names as the server reads them: percent-decoded, '+' as a space */
+	check_refused("{\"url\":\"http://h/x?a=1&%6Fffset=3\",\"params\":{\"table\":\"t\"}}", "\"offset\" is reserved");
+	check_refused("{\"url\":\"http://h/x?HANDLE=1&h%61ndle=2\",\"params\":{\"table\":\"t\"}}", "\"handle\" is reserved");
+	check_find("http://h/v1/shape?wh%65re=id%3E100", "where");
+	check_find("http://h/v1/shape?x=where&%77%68%65%72%65", "where");
+	check_find("http://h/v1/shape?wh%2", "-");
+	check_find("http://h/v1/shape?wh+ere=1&where2=1&Where=1", "-");
+	check_find("http://h/v1/shape", "-");
 	check_refused("{\"url\":1,\"params\":{\"table\":\"t\"}}", "non-empty string");
 	check_refused("{\"url\":\"http://h/x\"}", "\"params\" is required");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{}}", "params.table is required");
