@@ -46,16 +46,31 @@ ps_run_create(PsRunMode mode, PsSubscription *sub, MemoryContext parent)
 
 /*
  * alter_subscription committed: take the new URLs, headers and headers
- * function; positions, spools and everything else stay.
+ * function; positions, spools and everything else stay.  True if how the
+ * run asks changed: then a shape waiting out a backoff or an error asks at
+ * once, as the new values may be the fix.  A reload that changes none of
+ * them (local writes enabled) keeps the throttling.
  */
-void
+bool
 ps_run_reload(PsRun *run, PsSubscription *sub)
 {
+	bool		changed = run->sub->headers_function != sub->headers_function;
+
 	for (int i = 0; i < run->nmembers; i++)
 		for (int k = 0; k < sub->nshapes; k++)
-			if (strcmp(run->members[i].def->name, sub->shapes[k].name) == 0)
-				ps_member_reload(&run->members[i], &sub->shapes[k], run->cxt);
+		{
+			PsMember   *m = &run->members[i];
+
+			if (strcmp(m->def->name, sub->shapes[k].name) != 0)
+				continue;
+			changed |= strcmp(m->def->shape_json, sub->shapes[k].shape_json) != 0;
+			ps_member_reload(m, &sub->shapes[k], run->cxt);
+		}
 	run->sub->headers_function = sub->headers_function;
+	if (changed)
+		for (int i = 0; i < run->nmembers; i++)
+			run->members[i].retry_at = 0;
+	return changed;
 }
 
 /* Release what is not memory: spool files. */

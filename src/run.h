@@ -60,7 +60,8 @@ typedef struct PsRun
 } PsRun;
 
 extern PsRun *ps_run_create(PsRunMode mode, PsSubscription *sub, MemoryContext parent);
-extern void ps_run_reload(PsRun *run, PsSubscription *sub);
+/* alter_subscription committed: true if the requests change */
+extern bool ps_run_reload(PsRun *run, PsSubscription *sub);
 extern void ps_run_close(PsRun *run);
 
 /* Is a member due for a request now?  Its URL and whether it is live. */

@@ -556,13 +556,15 @@ ps_worker_main(Datum main_arg)
 		if (reload != run->reload_seq)
 		{
 			PsSubscription *fresh = load_subscription(args.subid, worker_cxt);
+			bool		changed;
 
 			run->reload_seq = reload;
 			if (fresh == NULL || !fresh->enabled || fresh->version != sub->version)
 				leave(d, "the subscription was stopped or changed", true, start_seq);
-			ps_run_reload(run, fresh);
+			changed = ps_run_reload(run, fresh);
 			ps_driver_abort_all(d);
-			PS_DEBUG_LOG(run, "definition reread (alter_subscription)");
+			PS_DEBUG_LOG(run, "definition reread (alter_subscription)%s",
+						 changed ? ": asking again now" : ", unchanged");
 		}
 
 		PG_TRY();

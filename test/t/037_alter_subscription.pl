@@ -221,6 +221,66 @@ ok(wait_sync($node, 'items'), 'fixed: syncing again');
 # removing the function (alter with NULL leaves it; a resubscribe would drop it)
 is(sub_status($node, 'items', 'headers_function'), 'hf(text)', 'still set');
 
+# ---- in error or backoff, new values are used at once, not after the wait ----
+sql($node, "ALTER SYSTEM SET pglite_sync.backoff_max = '30s'");
+sql($node, "SELECT pg_reload_conf()");
+sql($node, q{
+	CREATE FUNCTION hf2(sub text) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{"X-Fn": "hf2"}'::jsonb $$;
+});
+sub in_state
+{
+	my ($state, $what) = @_;
+	sql($node, "SELECT electric.wait_for_sync('items', '0.1 s')");
+	ok(wait_until($node, "SELECT state = '$state' FROM electric.subscriptions WHERE name = 'items'"), "$what: state $state");
+}
+# the alter commits at $t0: its request is logged once a change answers it
+sub asked_with
+{
+	my ($header, $value, $t0, $what) = @_;
+	usleep(1_200_000);
+	$sa->txn('items', { op => 'update', row => { id => '4', title => "after $value" } });
+	ok(wait_until($node, "SELECT title = 'after $value' FROM items WHERE id = 4", 10), "$what: synced");
+	my @r = grep { ($_->{headers}{$header} // '') eq $value } requests($sa);
+	ok(@r, "$what: a request carried $header: $value");
+	cmp_ok(@r ? $r[0]{t} / 1000 - $t0 : 99, '<', 1,
+		sprintf('%s: within a second of the commit (%.3f s), not after the 30 s wait', $what, @r ? $r[0]{t} / 1000 - $t0 : 99));
+}
+my $static = '"X-Static": "s", "X-Token": "static"';
+
+# a lasting 401 waits 30 s (the cap): a reload that changes nothing keeps the wait
+$sa->fault(kind => 'status', status => 401, table => 'items', count => -1);
+in_state('error', 'a lasting 401');
+$sa->clear_faults;
+$sa->clear_requests;
+sql($node, "SELECT pg_reload_conf()");
+as_owner("SELECT electric.alter_subscription('items', headers => '{$static}')");
+sleep 2;
+is(scalar(@{ $sa->requests('items') }), 0, 'neither a configuration reload nor an alter to the same values ends the wait');
+is(sub_status($node, 'items', 'state'), 'error', 'still error');
+my $t1 = time;
+as_owner(qq{SELECT electric.alter_subscription('items', headers => '{$static, "Authorization": "Bearer new"}')});
+asked_with('authorization', 'Bearer new', $t1, 'new headers in error');
+
+# 503s with Retry-After: 30
+$sa->fault(kind => 'status', status => 503, retry_after => 30, table => 'items', count => -1);
+in_state('backoff', 'lasting 503s');
+$sa->clear_faults;
+$t1 = time;
+as_owner(qq{SELECT electric.alter_subscription('items', headers => '{$static, "Authorization": "Bearer newer"}')});
+asked_with('authorization', 'Bearer newer', $t1, 'new headers in backoff');
+
+# a failing headers function replaced by another
+sql($node, "UPDATE hfail SET fail = true");
+in_state('error', 'a failing headers function');
+$t1 = time;
+as_owner("SELECT electric.alter_subscription('items', headers_function => 'hf2(text)')");
+asked_with('x-fn', 'hf2', $t1, 'a new headers function in error');
+sql($node, "UPDATE hfail SET fail = false");
+as_owner("SELECT electric.alter_subscription('items', headers_function => 'hf(text)')");
+sql($node, "ALTER SYSTEM RESET pglite_sync.backoff_max");
+sql($node, "SELECT pg_reload_conf()");
+ok(wait_sync($node, 'items'), 'back to the first function');
+
 # ---- another server altogether: the same position is offered to it ----
 in_long_poll();
 ($handle, $offset) = split / /, position();
