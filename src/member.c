@@ -487,9 +487,14 @@ read_response(PsMember *m, PsResponse *resp)
 	/* only a complete 200 keeps what it spooled */
 	if (resp->outcome != PS_XFER_DONE || m->resp_must_refetch || resp->status != 200)
 		ps_spool_response_failed(m->spool);
-	/* batch_rows and batch_bytes: only what the batch keeps */
-	if (m->run->slot && resp->outcome == PS_XFER_DONE && resp->status == 200 && !m->resp_must_refetch)
-		ps_slot_count_batch(m->run->slot, resp->body_bytes, m->resp_changes);
+	/* batch_rows and batch_bytes: the changes the batch keeps (not empty long-polls) */
+	if (resp->outcome == PS_XFER_DONE && resp->status == 200 && !m->resp_must_refetch &&
+		m->resp_changes > 0)
+	{
+		m->batch_rows += m->resp_changes;
+		m->batch_bytes += resp->body_bytes;
+		ps_run_publish_batch(m->run);
+	}
 
 	if (m->cb_error)
 	{
@@ -658,8 +663,12 @@ ps_member_sse_batch(PsMember *m, PsResponse *resp)
 		return o;
 	}
 	keep_records(m);
-	if (m->run->slot)
-		ps_slot_count_batch(m->run->slot, resp->body_bytes - m->sse_counted, m->resp_changes);
+	if (m->resp_changes > 0)
+	{
+		m->batch_rows += m->resp_changes;
+		m->batch_bytes += resp->body_bytes - m->sse_counted;
+		ps_run_publish_batch(m->run);
+	}
 	m->sse_counted = resp->body_bytes;
 	if (m->resp_has_global_lsn)
 	{
@@ -743,12 +752,23 @@ void
 ps_member_restart(PsMember *m)
 {
 	ps_spool_clear(m->spool);
+	/* what it had received is gone: a batch read again counts once */
+	ps_member_batch_discarded(m);
+	ps_run_publish_batch(m->run);
 	start_over(m);
 	m->last_lsn = 0;
 	m->last_op = 0;
 	m->cursor[0] = '\0';
 	m->live = false;
 	memset(&m->align, 0, sizeof(m->align));
+}
+
+/* The open batch is committed or dropped: this shape's part of it is none. */
+void
+ps_member_batch_discarded(PsMember *m)
+{
+	m->batch_rows = 0;
+	m->batch_bytes = 0;
 }
 
 /* ---- after a commit ------------------------------------------------------------- */
@@ -777,6 +797,7 @@ ps_member_committed(PsMember *m)
 	ps_spool_drop_consumed(m->spool);
 	/* with changes still waiting, the position stored is the target's */
 	m->position_dirty = ps_spool_count(m->spool) > 0;
+	ps_member_batch_discarded(m);
 	m->replace = false;
 	m->from_start = false;
 	m->refetches = 0;

@@ -99,6 +99,10 @@ typedef struct PsMember
 	char		resp_error[600];
 	ErrorData  *cb_error;		/* an ERROR raised while reading the body */
 
+	/* the open batch's part from this shape (batch_rows, batch_bytes) */
+	int64		batch_rows;
+	int64		batch_bytes;
+
 	/* changes already spooled, to drop what a reconnect sends again */
 	uint64		last_lsn;
 	uint32		last_op;
@@ -146,6 +150,7 @@ extern void ps_member_refetch(PsMember *m, const char *new_handle);
 
 /* A snapshot loaded page by page was rolled back: ask for it again from -1. */
 extern void ps_member_restart(PsMember *m);
+extern void ps_member_batch_discarded(PsMember *m);
 
 /* A commit up to target: the position to store (more: changes past the
  * target stay spooled), then the bookkeeping once it committed. */

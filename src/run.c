@@ -289,6 +289,23 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 
 /* ---- outcomes ------------------------------------------------------------------- */
 
+/* batch_rows and batch_bytes: what the shapes' responses added to the open batch */
+void
+ps_run_publish_batch(PsRun *run)
+{
+	uint64		rows = 0;
+	uint64		bytes = 0;
+
+	if (run->slot == NULL)
+		return;
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		rows += run->members[i].batch_rows;
+		bytes += run->members[i].batch_bytes;
+	}
+	ps_slot_set_batch(run->slot, bytes, rows);
+}
+
 /* An up-to-date with nothing to commit: the run is up to date all the same. */
 static void
 batch_done(PsRun *run)
@@ -296,7 +313,10 @@ batch_done(PsRun *run)
 	uint64		ticket = PG_UINT64_MAX;
 
 	for (int i = 0; i < run->nmembers; i++)
+	{
 		ticket = Min(ticket, run->members[i].sync_ticket);
+		ps_member_batch_discarded(&run->members[i]);
+	}
 	run->state = PS_STATE_LIVE;
 	if (run->slot)
 		ps_slot_batch_done(run->slot, ticket);
@@ -512,6 +532,10 @@ ps_run_fail(PsRun *run, PsMember *m, PsOutcomeKind kind, int64 retry_after_ms,
 	{
 		run->failures++;
 		run->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+		/* the batch was rolled back: none of it is open until more arrives */
+		for (int i = 0; i < run->nmembers; i++)
+			ps_member_batch_discarded(&run->members[i]);
+		ps_run_publish_batch(run);
 	}
 	if (run->slot)
 		ps_slot_count_error(run->slot);

@@ -73,6 +73,9 @@ extern bool ps_run_request_live(PsRun *run, PsMember *m, uint64 *ticket);
 extern void ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names,
 						   List **values);
 
+/* Show the open batch's size in the slot (batch_rows, batch_bytes). */
+extern void ps_run_publish_batch(PsRun *run);
+
 /* Act on a member's outcome; true if a commit is due. */
 extern bool ps_run_outcome(PsRun *run, PsMember *m, PsOutcome o);
 

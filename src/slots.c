@@ -632,13 +632,13 @@ ps_slot_count_bytes(PsSlot *slot, uint64 bytes, uint64 rows)
 	LWLockRelease(ps_shared->lock);
 }
 
-/* A response (or a stream's batch) whose records the batch keeps. */
+/* The size of the open batch: set, not added, so a discarded one leaves none. */
 void
-ps_slot_count_batch(PsSlot *slot, uint64 bytes, uint64 rows)
+ps_slot_set_batch(PsSlot *slot, uint64 bytes, uint64 rows)
 {
 	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
-	slot->stats.batch_bytes += bytes;
-	slot->stats.batch_rows += rows;
+	slot->stats.batch_bytes = bytes;
+	slot->stats.batch_rows = rows;
 	LWLockRelease(ps_shared->lock);
 }
 

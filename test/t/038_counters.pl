@@ -90,9 +90,44 @@ $server->txn('items', { op => 'update', row => { id => '2', title => 'rejected' 
 ok(wait_until($node, "SELECT state = 'error' FROM electric.subscriptions WHERE name = 'items'"), 'a batch the table rejects');
 cmp_ok(sub_status($node, 'items', 'errors'), '>', $e0, 'errors counted the rolled-back batch');
 is(sub_status($node, 'items', 'rows_applied'), $ROWS + 1, 'rows_applied did not count it');
+# rolled back, and retried from what was received: no batch is open meanwhile
+sub batch_samples
+{
+	my ($name) = @_;
+	my @s;
+	for (1 .. 6)
+	{
+		push @s, sub_status($node, $name, "state || ' ' || batch_rows || ' ' || batch_bytes");
+		usleep(400_000);
+	}
+	return join(', ', @s);
+}
+like(batch_samples('items'), qr/^error 0 0(, error 0 0)*$/, 'while the batch fails, batch_rows and batch_bytes are 0');
 sql($node, "ALTER TABLE items DROP CONSTRAINT items_title_check");
 ok(wait_sync($node, 'items'), 'healed');
 is(sub_status($node, 'items', "batch_rows || ' ' || batch_bytes || ' ' || rows_applied"), '0 0 ' . ($ROWS + 2), 'batch counters back to 0');
+
+# a server table of n rows (id, title) in one page
+sub server_table
+{
+	my ($name, $n) = @_;
+	$server->create_table(name => $name, primary_key => ['id'], rows => [ map { { id => "$_", title => "item $_" } } 1 .. $n ],
+		columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' } ]);
+}
+
+# a snapshot that the table rejects (row 3 of 3) is rolled back and read
+# again: never counted twice, and 0 while it waits for its retry
+server_table('three', 3);
+sql($node, "CREATE TABLE three (id int PRIMARY KEY CONSTRAINT not_three CHECK (id <> 3), title text)");
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('three') . "', 'three', '{id}', shape_key => 'three')");
+ok(wait_until($node, "SELECT state = 'error' FROM electric.subscriptions WHERE name = 'three'"), 'the snapshot is rejected');
+like(sub_status($node, 'three', 'last_error'), qr/not_three/, 'by the check constraint');
+my $samples = batch_samples('three');
+like($samples, qr/^error 0 0(, error 0 0)*$/, "batch_rows and batch_bytes are 0 after the failure ($samples)");
+is(sql($node, "SELECT count(*) FROM three"), '0', 'nothing of it was applied');
+sql($node, "ALTER TABLE three DROP CONSTRAINT not_three");
+ok(wait_sync($node, 'three'), 'healed');
+is(sub_status($node, 'three', "batch_rows || ' ' || batch_bytes || ' ' || rows_applied"), '0 0 3', 'committed: 0 0, three rows');
 
 # a restarted worker starts its counters afresh; stopped, they are 0
 my $pid = sub_status($node, 'items', 'worker_pid');
