@@ -137,6 +137,7 @@ void
 ps_member_response_begin(PsMember *m, bool live, uint64 ticket)
 {
 	PsSlot	   *slot = m->run->slot;
+	bool		was_counted = m->resp_changes > 0;
 
 	ps_spool_response_failed(m->spool); /* whatever an ERROR left half-read */
 	ps_bodysplit_free(&m->split);	/* in the run's memory */
@@ -152,6 +153,7 @@ ps_member_response_begin(PsMember *m, bool live, uint64 ticket)
 	m->resp_has_global_lsn = false;
 	m->resp_global_lsn = 0;
 	m->resp_changes = 0;
+	m->resp_bytes = 0;
 	m->resp_max_lsn = m->align.max_lsn;
 	m->resp_open_lsn = m->align.open_lsn;
 	m->resp_error[0] = '\0';
@@ -168,6 +170,9 @@ ps_member_response_begin(PsMember *m, bool live, uint64 ticket)
 	m->sse_counted = 0;
 	if (slot)
 		ps_slot_count_request(slot);
+	/* an abandoned response's changes are no longer arriving */
+	if (was_counted)
+		ps_run_publish_batch(m->run);
 }
 
 static bool
@@ -455,7 +460,7 @@ status_text(long status)
 
 static PsOutcome read_response(PsMember *m, PsResponse *resp);
 static PsOutcome sse_end(PsMember *m, PsResponse *resp);
-static void keep_records(PsMember *m);
+static void keep_records(PsMember *m, size_t bytes);
 static void set_position(PsMember *m, const char *handle, const char *offset);
 static PsOutcome good_response(PsMember *m);
 static const char *bad_headers(PsMember *m, PsResponse *resp, bool need_cursor, PsOutcomeKind *kind);
@@ -465,6 +470,9 @@ ps_member_response_end(PsMember *m, PsResponse *resp)
 {
 	PsOutcome	out = read_response(m, resp);
 
+	/* what arrived of it is now kept in the batch, or dropped */
+	if (m->resp_changes > 0)
+		ps_run_publish_batch(m->run);
 	out.status = resp->status;
 	return out;
 }
@@ -487,14 +495,6 @@ read_response(PsMember *m, PsResponse *resp)
 	/* only a complete 200 keeps what it spooled */
 	if (resp->outcome != PS_XFER_DONE || m->resp_must_refetch || resp->status != 200)
 		ps_spool_response_failed(m->spool);
-	/* batch_rows and batch_bytes: the changes the batch keeps (not empty long-polls) */
-	if (resp->outcome == PS_XFER_DONE && resp->status == 200 && !m->resp_must_refetch &&
-		m->resp_changes > 0)
-	{
-		m->batch_rows += m->resp_changes;
-		m->batch_bytes += resp->body_bytes;
-		ps_run_publish_batch(m->run);
-	}
 
 	if (m->cb_error)
 	{
@@ -565,7 +565,7 @@ read_response(PsMember *m, PsResponse *resp)
 					return outcome(kind, -1, bad, NULL);
 				}
 			}
-			keep_records(m);
+			keep_records(m, resp->body_bytes);
 			set_position(m, resp->handle, resp->offset);
 			if (resp->has_cursor)
 				strlcpy(m->cursor, resp->cursor, sizeof(m->cursor));
@@ -574,11 +574,19 @@ read_response(PsMember *m, PsResponse *resp)
 	return good_response(m);
 }
 
-/* The response's records are good: they count, and so does its alignment. */
+/*
+ * The response's records are good: they count, and so does its alignment.
+ * Its changes (and bytes, unless it brought none) join the open batch.
+ */
 static void
-keep_records(PsMember *m)
+keep_records(PsMember *m, size_t bytes)
 {
 	ps_spool_response_done(m->spool);
+	if (m->resp_changes > 0)
+	{
+		m->batch_rows += m->resp_changes;
+		m->batch_bytes += bytes;
+	}
 	m->align.max_lsn = m->resp_max_lsn;
 	m->align.open_lsn = m->resp_open_lsn;
 	m->last_lsn = m->resp_last_lsn;
@@ -662,13 +670,7 @@ ps_member_sse_batch(PsMember *m, PsResponse *resp)
 		o.status = resp->status;
 		return o;
 	}
-	keep_records(m);
-	if (m->resp_changes > 0)
-	{
-		m->batch_rows += m->resp_changes;
-		m->batch_bytes += resp->body_bytes - m->sse_counted;
-		ps_run_publish_batch(m->run);
-	}
+	keep_records(m, resp->body_bytes - m->sse_counted);
 	m->sse_counted = resp->body_bytes;
 	if (m->resp_has_global_lsn)
 	{
@@ -684,6 +686,7 @@ ps_member_sse_batch(PsMember *m, PsResponse *resp)
 	m->resp_up_to_date = false;
 	m->resp_has_global_lsn = false;
 	m->resp_changes = 0;
+	ps_run_publish_batch(m->run);
 	return o;
 }
 

@@ -92,7 +92,8 @@ typedef struct PsMember
 	bool		resp_must_refetch;
 	uint64		resp_global_lsn;
 	bool		resp_has_global_lsn;
-	int64		resp_changes;
+	int64		resp_changes;	/* change messages parsed so far */
+	size_t		resp_bytes;		/* body bytes received so far */
 	uint64		resp_max_lsn;	/* alignment as it stands after this response */
 	uint64		resp_open_lsn;
 	PsOutcomeKind resp_fail_kind;

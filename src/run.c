@@ -289,7 +289,10 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 
 /* ---- outcomes ------------------------------------------------------------------- */
 
-/* batch_rows and batch_bytes: what the shapes' responses added to the open batch */
+/*
+ * batch_rows and batch_bytes: what the shapes' responses added to the open
+ * batch, and the changes of responses still arriving (parsed as they come).
+ */
 void
 ps_run_publish_batch(PsRun *run)
 {
@@ -300,8 +303,15 @@ ps_run_publish_batch(PsRun *run)
 		return;
 	for (int i = 0; i < run->nmembers; i++)
 	{
-		rows += run->members[i].batch_rows;
-		bytes += run->members[i].batch_bytes;
+		PsMember   *m = &run->members[i];
+
+		rows += m->batch_rows;
+		bytes += m->batch_bytes;
+		if (m->in_flight && m->resp_changes > 0)
+		{
+			rows += m->resp_changes;
+			bytes += m->resp_bytes - Min(m->sse_counted, m->resp_bytes);
+		}
 	}
 	ps_slot_set_batch(run->slot, bytes, rows);
 }
@@ -567,6 +577,7 @@ ps_run_failed(PsRun *run, PsMember *m, ErrorData *e, bool in_commit)
 
 	if (!in_commit && m)
 		ps_spool_response_failed(m->spool); /* keep complete responses only */
+	ps_run_publish_batch(run);	/* without a response the ERROR cut short */
 	/* the owner sees all of it; the details may quote data */
 	initStringInfo(&detail);
 	appendStringInfoString(&detail, e->message ? e->message : "unknown error");

@@ -623,9 +623,9 @@ ps_slot_count_request(PsSlot *slot)
 	LWLockRelease(ps_shared->lock);
 }
 
-/* bytes received, and change messages added to the open batch */
+/* bytes received (the open batch's size is set by ps_slot_set_batch) */
 void
-ps_slot_count_bytes(PsSlot *slot, uint64 bytes, uint64 rows)
+ps_slot_count_bytes(PsSlot *slot, uint64 bytes)
 {
 	LWLockAcquire(ps_shared->lock, LW_EXCLUSIVE);
 	slot->stats.bytes_received += bytes;

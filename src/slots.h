@@ -107,7 +107,7 @@ static inline void ps_require_preload(void) {}
 static inline bool ps_slot_stop_requested(PsSlot *slot, uint32 generation) { return false; }
 static inline void ps_slot_set_state(PsSlot *slot, PsState state, bool up_to_date) {}
 static inline void ps_slot_count_request(PsSlot *slot) {}
-static inline void ps_slot_count_bytes(PsSlot *slot, uint64 bytes, uint64 rows) {}
+static inline void ps_slot_count_bytes(PsSlot *slot, uint64 bytes) {}
 static inline void ps_slot_set_batch(PsSlot *slot, uint64 bytes, uint64 rows) {}
 static inline void ps_slot_count_error(PsSlot *slot) {}
 static inline void ps_slot_batch_done(PsSlot *slot, uint64 ticket) {}
@@ -167,7 +167,7 @@ extern bool ps_slot_stop_requested(PsSlot *slot, uint32 generation);
 /* Status of the attached process. */
 extern void ps_slot_set_state(PsSlot *slot, PsState state, bool up_to_date);
 extern void ps_slot_count_request(PsSlot *slot);
-extern void ps_slot_count_bytes(PsSlot *slot, uint64 bytes, uint64 rows);
+extern void ps_slot_count_bytes(PsSlot *slot, uint64 bytes);
 extern void ps_slot_set_batch(PsSlot *slot, uint64 bytes, uint64 rows);
 extern void ps_slot_count_error(PsSlot *slot);
 extern void ps_slot_batch_done(PsSlot *slot, uint64 ticket);

@@ -61,7 +61,12 @@ body_cb(void *arg, const char *data, size_t len, const PsResponse *resp)
 
 	/* a paused piece comes again: count it then */
 	if (m->run->slot && v != PS_BODY_PAUSE)
-		ps_slot_count_bytes(m->run->slot, len, 0);
+	{
+		ps_slot_count_bytes(m->run->slot, len);
+		m->resp_bytes = resp->body_bytes;
+		if (m->resp_changes > 0)
+			ps_run_publish_batch(m->run);
+	}
 	return v == PS_BODY_OK ? PS_HTTP_BODY_OK : v == PS_BODY_PAUSE ? PS_HTTP_BODY_PAUSE : PS_HTTP_BODY_STOP;
 }
 

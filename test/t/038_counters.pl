@@ -129,6 +129,28 @@ sql($node, "ALTER TABLE three DROP CONSTRAINT not_three");
 ok(wait_sync($node, 'three'), 'healed');
 is(sub_status($node, 'three', "batch_rows || ' ' || batch_bytes || ' ' || rows_applied"), '0 0 3', 'committed: 0 0, three rows');
 
+# a slow response: its changes count as they are parsed, not once it is whole
+server_table('drip', 20);
+sql($node, "CREATE TABLE drip (id int PRIMARY KEY, title text)");
+$server->fault(kind => 'slow_drip', bytes => 64, interval_ms => 50, table => 'drip', when => 'initial', count => 1);
+sql($node, "SELECT electric.sync_shape_to_table('" . $server->shape('drip') . "', 'drip', '{id}', shape_key => 'drip')");
+my @drip;
+$end = time + 30;
+while (time < $end)
+{
+	push @drip, [ split / /, sub_status($node, 'drip', "concat_ws(' ', state, batch_rows, batch_bytes, rows_applied)") ];
+	last if $drip[-1][0] eq 'live';
+	usleep(50_000);
+}
+is($drip[-1][0], 'live', 'the slow snapshot arrived');
+my @arriving = grep { $_->[3] == 0 } @drip;
+my %partial = map { $_->[1] => 1 } grep { $_->[1] > 0 && $_->[1] < 20 } @arriving;
+cmp_ok(scalar(keys %partial), '>=', 3, 'batch_rows grew while the response arrived (' . join(',', map { $_->[1] } @arriving) . ')');
+is(scalar(grep { $_->[1] > 0 && $_->[2] <= 0 } @arriving), 0, 'with batch_bytes');
+is_deeply([ map { $_->[1] } @arriving ], [ sort { $a <=> $b } map { $_->[1] } @arriving ], 'batch_rows only grew');
+is_deeply([ map { $_->[2] } @arriving ], [ sort { $a <=> $b } map { $_->[2] } @arriving ], 'batch_bytes only grew');
+is(sub_status($node, 'drip', "batch_rows || ' ' || batch_bytes || ' ' || rows_applied"), '0 0 20', 'committed: 0 0, twenty rows');
+
 # a restarted worker starts its counters afresh; stopped, they are 0
 my $pid = sub_status($node, 'items', 'worker_pid');
 sql($node, "SELECT pg_terminate_backend($pid)");
