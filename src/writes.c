@@ -46,11 +46,40 @@ PG_FUNCTION_INFO_V1(ps_stamp_write);
 
 /* ---- capture ------------------------------------------------------------------------ */
 
-/* the write of the current transaction, per subscription (it ends with the transaction) */
+/*
+ * The write of the current transaction, per subscription.  Its row belongs
+ * to the subtransaction that created it (cached_subxid): an abort of that
+ * one takes the row away, so the cache goes too; a subcommit hands it to
+ * the parent.
+ */
+static bool cached_valid;
 static FullTransactionId cached_xid;
+static SubTransactionId cached_subxid;
 static int32 cached_subid;
 static int64 cached_write;
 static int32 cached_seq;
+static bool callbacks_registered;
+
+static void
+writes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (!cached_valid || cached_subxid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		cached_valid = false;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		cached_subxid = parentSubid;
+}
+
+static void
+register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterSubXactCallback(writes_subxact_callback, NULL);
+	callbacks_registered = true;
+}
 
 static bool
 syncing(void)
@@ -202,12 +231,15 @@ record(int32 subid, const char *shape, Relation rel, const char *op, HeapTuple k
 	Datum		pk = row_pk(rel, key_row, attnos, npk);
 	char	   *key = row_json(rel, key_row, pkset);
 
-	if (!FullTransactionIdEquals(xid, cached_xid) || cached_subid != subid)
+	register_callbacks();
+	if (!cached_valid || !FullTransactionIdEquals(xid, cached_xid) || cached_subid != subid)
 	{
 		cached_write = ps_catalog_write_open(subid);
 		cached_seq = ps_catalog_write_next_seq(cached_write);
 		cached_xid = xid;
 		cached_subid = subid;
+		cached_subxid = GetCurrentSubTransactionId();
+		cached_valid = true;
 	}
 	/* the server's version before this transaction's first change of the row */
 	ps_catalog_write_base(RelationGetRelid(rel), pk,

