@@ -163,6 +163,73 @@ ps_url_find_param(const char *url, bool (*match) (const char *name))
 	return NULL;
 }
 
+int
+ps_idents_split(const char *s, char sep, char ***names)
+{
+	char	  **out = NULL;
+	int			n = 0;
+	const char *p = s;
+	ps_strbuf	b;
+
+	for (;;)
+	{
+		ps_strbuf_init(&b);
+		if (*p == '"')
+		{
+			for (p++;; p++)
+			{
+				if (*p == '\0')
+					goto bad;
+				if (*p == '"' && p[1] != '"')
+					break;
+				if (*p == '"')
+					p++;
+				ps_strbuf_putc(&b, *p);
+			}
+			p++;
+		}
+		else
+			for (; *p && *p != sep; p++)
+			{
+				if (*p == '"')
+					goto bad;
+				ps_strbuf_putc(&b, (*p >= 'A' && *p <= 'Z') ? *p + ('a' - 'A') : *p);
+			}
+		if (b.len == 0)
+			goto bad;
+		out = ps_realloc(out, sizeof(char *) * (n + 1));
+		out[n++] = b.data;
+		if (*p == '\0')
+			break;
+		if (*p != sep)
+		{
+			b.data = NULL;
+			goto bad;
+		}
+		p++;
+	}
+	*names = out;
+	return n;
+
+bad:
+	ps_strbuf_free(&b);
+	ps_idents_free(out, n);
+	*names = NULL;
+	return -1;
+}
+
+void
+ps_idents_free(char **names, int n)
+{
+	for (int i = 0; i < n; i++)
+		ps_free(names[i]);
+	ps_free(names);
+}
+
+#ifndef Min
+#define Min(a, b) ((a) < (b) ? (a) : (b))
+#endif
+
 static int
 check_url(const char *url, size_t len, char *err, size_t errlen)
 {

@@ -49,6 +49,15 @@ extern char *ps_url_host(const char *url);
 extern bool ps_header_name_ok(const char *name);
 extern bool ps_header_value_ok(const char *value);
 
+/*
+ * Split params.table (sep '.') or params.columns (sep ',') into names as
+ * Electric reads them: a quoted name keeps its case and may hold the
+ * separator ("" is a quote), an unquoted one is downcased.  Returns how
+ * many (in *names, free with ps_idents_free), or -1 if malformed.
+ */
+extern int	ps_idents_split(const char *s, char sep, char ***names);
+extern void ps_idents_free(char **names, int n);
+
 /* Query parameters that belong to the protocol and may not be set by hand. */
 extern bool ps_param_reserved(const char *name);
 

@@ -29,6 +29,7 @@
 #include "optimistic.h"
 #include "protocol.h"
 #include "run.h"
+#include "shapeopts.h"
 #include "upload.h"
 
 struct PsUpload
@@ -79,24 +80,23 @@ ps_upload_abort(PsUpload *u)
 
 /* ---- the request ----------------------------------------------------------------- */
 
-/* ["schema", "table"] of the shape's source table (params.table). */
+/* ["schema", "table"] of the shape's source table, params.table read as Electric reads it. */
 static json_t *
 relation_of(PsMember *m)
 {
-	const char *t = m->shape.table;
-	const char *dot = strchr(t, '.');
-	json_t	   *r = json_array();
+	char	  **names;
+	int			n = ps_idents_split(m->shape.table, '.', &names);
+	json_t	   *r;
 
-	if (dot)
-	{
-		json_array_append_new(r, json_stringn(t, dot - t));
-		json_array_append_new(r, json_string(dot + 1));
-	}
-	else
-	{
-		json_array_append_new(r, json_string("public"));
-		json_array_append_new(r, json_string(t));
-	}
+	if (n < 1 || n > 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("shape \"%s\" of subscription \"%s\" has a malformed table name: %s",
+						m->def->name, m->run->sub->name, m->shape.table)));
+	r = json_array();
+	json_array_append_new(r, json_string(n == 2 ? names[0] : "public"));
+	json_array_append_new(r, json_string(names[n - 1]));
+	ps_idents_free(names, n);
 	return r;
 }
 

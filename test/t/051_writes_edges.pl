@@ -100,6 +100,26 @@ is(sql($node, "SELECT string_agg(id || ':' || title, ',' ORDER BY id) FROM todo"
 is(join(',', map { "$_->{id}:$_->{title}" } sort { $a->{id} <=> $b->{id} } @{ $server->rows('todo') }), '1:e,2:kept,3:b,4:d,5:h,6:six',
 	'the server has the same');
 
+# ---- quoted table names: relation is the table itself, as Electric reads params.table ----
+for my $t ([ 'MixedCase', '"MixedCase"', 'mixed' ], [ 'dot.ted', 'public."dot.ted"', 'dotted' ])
+{
+	my ($server_name, $param, $sub) = @$t;
+	$server->create_table(
+		name => $server_name,
+		columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'v', type => 'text' } ],
+		primary_key => ['id'],
+		rows => [ { id => 1, v => 'one' } ]);
+	sql($node, qq{CREATE TABLE "$server_name" (id int PRIMARY KEY, v text); ALTER TABLE "$server_name" OWNER TO app;});
+	sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('" . $server->shape($param) . "', '$server_name', '{id}', shape_key => '$sub');
+		SELECT electric.enable_writes('$sub', '$write_url')");
+	ok(wait_sync($node, $sub), "$param: synced");
+	$server->call('DELETE', '/writes');
+	sql($node, qq{SET ROLE app; UPDATE "$server_name" SET v = 'changed' WHERE id = 1});
+	is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('$sub', '20 s')"), 't', "$param: synced back");
+	is_deeply(sent()->[0]{body}{mutations}[0]{relation}, [ 'public', $server_name ], "$param: relation [\"public\", \"$server_name\"]");
+	is($server->rows($server_name)->[0]{v}, 'changed', "$param: the server has the change");
+}
+
 $node->stop;
 $server->stop;
 done_testing();

@@ -148,6 +148,38 @@ main(void)
 	CHECK_STR(h, "127.0.0.1");
 	ps_free(h);
 
+	/* names as Electric reads params.table and params.columns */
+	{
+		char	  **names;
+		int			n;
+
+		n = ps_idents_split("Public.Todo", '.', &names);
+		CHECK(n == 2);
+		CHECK_STR(names[0], "public");
+		CHECK_STR(names[1], "todo");
+		ps_idents_free(names, n);
+		n = ps_idents_split("\"MixedCase\"", '.', &names);
+		CHECK(n == 1);
+		CHECK_STR(names[0], "MixedCase");
+		ps_idents_free(names, n);
+		n = ps_idents_split("\"My Schema\".\"a.\"\"b\"\"\"", '.', &names);
+		CHECK(n == 2);
+		CHECK_STR(names[0], "My Schema");
+		CHECK_STR(names[1], "a.\"b\"");
+		ps_idents_free(names, n);
+		n = ps_idents_split("id,\"Title\",\"a,b\"", ',', &names);
+		CHECK(n == 3);
+		CHECK_STR(names[0], "id");
+		CHECK_STR(names[1], "Title");
+		CHECK_STR(names[2], "a,b");
+		ps_idents_free(names, n);
+		CHECK(ps_idents_split("\"open", '.', &names) == -1);
+		CHECK(ps_idents_split("a.", '.', &names) == -1);
+		CHECK(ps_idents_split("\"a\"b", '.', &names) == -1);
+		CHECK(ps_idents_split("a\"b", '.', &names) == -1);
+		CHECK(ps_idents_split("", ',', &names) == -1);
+	}
+
 	ps_strbuf_free(&b);
 	return UNIT_DONE();
 }
