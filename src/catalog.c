@@ -1108,6 +1108,16 @@ ps_catalog_write_synced(int32 subid, const char *txid)
 	return SPI_processed > 0;
 }
 
+/* A write with nothing to upload: synced as it is. */
+void
+ps_catalog_write_forget(int64 write)
+{
+	Datum		id = Int64GetDatum(write);
+
+	run(&w_synced_id, &id, NULL, false, 0, SPI_OK_DELETE);
+	ps_catalog_write_bases_cleanup();
+}
+
 /* An up-to-date committed: writes acknowledged without a txid before it are synced. */
 void
 ps_catalog_write_synced_before(int32 subid, TimestampTz before)

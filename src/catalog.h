@@ -147,6 +147,7 @@ extern void ps_catalog_write_seen(int32 subid, const char *txid);
 extern bool ps_catalog_write_ack_seen(int32 subid, int64 write, const char *txid);
 extern bool ps_catalog_write_synced(int32 subid, const char *txid);
 extern void ps_catalog_write_synced_before(int32 subid, TimestampTz before);
+extern void ps_catalog_write_forget(int64 write);
 extern void ps_catalog_write_bases_cleanup(void);
 extern bool ps_catalog_write_row_pending(Oid relid, Datum pk);
 extern SPITupleTable *ps_catalog_write_row_mutations(Oid relid, Datum pk);

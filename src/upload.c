@@ -100,9 +100,12 @@ relation_of(PsMember *m)
 	return r;
 }
 
-/* Local column names to the shape's (through map_columns; unmapped ones are not the shape's). */
+/*
+ * Local column names to the shape's: through map_columns (unmapped ones are
+ * not the shape's), else those of params.columns (cols), else all.
+ */
 static json_t *
-to_shape(json_t *local, json_t *map)
+to_shape(json_t *local, json_t *map, json_t *cols)
 {
 	json_t	   *out;
 	const char *k;
@@ -110,17 +113,49 @@ to_shape(json_t *local, json_t *map)
 
 	if (local == NULL || json_is_null(local))
 		return NULL;
-	if (map == NULL)
+	if (map == NULL && cols == NULL)
 		return json_incref(local);
 	out = ps_json_new_object();
 	json_object_foreach(local, k, v)
 	{
-		json_t	   *to = json_object_get(map, k);
+		if (map)
+		{
+			json_t	   *to = json_object_get(map, k);
 
-		if (json_is_string(to))
-			json_object_set(out, json_string_value(to), v);
+			if (json_is_string(to))
+				json_object_set(out, json_string_value(to), v);
+		}
+		else if (json_object_get(cols, k))
+			json_object_set(out, k, v);
 	}
 	return out;
+}
+
+/* The columns of params.columns as an object's keys, or NULL: all the table's. */
+static json_t *
+shape_columns(PsMember *m)
+{
+	json_t	   *cols = NULL;
+
+	for (int i = 0; i < m->shape.nparams; i++)
+	{
+		char	  **names;
+		int			n;
+
+		if (strcmp(m->shape.params[i].name, "columns") != 0)
+			continue;
+		n = ps_idents_split(m->shape.params[i].value, ',', &names);
+		if (n < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("shape \"%s\" of subscription \"%s\" has a malformed column list: %s",
+							m->def->name, m->run->sub->name, m->shape.params[i].value)));
+		cols = ps_json_new_object();
+		for (int k = 0; k < n; k++)
+			json_object_set_new(cols, names[k], json_true());
+		ps_idents_free(names, n);
+	}
+	return cols;
 }
 
 static PsMember *
@@ -132,7 +167,10 @@ member_named(PsRun *run, const char *shape)
 	return NULL;
 }
 
-/* The request body of a write, in the shape's terms (UTF-8 JSON). */
+/*
+ * The request body of a write, in the shape's terms (UTF-8 JSON), or NULL
+ * when no mutation changes a column of its shape: nothing to send.
+ */
 static char *
 request_body(PsUpload *u, PsWrite *w)
 {
@@ -150,6 +188,7 @@ request_body(PsUpload *u, PsWrite *w)
 		char	   *shape = SPI_getvalue(t, d, 2);
 		PsMember   *m = member_named(u->run, shape);
 		json_t	   *map = NULL;
+		json_t	   *cols = NULL;
 		json_t	   *mut = ps_json_new_object();
 		json_t	   *v;
 		const char *fields[3] = {"key", "value", "old_value"};
@@ -161,6 +200,8 @@ request_body(PsUpload *u, PsWrite *w)
 							u->run->sub->name, shape)));
 		if (m->def->map_columns)
 			map = json_loads(m->def->map_columns, 0, NULL);
+		else
+			cols = shape_columns(m);
 		json_object_set_new(mut, "operation", json_string(op));
 		json_object_set_new(mut, "relation", relation_of(m));
 		for (int f = 0; f < 3; f++)
@@ -171,13 +212,25 @@ request_body(PsUpload *u, PsWrite *w)
 				continue;
 			/* the stored JSON is in the server encoding: UTF-8 for the wire */
 			s = pg_server_to_any(s, strlen(s), PG_UTF8);
-			v = to_shape(json_loads(s, 0, NULL), map);
+			v = to_shape(json_loads(s, 0, NULL), map, cols);
 			if (v)
 				json_object_set_new(mut, fields[f], v);
 		}
-		json_array_append_new(list, mut);
+		/* an update of local-only columns is not the server's business */
+		if (strcmp(op, "update") == 0 && json_object_size(json_object_get(mut, "value")) == 0)
+			json_decref(mut);
+		else
+			json_array_append_new(list, mut);
 		if (map)
 			json_decref(map);
+		if (cols)
+			json_decref(cols);
+	}
+	if (json_array_size(list) == 0)
+	{
+		json_decref(list);
+		json_decref(body);
+		return NULL;
 	}
 	json_object_set_new(body, "mutations", list);
 	text = json_dumps(body, JSON_COMPACT);
@@ -238,8 +291,14 @@ ps_upload_step(PsUpload *u, TimestampTz now, TimestampTz *wake)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	found = ps_catalog_write_target_get(run->sub->id, &url, &headers) &&
-		ps_catalog_write_next(run->sub->id, &w);
+	found = ps_catalog_write_target_get(run->sub->id, &url, &headers);
+	/* a write that changes nothing of its shapes has nothing to wait for: synced */
+	while (found && (found = ps_catalog_write_next(run->sub->id, &w)) &&
+		   (body = request_body(u, &w)) == NULL)
+	{
+		PS_DEBUG_LOG(run, "write %s changes no column of its shapes: synced without a request", w.write_id);
+		ps_catalog_write_forget(w.id);
+	}
 	if (!found)
 		u->dirty = false;		/* until the next committed write */
 	else
@@ -249,7 +308,6 @@ ps_upload_step(PsUpload *u, TimestampTz now, TimestampTz *wake)
 		url = pstrdup(url);
 		headers = headers ? pstrdup(headers) : NULL;
 		MemoryContextSwitchTo(old);
-		body = request_body(u, &w);
 		u->write = w.id;
 		strlcpy(u->write_id, w.write_id, sizeof(u->write_id));
 		ps_catalog_write_sent(w.id);

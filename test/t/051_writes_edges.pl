@@ -120,6 +120,65 @@ for my $t ([ 'MixedCase', '"MixedCase"', 'mixed' ], [ 'dot.ted', 'public."dot.te
 	is($server->rows($server_name)->[0]{v}, 'changed', "$param: the server has the change");
 }
 
+# ---- only the shape's columns are uploaded ----
+$server->create_table(
+	name => 'note',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' }, { name => 'body', type => 'text' } ],
+	primary_key => ['id'],
+	rows => [ { id => 1, title => 'first', body => 'server only' } ]);
+$server->create_table(
+	name => 'item',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'name', type => 'text' } ],
+	primary_key => ['id'],
+	rows => [ { id => 1, name => 'one' } ]);
+sql($node, q{
+	CREATE TABLE note (id int PRIMARY KEY, title text, local_flag text);
+	CREATE TABLE item_local (iid int PRIMARY KEY, label text, extra text);
+	ALTER TABLE note OWNER TO app; ALTER TABLE item_local OWNER TO app;
+});
+sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('" . $server->shape('note', columns => [ 'id', 'title' ]) . "', 'note', '{id}', shape_key => 'note');
+	SELECT electric.sync_shape_to_table('" . $server->shape('item') . "', 'item_local', '{iid}', shape_key => 'item',
+		map_columns => '{\"iid\": \"id\", \"label\": \"name\"}');
+	SELECT electric.enable_writes('note', '$write_url'); SELECT electric.enable_writes('item', '$write_url')");
+ok(wait_sync($node, 'note') && wait_sync($node, 'item'), 'a shape with columns and one with map_columns synced');
+
+for my $c (
+	[ 'note', 'columns: an insert', "INSERT INTO note VALUES (2, 'second', 'mine')",
+		['insert public.note {"id":"2"} {"id":"2","title":"second"} {}'] ],
+	[ 'note', 'columns: an update of both kinds', "UPDATE note SET title = 'First', local_flag = 'x' WHERE id = 1",
+		['update public.note {"id":"1"} {"title":"First"} {"title":"first"}'] ],
+	[ 'note', 'columns: an update of a local-only column', "UPDATE note SET local_flag = 'y' WHERE id = 2", [] ],
+	[ 'note', 'columns: a local-only update beside a shape one',
+		"BEGIN; UPDATE note SET local_flag = 'z' WHERE id = 1; DELETE FROM note WHERE id = 2; COMMIT",
+		['delete public.note {"id":"2"} {} {}'] ],
+	[ 'item', 'map_columns: an update of an unmapped column', "UPDATE item_local SET extra = 'e' WHERE iid = 1", [] ],
+	[ 'item', 'map_columns: an update of both kinds', "UPDATE item_local SET label = 'uno', extra = 'f' WHERE iid = 1",
+		['update public.item {"id":"1"} {"name":"uno"} {"name":"one"}'] ])
+{
+	my ($sub, $name, $q, $want) = @$c;
+	$server->call('DELETE', '/writes');
+	sql($node, "SET ROLE app; $q");
+	is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('$sub', '20 s')"), 't', "$name: synced");
+	my $w = sent();
+	if (@$want)
+	{
+		is(scalar(@$w), 1, "$name: one request");
+		is_deeply(mutations($w->[0] // {}), $want, "$name: the shape's columns only");
+		is($w->[0]{status}, 200, "$name: accepted");
+	}
+	else
+	{
+		is(scalar(@$w), 0, "$name: no request");
+	}
+	is(sql($node, "SELECT count(*) FROM electric.write"), '0', "$name: no write left");
+}
+is(join(',', map { "$_->{id}:$_->{title}:" . ($_->{body} // 'null') } sort { $a->{id} <=> $b->{id} } @{ $server->rows('note') }),
+	'1:First:server only', 'the server\'s note rows');
+is(sql($node, "SELECT string_agg(id || ':' || title || ':' || coalesce(local_flag, 'null'), ',' ORDER BY id) FROM note"), '1:First:z',
+	'the local note rows keep their local column');
+is(sql($node, "SELECT label || ':' || extra FROM item_local"), 'uno:f', 'the local item keeps its unmapped column');
+is($server->rows('item')->[0]{name}, 'uno', 'the server\'s item');
+
 $node->stop;
 $server->stop;
 done_testing();
