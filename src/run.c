@@ -233,8 +233,6 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 {
 	List	   *fn_names = NIL;
 	List	   *fn_values = NIL;
-	ListCell   *a,
-			   *b;
 
 	*names = NIL;
 	*values = NIL;
@@ -266,25 +264,40 @@ ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names, List **values
 		call_headers_function(run, &fn_names, &fn_values);	/* always in the host's */
 #endif
 	}
-	/* the function's headers win over the static ones of the same name */
 	for (int i = 0; i < m->nheaders; i++)
 	{
-		bool		overridden = false;
+		*names = lappend(*names, m->header_names[i]);
+		*values = lappend(*values, m->header_values[i]);
+	}
+	/* the function's headers win over the static ones of the same name */
+	ps_headers_replace(names, values, fn_names, fn_values);
+}
 
-		foreach(a, fn_names)
-			if (pg_strcasecmp(lfirst(a), m->header_names[i]) == 0)
-				overridden = true;
-		if (!overridden)
+/* Append the headers in with_*, in place of those of the same names (any case). */
+void
+ps_headers_replace(List **names, List **values, List *with_names, List *with_values)
+{
+	List	   *kept_names = NIL;
+	List	   *kept_values = NIL;
+	ListCell   *a,
+			   *b,
+			   *c;
+
+	forboth(a, *names, b, *values)
+	{
+		bool		replaced = false;
+
+		foreach(c, with_names)
+			if (pg_strcasecmp(lfirst(c), lfirst(a)) == 0)
+				replaced = true;
+		if (!replaced)
 		{
-			*names = lappend(*names, m->header_names[i]);
-			*values = lappend(*values, m->header_values[i]);
+			kept_names = lappend(kept_names, lfirst(a));
+			kept_values = lappend(kept_values, lfirst(b));
 		}
 	}
-	forboth(a, fn_names, b, fn_values)
-	{
-		*names = lappend(*names, lfirst(a));
-		*values = lappend(*values, lfirst(b));
-	}
+	*names = list_concat(kept_names, with_names);
+	*values = list_concat(kept_values, with_values);
 }
 
 /* ---- outcomes ------------------------------------------------------------------- */

@@ -72,6 +72,8 @@ extern bool ps_run_request_live(PsRun *run, PsMember *m, uint64 *ticket);
  * runs as the owner; in_txn: a transaction is open already). */
 extern void ps_run_headers(PsRun *run, PsMember *m, bool in_txn, List **names,
 						   List **values);
+extern void ps_headers_replace(List **names, List **values, List *with_names,
+							   List *with_values);
 
 /* Show the open batch's size in the slot (batch_rows, batch_bytes). */
 extern void ps_run_publish_batch(PsRun *run);

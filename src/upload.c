@@ -319,20 +319,23 @@ ps_upload_step(PsUpload *u, TimestampTz now, TimestampTz *wake)
 	if (!found)
 		return;
 
-	/* the subscription's headers (and headers function), then the write's own */
+	/* the subscription's headers (and headers function); the write's own replace them */
 	ps_run_headers(run, &run->members[0], false, &names, &values);
 	if (headers)
 	{
 		json_t	   *h = json_loads(headers, 0, NULL);
 		const char *k;
 		json_t	   *v;
+		List	   *write_names = NIL;
+		List	   *write_values = NIL;
 
 		json_object_foreach(h, k, v)
 		{
-			names = lappend(names, pstrdup(k));
-			values = lappend(values, pstrdup(json_string_value(v)));
+			write_names = lappend(write_names, pstrdup(k));
+			write_values = lappend(write_values, pstrdup(json_string_value(v)));
 		}
 		json_decref(h);
+		ps_headers_replace(&names, &values, write_names, write_values);
 	}
 	names = lappend(names, pstrdup("Idempotency-Key"));
 	values = lappend(values, pstrdup(u->write_id));

@@ -179,6 +179,25 @@ is(sql($node, "SELECT string_agg(id || ':' || title || ':' || coalesce(local_fla
 is(sql($node, "SELECT label || ':' || extra FROM item_local"), 'uno:f', 'the local item keeps its unmapped column');
 is($server->rows('item')->[0]{name}, 'uno', 'the server\'s item');
 
+# ---- a write header replaces a subscription header of the same name ----
+$server->create_table(
+	name => 'hdr',
+	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'v', type => 'text' } ],
+	primary_key => ['id'],
+	rows => [ { id => 1, v => 'one' } ]);
+sql($node, q{CREATE TABLE hdr (id int PRIMARY KEY, v text); ALTER TABLE hdr OWNER TO app;});
+sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('"
+	. $server->shape('hdr', headers => { 'X-W' => 'from-sub', 'X-Sub-Only' => 'sub' }) . "', 'hdr', '{id}', shape_key => 'hdr');
+	SELECT electric.enable_writes('hdr', '$write_url', '{\"x-w\": \"yes\", \"X-Write-Only\": \"w\"}')");
+ok(wait_sync($node, 'hdr'), 'hdr: synced');
+$server->call('DELETE', '/writes');
+sql($node, "SET ROLE app; UPDATE hdr SET v = 'changed' WHERE id = 1");
+is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('hdr', '20 s')"), 't', 'hdr: synced back');
+my $h = sent()->[0]{headers};
+is($h->{'x-w'}, 'yes', 'the write header replaced the subscription\'s of the same name');
+is($h->{'x-sub-only'}, 'sub', 'the other subscription header is sent');
+is($h->{'x-write-only'}, 'w', 'the other write header is sent');
+
 $node->stop;
 $server->stop;
 done_testing();
