@@ -121,16 +121,26 @@ next_in_order(CommitShape *shapes, int n)
 	return best;
 }
 
-/* electric.syncing on for the owner's code: user triggers can tell synced
- * writes from local ones; returns the GUC level to end it at */
-static int
-begin_syncing(void)
+/*
+ * electric.syncing on for the owner's code: user triggers can tell synced
+ * writes from local ones.  Capture goes by the engine's own flag, which no
+ * session can set.
+ */
+void
+ps_syncing_begin(PsSyncing *s)
 {
-	int			guc_level = NewGUCNestLevel();
-
+	s->guc_level = NewGUCNestLevel();
 	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	return guc_level;
+	s->was_applying = ps_writes_engine_begin();
+}
+
+/* (whatever the owner's code changed in settings ends with it too) */
+void
+ps_syncing_end(PsSyncing *s)
+{
+	ps_writes_engine_end(s->was_applying);
+	AtEOXact_GUC(false, s->guc_level);
 }
 
 static void
@@ -155,13 +165,13 @@ apply_spooled(PsRun *run, PsMember *m, const PsApplyOptions *opts, bool stoppabl
 			  PsApplyResult *res)
 {
 	ApplyUser	u;
-	int			guc_level;
+	PsSyncing	syncing;
 	PsApply    *a;
 	uint64		lsn;
 	uint32		pos;
 
 	become_owner(run, &u);
-	guc_level = begin_syncing();
+	ps_syncing_begin(&syncing);
 	a = ps_apply_open(run->sub, m->def, m->spool, opts);
 	if (stoppable)
 		ps_apply_set_stop_check(a, stop_check, run);
@@ -170,7 +180,7 @@ apply_spooled(PsRun *run, PsMember *m, const PsApplyOptions *opts, bool stoppabl
 	while (ps_apply_peek(a, &lsn, &pos))
 		ps_apply_step(a);
 	ps_apply_close(a, res);
-	AtEOXact_GUC(false, guc_level);
+	ps_syncing_end(&syncing);
 	restore_user(&u);
 }
 
@@ -407,7 +417,7 @@ ps_run_commit(PsRun *run, uint64 target)
 	bool		replaced = false;
 	bool		own_txn pg_attribute_unused() = run->mode == PS_RUN_WORKER;
 	ApplyUser	u;
-	int			guc_level;
+	PsSyncing	syncing;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -439,7 +449,7 @@ ps_run_commit(PsRun *run, uint64 target)
 	ps_catalog_subset_lock(sub->id, false);
 
 	become_owner(run, &u);
-	guc_level = begin_syncing();
+	ps_syncing_begin(&syncing);
 	applied = apply_shapes(run, shapes, target);
 	/* local writes acknowledged without a txid are synced by this up-to-date */
 	{
@@ -467,7 +477,7 @@ ps_run_commit(PsRun *run, uint64 target)
 			elog(ERROR, "pglite_sync: SET CONSTRAINTS failed: %s", SPI_result_code_string(rc));
 	}
 	/* whatever the owner's code changed in settings ends with the batch */
-	AtEOXact_GUC(false, guc_level);
+	ps_syncing_end(&syncing);
 	restore_user(&u);
 
 	for (int i = 0; i < n; i++)

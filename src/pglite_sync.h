@@ -80,6 +80,9 @@ extern char *ps_qualified_relname(Oid relid);
 
 /* writes.c: a deleted subscription's capture triggers go too */
 extern void ps_writes_forget(int32 subid);
+/* around the engine's own applies, which capture skips */
+extern bool ps_writes_engine_begin(void);
+extern void ps_writes_engine_end(bool was);
 extern char *ps_text_to_utf8(const char *s);
 extern bool ps_default_worker(void);
 extern void ps_require_worker_support(void);

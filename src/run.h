@@ -78,6 +78,16 @@ extern void ps_headers_replace(List **names, List **values, List *with_names,
 /* Show the open batch's size in the slot (batch_rows, batch_bytes). */
 extern void ps_run_publish_batch(PsRun *run);
 
+/* The engine's own changes, with electric.syncing on (commit.c) */
+typedef struct PsSyncing
+{
+	int			guc_level;
+	bool		was_applying;
+} PsSyncing;
+
+extern void ps_syncing_begin(PsSyncing *s);
+extern void ps_syncing_end(PsSyncing *s);
+
 /* Act on a member's outcome; true if a commit is due. */
 extern bool ps_run_outcome(PsRun *run, PsMember *m, PsOutcome o);
 

@@ -16,7 +16,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -375,19 +374,17 @@ restore(PsUpload *u, int64 write)
 {
 	Oid			save_user;
 	int			save_sec;
-	int			level;
+	PsSyncing	syncing;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	if (save_user != u->run->sub->owner)
 		SetUserIdAndSecContext(u->run->sub->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = NewGUCNestLevel();
-	(void) set_config_option("electric.syncing", "true", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	ps_syncing_begin(&syncing);
 	ps_optimistic_rejected(write);
 	/* nothing deferred may run as someone else at COMMIT (see commit.c) */
 	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "pglite_sync: SET CONSTRAINTS failed");
-	AtEOXact_GUC(false, level);
+	ps_syncing_end(&syncing);
 	SetUserIdAndSecContext(save_user, save_sec);
 }
 

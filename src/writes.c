@@ -20,7 +20,6 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -58,18 +57,48 @@ static SubTransactionId cached_subxid;
 static int32 cached_subid;
 static int64 cached_write;
 static int32 cached_seq;
+
+/*
+ * The engine's own applies are not captured.  electric.syncing tells user
+ * triggers about them, but any session can set it: capture goes by this
+ * flag, which only the engine sets, and which an abort of the
+ * (sub)transaction that set it or the transaction's end clears.
+ */
+static bool engine_applying;
+static SubTransactionId engine_subxid;
+
 static bool callbacks_registered;
 
 static void
 writes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
-	if (!cached_valid || cached_subxid != mySubid)
-		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		cached_valid = false;
+	{
+		if (cached_valid && cached_subxid == mySubid)
+			cached_valid = false;
+		if (engine_applying && engine_subxid == mySubid)
+			engine_applying = false;
+	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		cached_subxid = parentSubid;
+	{
+		if (cached_valid && cached_subxid == mySubid)
+			cached_subxid = parentSubid;
+		if (engine_applying && engine_subxid == mySubid)
+			engine_subxid = parentSubid;
+	}
+}
+
+static void
+writes_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		cached_valid = false;
+		engine_applying = false;
+	}
 }
 
 static void
@@ -77,16 +106,31 @@ register_callbacks(void)
 {
 	if (callbacks_registered)
 		return;
+	RegisterXactCallback(writes_xact_callback, NULL);
 	RegisterSubXactCallback(writes_subxact_callback, NULL);
 	callbacks_registered = true;
 }
 
-static bool
-syncing(void)
+/* The engine starts applying; returns what to pass to ps_writes_engine_end. */
+bool
+ps_writes_engine_begin(void)
 {
-	const char *v = GetConfigOption("electric.syncing", true, false);
+	bool		was = engine_applying;
 
-	return v && strcmp(v, "true") == 0;
+	register_callbacks();
+	if (!was)
+	{
+		engine_applying = true;
+		engine_subxid = GetCurrentSubTransactionId();
+	}
+	return was;
+}
+
+void
+ps_writes_engine_end(bool was)
+{
+	if (!was)
+		engine_applying = false;
 }
 
 /* A row's columns (all, or those in cols) as a JSON object of text values. */
@@ -251,7 +295,7 @@ record(int32 subid, const char *shape, Relation rel, const char *op, HeapTuple k
 /*
  * AFTER ROW trigger on a synced table with writes on; arguments: the
  * subscription's id, the shape's name, the key columns.  The sync's own
- * writes (electric.syncing) are not recorded.
+ * writes (engine_applying) are not recorded.
  */
 Datum
 ps_capture_write(PG_FUNCTION_ARGS)
@@ -270,7 +314,7 @@ ps_capture_write(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("electric._capture_write() must be an AFTER ROW trigger")));
-	if (syncing())
+	if (engine_applying)
 		return PointerGetDatum(NULL);
 	rel = td->tg_relation;
 	tg = td->tg_trigger;

@@ -198,6 +198,31 @@ is($h->{'x-w'}, 'yes', 'the write header replaced the subscription\'s of the sam
 is($h->{'x-sub-only'}, 'sub', 'the other subscription header is sent');
 is($h->{'x-write-only'}, 'w', 'the other write header is sent');
 
+# ---- electric.syncing is for user triggers to read: setting it does not skip capture ----
+$server->call('DELETE', '/writes');
+sql($node, "SET ROLE app; SET electric.syncing = 'true'; UPDATE todo SET title = 'set syncing' WHERE id = 1");
+is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('todo', '20 s')"), 't', 'a session that set electric.syncing: synced');
+is_deeply(mutations(sent()->[0] // {}), ['update public.todo {"id":"1"} {"title":"set syncing"} {"title":"e"}'],
+	'... and its change was uploaded');
+is($server->rows('todo')->[0]{title}, 'set syncing', '... and reached the server');
+
+# the sync's own changes are still not captured: a plain apply, a re-application, a restore
+$server->call('DELETE', '/writes');
+$server->txn('todo', { op => 'update', row => { id => 2, title => 'from the server' } });
+ok(wait_until($node, "SELECT title = 'from the server' FROM todo WHERE id = 2"), 'a server change is applied');
+$server->call('POST', '/write_faults', { kind => 'delay', ms => 1500, count => 1 });
+sql($node, "SET ROLE app; UPDATE todo SET title = 'pending' WHERE id = 3");
+$server->txn('todo', { op => 'update', row => { id => 3, done => 'true' } });
+ok(wait_until($node, "SELECT done AND title = 'pending' FROM todo WHERE id = 3"), 'a server change under a pending write: re-applied');
+is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('todo', '20 s')"), 't', '... then synced');
+$server->call('POST', '/write_faults', { kind => 'status', status => 422, count => 1 });
+sql($node, "SET ROLE app; UPDATE todo SET title = 'refused' WHERE id = 4");
+ok(wait_until($node, "SELECT count(*) = 1 FROM electric.write WHERE state = 'rejected'"), 'a rejected write');
+ok(wait_until($node, "SELECT title = 'd' FROM todo WHERE id = 4"), '... its row restored');
+sleep(1);
+is(scalar(@{ sent() }), 2, 'only the two local writes were sent');
+is(sql($node, "SELECT count(*) FROM electric.write"), '1', 'and only the rejected one is left');
+
 $node->stop;
 $server->stop;
 done_testing();
