@@ -418,6 +418,7 @@ ps_run_commit(PsRun *run, uint64 target)
 	bool		own_txn pg_attribute_unused() = run->mode == PS_RUN_WORKER;
 	ApplyUser	u;
 	PsSyncing	syncing;
+	TimestampTz oldest;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -452,16 +453,9 @@ ps_run_commit(PsRun *run, uint64 target)
 	ps_syncing_begin(&syncing);
 	applied = apply_shapes(run, shapes, target);
 	/* local writes acknowledged without a txid are synced by this up-to-date */
-	{
-		TimestampTz oldest = 0;
-
-		for (int i = 0; i < n; i++)
-			if (oldest == 0 || (run->members[i].request_started != 0 &&
-								run->members[i].request_started < oldest))
-				oldest = run->members[i].request_started;
-		if (oldest != 0)
-			ps_catalog_write_synced_before(sub->id, oldest);
-	}
+	oldest = ps_run_oldest_request(run);
+	if (oldest != 0)
+		ps_catalog_write_synced_before(sub->id, oldest);
 	/*
 	 * Deferred constraints and constraint triggers are checked here, as the
 	 * owner and inside the batch: a violation rolls the batch back with the
@@ -512,6 +506,8 @@ ps_run_commit(PsRun *run, uint64 target)
 
 	run->snap_open = false;
 	run->snap_declined = false;
+	if (run->untxid_acked != 0 && oldest > run->untxid_acked)
+		run->untxid_acked = 0;	/* synced above */
 
 	/* committed: now the spools may forget */
 	for (int i = 0; i < n; i++)

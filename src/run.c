@@ -419,7 +419,25 @@ ps_run_commit_due(PsRun *run, uint64 *target)
 			(m->position_dirty && ps_spool_count(m->spool) == 0))
 			return PS_COMMIT_DUE;
 	}
+	/* nothing to apply, but writes acknowledged without a txid to sync */
+	if (run->untxid_acked != 0 && ps_run_oldest_request(run) > run->untxid_acked)
+		return PS_COMMIT_DUE;
 	return PS_COMMIT_NOTHING;
+}
+
+TimestampTz
+ps_run_oldest_request(PsRun *run)
+{
+	TimestampTz oldest = 0;
+
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		TimestampTz t = run->members[i].request_started;
+
+		if (t != 0 && (oldest == 0 || t < oldest))
+			oldest = t;
+	}
+	return oldest;
 }
 
 int

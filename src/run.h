@@ -43,6 +43,9 @@ typedef struct PsRun
 	bool		row_by_row;		/* the batch failed: redo it one statement per change */
 	int			failures;		/* consecutive failed batches */
 	TimestampTz retry_at;		/* no commit before this */
+	/* a write was acknowledged without a txid by then: an up-to-date of a
+	 * request started later syncs it, data or not */
+	TimestampTz untxid_acked;
 
 	/*
 	 * An initial snapshot loaded page by page (commit.c): its transaction
@@ -100,6 +103,8 @@ typedef enum PsCommitDue
 } PsCommitDue;
 
 extern PsCommitDue ps_run_commit_due(PsRun *run, uint64 *target);
+/* When the oldest of the members' latest requests started (0: none yet). */
+extern TimestampTz ps_run_oldest_request(PsRun *run);
 
 /* The members to ask again now (non-live), because the group waits for them. */
 extern int	ps_run_laggards(PsRun *run, uint64 target, bool *lagging);

@@ -436,6 +436,9 @@ ps_upload_done(PsUpload *u)
 	SPI_finish();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
+	/* after its acknowledged_at: the sync knows which up-to-dates sync it */
+	if (ok && txid == NULL)
+		run->untxid_acked = GetCurrentTimestamp();
 
 	PS_DEBUG_LOG(run, "write %s: %s%s%s", u->write_id,
 				 ok ? "acknowledged" : rejected ? "rejected: " : "failed: ",

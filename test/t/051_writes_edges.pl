@@ -223,6 +223,33 @@ sleep(1);
 is(scalar(@{ sent() }), 2, 'only the two local writes were sent');
 is(sql($node, "SELECT count(*) FROM electric.write"), '1', 'and only the rejected one is left');
 
+# ---- an answer without a txid: synced by the next up-to-date, even an empty one ----
+my $n = 0;
+for my $c ([ 'no_txid (applied, 200 {})', { kind => 'no_txid' }, 1 ],
+	[ '204 with an empty body (nothing applied)', { kind => 'status', status => 204, body => '' }, 0 ],
+	[ '200 {} (nothing applied)', { kind => 'status', status => 200, body => {} }, 0 ])
+{
+	my ($name, $fault, $applied) = @$c;
+	my $before = (grep { $_->{id} == 5 } @{ $server->rows('todo') })[0]{title};
+	$n++;
+	sql($node, "SET ROLE app; SELECT electric.discard_write(write_id) FROM electric.writes WHERE state = 'rejected'");
+	$server->call('DELETE', '/writes');
+	$server->call('POST', '/write_faults', $fault);
+	sql($node, "SET ROLE app; UPDATE todo SET title = 'no txid $n' WHERE id = 5");
+	is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('todo', '15 s')"), 't', "$name: synced");
+	is(sql($node, "SELECT count(*) FROM electric.write"), '0', "$name: no write left");
+	my $w = sent();
+	is(scalar(@$w) . ' ' . ($w->[0]{status} // ''), '1 ' . ($fault->{status} // 200), "$name: answered once");
+	is((grep { $_->{id} == 5 } @{ $server->rows('todo') })[0]{title}, $applied ? "no txid $n" : $before, "$name: the server's row");
+	$server->txn('todo', { op => 'update', row => { id => 5, title => "server $n" } });
+	ok(wait_until($node, "SELECT title = 'server $n' FROM todo WHERE id = 5"), "$name: the server's version comes back");
+}
+# idle long-polls commit nothing when there is nothing to sync
+my $log_at = -s $node->logfile;
+sleep(3);
+my $idle = substr(slurp_file($node->logfile), $log_at);
+is(scalar(() = $idle =~ /committed batch/g), 0, 'idle up-to-dates commit nothing');
+
 $node->stop;
 $server->stop;
 done_testing();
