@@ -18,16 +18,19 @@ my $node = sync_node('writes_edges');
 my $T = JSON::PP::true;
 my $write_url = $server->base . '/v1/writes';
 
-$server->create_table(
-	name => 'todo',
-	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' }, { name => 'done', type => 'bool' } ],
-	primary_key => ['id'],
-	rows => [ map { { id => $_, title => "todo $_", done => 'false' } } 1 .. 5 ]);
+# a server table keyed by an int4 id; its other columns are text (done: bool)
+sub server_table
+{
+	my ($name, $rows, @cols) = @_;
+	$server->create_table(name => $name, primary_key => ['id'], rows => $rows,
+		columns => [ { name => 'id', type => 'int4', not_null => $T }, map { { name => $_, type => $_ eq 'done' ? 'bool' : 'text' } } @cols ]);
+}
+
+server_table('todo', [ map { { id => $_, title => "todo $_", done => 'false' } } 1 .. 5 ], 'title', 'done');
 sql($node, q{
-	CREATE TABLE todo (id int PRIMARY KEY, title text, done boolean);
-	CREATE ROLE app LOGIN; CREATE ROLE other LOGIN;
+	CREATE ROLE app LOGIN;
 	GRANT pglite_sync_manager TO app;
-	GRANT SELECT, INSERT, UPDATE, DELETE ON todo TO app, other;
+	CREATE TABLE todo (id int PRIMARY KEY, title text, done boolean);
 	ALTER TABLE todo OWNER TO app;
 });
 sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('" . $server->shape('todo') . "', 'todo', '{id}', shape_key => 'todo')");
@@ -104,11 +107,7 @@ is(join(',', map { "$_->{id}:$_->{title}" } sort { $a->{id} <=> $b->{id} } @{ $s
 for my $t ([ 'MixedCase', '"MixedCase"', 'mixed' ], [ 'dot.ted', 'public."dot.ted"', 'dotted' ])
 {
 	my ($server_name, $param, $sub) = @$t;
-	$server->create_table(
-		name => $server_name,
-		columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'v', type => 'text' } ],
-		primary_key => ['id'],
-		rows => [ { id => 1, v => 'one' } ]);
+	server_table($server_name, [ { id => 1, v => 'one' } ], 'v');
 	sql($node, qq{CREATE TABLE "$server_name" (id int PRIMARY KEY, v text); ALTER TABLE "$server_name" OWNER TO app;});
 	sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('" . $server->shape($param) . "', '$server_name', '{id}', shape_key => '$sub');
 		SELECT electric.enable_writes('$sub', '$write_url')");
@@ -121,16 +120,8 @@ for my $t ([ 'MixedCase', '"MixedCase"', 'mixed' ], [ 'dot.ted', 'public."dot.te
 }
 
 # ---- only the shape's columns are uploaded ----
-$server->create_table(
-	name => 'note',
-	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'title', type => 'text' }, { name => 'body', type => 'text' } ],
-	primary_key => ['id'],
-	rows => [ { id => 1, title => 'first', body => 'server only' } ]);
-$server->create_table(
-	name => 'item',
-	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'name', type => 'text' } ],
-	primary_key => ['id'],
-	rows => [ { id => 1, name => 'one' } ]);
+server_table('note', [ { id => 1, title => 'first', body => 'server only' } ], 'title', 'body');
+server_table('item', [ { id => 1, name => 'one' } ], 'name');
 sql($node, q{
 	CREATE TABLE note (id int PRIMARY KEY, title text, local_flag text);
 	CREATE TABLE item_local (iid int PRIMARY KEY, label text, extra text);
@@ -180,11 +171,7 @@ is(sql($node, "SELECT label || ':' || extra FROM item_local"), 'uno:f', 'the loc
 is($server->rows('item')->[0]{name}, 'uno', 'the server\'s item');
 
 # ---- a write header replaces a subscription header of the same name ----
-$server->create_table(
-	name => 'hdr',
-	columns => [ { name => 'id', type => 'int4', not_null => $T }, { name => 'v', type => 'text' } ],
-	primary_key => ['id'],
-	rows => [ { id => 1, v => 'one' } ]);
+server_table('hdr', [ { id => 1, v => 'one' } ], 'v');
 sql($node, q{CREATE TABLE hdr (id int PRIMARY KEY, v text); ALTER TABLE hdr OWNER TO app;});
 sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('"
 	. $server->shape('hdr', headers => { 'X-W' => 'from-sub', 'X-Sub-Only' => 'sub' }) . "', 'hdr', '{id}', shape_key => 'hdr');

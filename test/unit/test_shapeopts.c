@@ -49,6 +49,30 @@ check_refused(const char *json, const char *needle)
 	}
 }
 
+/* ps_idents_split gives want (up to three names) */
+static void
+check_split(const char *s, char sep, int want, const char *n0, const char *n1, const char *n2)
+{
+	const char *names_want[3] = {n0, n1, n2};
+	char	  **names;
+	int			n = ps_idents_split(s, sep, &names);
+	bool		same = n == want;
+
+	for (int i = 0; same && i < n; i++)
+		same = strcmp(names[i], names_want[i]) == 0;
+	unit_count++;
+	if (same)
+		printf("ok %d - split %s: %d names\n", unit_count, s, n);
+	else
+	{
+		unit_failed++;
+		printf("not ok %d - split %s: %d names, %s first, want %d\n", unit_count, s, n,
+			   n > 0 ? names[0] : "none", want);
+	}
+	if (n > 0)
+		ps_idents_free(names, n);
+}
+
 int
 main(void)
 {
@@ -149,36 +173,15 @@ main(void)
 	ps_free(h);
 
 	/* names as Electric reads params.table and params.columns */
-	{
-		char	  **names;
-		int			n;
-
-		n = ps_idents_split("Public.Todo", '.', &names);
-		CHECK(n == 2);
-		CHECK_STR(names[0], "public");
-		CHECK_STR(names[1], "todo");
-		ps_idents_free(names, n);
-		n = ps_idents_split("\"MixedCase\"", '.', &names);
-		CHECK(n == 1);
-		CHECK_STR(names[0], "MixedCase");
-		ps_idents_free(names, n);
-		n = ps_idents_split("\"My Schema\".\"a.\"\"b\"\"\"", '.', &names);
-		CHECK(n == 2);
-		CHECK_STR(names[0], "My Schema");
-		CHECK_STR(names[1], "a.\"b\"");
-		ps_idents_free(names, n);
-		n = ps_idents_split("id,\"Title\",\"a,b\"", ',', &names);
-		CHECK(n == 3);
-		CHECK_STR(names[0], "id");
-		CHECK_STR(names[1], "Title");
-		CHECK_STR(names[2], "a,b");
-		ps_idents_free(names, n);
-		CHECK(ps_idents_split("\"open", '.', &names) == -1);
-		CHECK(ps_idents_split("a.", '.', &names) == -1);
-		CHECK(ps_idents_split("\"a\"b", '.', &names) == -1);
-		CHECK(ps_idents_split("a\"b", '.', &names) == -1);
-		CHECK(ps_idents_split("", ',', &names) == -1);
-	}
+	check_split("Public.Todo", '.', 2, "public", "todo", NULL);
+	check_split("\"MixedCase\"", '.', 1, "MixedCase", NULL, NULL);
+	check_split("\"My Schema\".\"a.\"\"b\"\"\"", '.', 2, "My Schema", "a.\"b\"", NULL);
+	check_split("id,\"Title\",\"a,b\"", ',', 3, "id", "Title", "a,b");
+	check_split("\"open", '.', -1, NULL, NULL, NULL);
+	check_split("a.", '.', -1, NULL, NULL, NULL);
+	check_split("\"a\"b", '.', -1, NULL, NULL, NULL);
+	check_split("a\"b", '.', -1, NULL, NULL, NULL);
+	check_split("", ',', -1, NULL, NULL, NULL);
 
 	ps_strbuf_free(&b);
 	return UNIT_DONE();
