@@ -88,9 +88,12 @@ named(List *names, const char *name)
 	return false;
 }
 
-/* The row as given (all its columns): an upsert by its key. */
+/*
+ * The row as given (all its columns): an upsert by its key.  An existing
+ * row takes only the columns in only (NIL: all).
+ */
 static void
-upsert(Oid relid, const char *key, const char *row)
+upsert(Oid relid, const char *key, const char *row, List *only)
 {
 	List	   *cols;
 	List	   *keycols;
@@ -104,7 +107,7 @@ upsert(Oid relid, const char *key, const char *row)
 	initStringInfo(&set);
 	initStringInfo(&excluded);
 	foreach(lc, cols)
-		if (!named(keycols, lfirst(lc)))
+		if (!named(keycols, lfirst(lc)) && (only == NIL || named(only, lfirst(lc))))
 		{
 			appendStringInfo(&set, "%s%s", set.len ? ", " : "", quote_identifier(lfirst(lc)));
 			appendStringInfo(&excluded, "%sEXCLUDED.%s", excluded.len ? ", " : "", quote_identifier(lfirst(lc)));
@@ -173,7 +176,7 @@ reapply(Oid relid, Datum pk)
 	for (int i = 0; i < n; i++)
 	{
 		if (strcmp(ms[i].op, "insert") == 0)
-			upsert(relid, ms[i].key, ms[i].value);
+			upsert(relid, ms[i].key, ms[i].value, NIL);
 		else if (strcmp(ms[i].op, "update") == 0)
 			update_row(relid, ms[i].key, ms[i].value);
 		else
@@ -211,7 +214,7 @@ ps_optimistic_synced(Oid relid, List *pk_names, const char *key, Datum pk)
 }
 
 void
-ps_optimistic_rejected(int64 write)
+ps_optimistic_rejected(int64 write, PsShapeColumnsFn shape_columns, void *arg)
 {
 	SPITupleTable *tt = ps_catalog_write_keys(write);
 	int			n = (int) SPI_processed;
@@ -237,7 +240,7 @@ ps_optimistic_rejected(int64 write)
 		if (base == NULL)
 			delete_row(relids[i], keys[i]);
 		else
-			upsert(relids[i], keys[i], base);
+			upsert(relids[i], keys[i], base, shape_columns(arg, relids[i]));
 		reapply(relids[i], pks[i]);
 	}
 	ps_catalog_write_bases_cleanup();

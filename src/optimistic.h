@@ -19,8 +19,14 @@
  */
 extern void ps_optimistic_synced(Oid relid, List *pk_names, const char *key, Datum pk);
 
-/* A write was rejected: each row it touched returns to the server's version,
- * with the other pending writes applied on top. */
-extern void ps_optimistic_rejected(int64 write);
+/* The columns of relid that its shape carries (local names), NIL for all. */
+typedef List *(*PsShapeColumnsFn) (void *arg, Oid relid);
+
+/*
+ * A write was rejected: each row it touched returns to the server's version
+ * in the columns its shape carries (local-only columns keep what local
+ * writes made them), with the other pending writes applied on top.
+ */
+extern void ps_optimistic_rejected(int64 write, PsShapeColumnsFn shape_columns, void *arg);
 
 #endif

@@ -368,6 +368,34 @@ answer_txid(PsUpload *u)
 	return out;
 }
 
+/* The local columns of relid that its shape carries; NIL: all of them. */
+static List *
+local_shape_columns(void *arg, Oid relid)
+{
+	PsRun	   *run = arg;
+	List	   *out = NIL;
+
+	for (int i = 0; i < run->nmembers; i++)
+	{
+		PsMember   *m = &run->members[i];
+		json_t	   *cols;
+		const char *k;
+		json_t	   *v;
+
+		if (m->def->relid != relid)
+			continue;
+		/* map_columns is {local: shape}, params.columns names both */
+		cols = m->def->map_columns ? json_loads(m->def->map_columns, 0, NULL) : shape_columns(m);
+		if (cols == NULL)
+			return NIL;
+		json_object_foreach(cols, k, v)
+			out = lappend(out, pstrdup(k));
+		json_decref(cols);
+		return out;				/* never NIL: both hold the key */
+	}
+	return NIL;
+}
+
 /* The rejected write's rows go back to the server's version, as the owner. */
 static void
 restore(PsUpload *u, int64 write)
@@ -380,7 +408,7 @@ restore(PsUpload *u, int64 write)
 	if (save_user != u->run->sub->owner)
 		SetUserIdAndSecContext(u->run->sub->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	ps_syncing_begin(&syncing);
-	ps_optimistic_rejected(write);
+	ps_optimistic_rejected(write, local_shape_columns, u->run);
 	/* nothing deferred may run as someone else at COMMIT (see commit.c) */
 	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "pglite_sync: SET CONSTRAINTS failed");

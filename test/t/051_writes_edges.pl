@@ -170,12 +170,31 @@ is(sql($node, "SELECT string_agg(id || ':' || title || ':' || coalesce(local_fla
 is(sql($node, "SELECT label || ':' || extra FROM item_local"), 'uno:f', 'the local item keeps its unmapped column');
 is($server->rows('item')->[0]{name}, 'uno', 'the server\'s item');
 
+# ---- a rejected write restores the shape's columns only: local-only changes stay ----
+# A is acknowledged but not synced yet (the server publishes it 4 s later),
+# B changes only a local column (nothing to send), C is rejected: the row
+# goes back to the server's version with A on top, and keeps B's column.
+$server->call('DELETE', '/writes');
+$server->call('POST', '/write_faults', { kind => 'delay_sync', ms => 4000, count => 1 });
+$server->call('POST', '/write_faults', { kind => 'status', status => 422, count => 1 });
+sql($node, "SET ROLE app; UPDATE note SET title = 'acked' WHERE id = 1");
+ok(wait_until($node, "SELECT count(*) = 1 FROM electric.write WHERE state = 'acknowledged'"), 'restore: A acknowledged');
+sql($node, "SET ROLE app; UPDATE note SET local_flag = 'kept' WHERE id = 1");
+sql($node, "SET ROLE app; UPDATE note SET title = 'refused' WHERE id = 1");
+ok(wait_until($node, "SELECT count(*) = 1 FROM electric.write WHERE state = 'rejected'"), 'restore: C rejected');
+is(sql($node, "SELECT title || ':' || local_flag FROM note WHERE id = 1"), 'acked:kept',
+	'restore: the shape\'s columns go back (A on top), the local-only column keeps B\'s value');
+is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('note', '20 s')"), 'f', 'restore: wait_for_writes is false with C rejected');
+sql($node, "SET ROLE app; SELECT electric.discard_write(write_id) FROM electric.writes WHERE state = 'rejected'");
+ok(wait_until($node, "SELECT count(*) = 0 FROM electric.write", 20), 'restore: A synced once published');
+is(sql($node, "SELECT title || ':' || local_flag FROM note WHERE id = 1"), 'acked:kept', 'restore: and the row stays so');
+
 # ---- a write header replaces a subscription header of the same name ----
 server_table('hdr', [ { id => 1, v => 'one' } ], 'v');
 sql($node, q{CREATE TABLE hdr (id int PRIMARY KEY, v text); ALTER TABLE hdr OWNER TO app;});
 sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('"
 	. $server->shape('hdr', headers => { 'X-W' => 'from-sub', 'X-Sub-Only' => 'sub' }) . "', 'hdr', '{id}', shape_key => 'hdr');
-	SELECT electric.enable_writes('hdr', '$write_url', '{\"x-w\": \"yes\", \"X-Write-Only\": \"w\"}')");
+	SELECT electric.enable_writes('hdr', '$write_url', '{\"x-w\": \"yes\", \"X-Write-Only\": \"w\", \"idempotency-key\": \"mine\", \"Content-Type\": \"text/plain\"}')");
 ok(wait_sync($node, 'hdr'), 'hdr: synced');
 $server->call('DELETE', '/writes');
 sql($node, "SET ROLE app; UPDATE hdr SET v = 'changed' WHERE id = 1");
