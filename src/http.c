@@ -299,6 +299,10 @@ build_headers(PsHttpXfer *x)
 	if (x->send_headers)
 		forboth(a, x->header_names, b, x->header_values)
 		{
+			/* the protocol's own: never sent twice */
+			if (pg_strcasecmp(lfirst(a), "Accept") == 0 ||
+				(x->post_body && pg_strcasecmp(lfirst(a), "Content-Type") == 0))
+				continue;
 			resetStringInfo(&line);
 			/* "Name;" sends a header with an empty value in curl */
 			if (((char *) lfirst(b))[0] == '\0')

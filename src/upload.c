@@ -336,8 +336,9 @@ ps_upload_step(PsUpload *u, TimestampTz now, TimestampTz *wake)
 		json_decref(h);
 		ps_headers_replace(&names, &values, write_names, write_values);
 	}
-	names = lappend(names, pstrdup("Idempotency-Key"));
-	values = lappend(values, pstrdup(u->write_id));
+	/* the write's own: it replaces a configured header of that name */
+	ps_headers_replace(&names, &values, list_make1(pstrdup("Idempotency-Key")),
+					   list_make1(pstrdup(u->write_id)));
 
 	resetStringInfo(&u->answer);
 	PS_DEBUG_LOG(run, "POST %s (write %s)", url, u->write_id);

@@ -45,7 +45,8 @@ export class WriteEndpoint {
     const text = await readBody(req);
     const key = req.headers['idempotency-key'] ?? null;
     const entry = {
-      t: started, method: req.method, path: '/v1/writes', headers: req.headers, idempotency_key: key,
+      // raw_headers: as sent, repeats included (Node keeps one content-type)
+      t: started, method: req.method, path: '/v1/writes', headers: req.headers, raw_headers: req.rawHeaders, idempotency_key: key,
       body: null, status: null, response: null, applied: false, repeat: false, fault: null, txid: null, ms: 0,
     };
     if (this.log.length >= MAX_LOG) this.log.shift();

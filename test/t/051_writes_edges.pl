@@ -203,6 +203,10 @@ my $h = sent()->[0]{headers};
 is($h->{'x-w'}, 'yes', 'the write header replaced the subscription\'s of the same name');
 is($h->{'x-sub-only'}, 'sub', 'the other subscription header is sent');
 is($h->{'x-write-only'}, 'w', 'the other write header is sent');
+is($h->{'idempotency-key'}, sent()->[0]{body}{write_id}, 'Idempotency-Key is the write\'s id, once, whatever is configured');
+my @raw = @{ sent()->[0]{raw_headers} };
+is(join(',', map { $raw[2 * $_ + 1] } grep { lc($raw[2 * $_]) eq 'content-type' } 0 .. $#raw / 2), 'application/json',
+	'Content-Type is JSON, once, whatever is configured');
 
 # ---- electric.syncing is for user triggers to read: setting it does not skip capture ----
 $server->call('DELETE', '/writes');
