@@ -283,6 +283,9 @@ SELECT try($$SELECT electric.sync_shapes_to_tables(gshapes(), shape_key => 'trac
 SELECT name, shape_count, table_name, shape_url, handle, primary_key FROM electric.subscriptions WHERE name = 'tracker';
 SELECT subscription, shape, table_name, primary_key, position FROM electric.subscription_shapes
  WHERE subscription IN ('tracker', 'todos') ORDER BY subscription, position;
+-- a group restored from a dump made on 0.5.0 has is_group false: still one row
+UPDATE electric.subscription SET is_group = false WHERE name = 'tracker';
+SELECT name, shape_count, table_name, primary_key FROM electric.subscriptions WHERE name = 'tracker';
 SELECT electric.delete_subscription('tracker');
 -- a group of one member is a group too: its shape columns are NULL; taken up
 -- again under its key by sync_shape_to_table it is a single shape

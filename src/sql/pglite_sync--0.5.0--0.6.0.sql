@@ -31,19 +31,19 @@ UPDATE electric.subscription s SET is_group = true
 CREATE OR REPLACE VIEW electric.subscriptions AS
 SELECT s.name,
        s.shape_key,
-       CASE WHEN NOT s.is_group THEN coalesce(ns.nspname::text, sh.schema_name) END AS schema_name,
-       CASE WHEN NOT s.is_group THEN coalesce(c.relname::text, sh.table_name) END AS table_name,
-       CASE WHEN s.is_group THEN NULL
+       CASE WHEN NOT n.is_group THEN coalesce(ns.nspname::text, sh.schema_name) END AS schema_name,
+       CASE WHEN NOT n.is_group THEN coalesce(c.relname::text, sh.table_name) END AS table_name,
+       CASE WHEN n.is_group THEN NULL
             WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN sh.shape_url
             ELSE electric._masked_url(sh.shape_url) END AS shape_url,
        -- headers and Electric's secret parameters may hold tokens: owner only
-       CASE WHEN s.is_group THEN NULL
+       CASE WHEN n.is_group THEN NULL
             WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN sh.shape_params
             ELSE sh.shape_params - ARRAY['secret', 'api_secret'] END AS shape_params,
-       CASE WHEN NOT s.is_group AND pg_catalog.pg_has_role(s.owner, 'USAGE')
+       CASE WHEN NOT n.is_group AND pg_catalog.pg_has_role(s.owner, 'USAGE')
             THEN sh.shape_headers END AS shape_headers,
-       CASE WHEN NOT s.is_group THEN ss.handle END AS handle,
-       CASE WHEN NOT s.is_group THEN ss."offset" END AS "offset",
+       CASE WHEN NOT n.is_group THEN ss.handle END AS handle,
+       CASE WHEN NOT n.is_group THEN ss."offset" END AS "offset",
        CASE WHEN NOT s.enabled THEN 'stopped'
             WHEN w.subid IS NOT NULL AND w.launch_error IS NOT NULL THEN 'error'
             WHEN w.subid IS NOT NULL AND w.worker_pid IS NOT NULL THEN w.state
@@ -61,11 +61,11 @@ SELECT s.name,
        st.last_error_at,
        CASE WHEN s.enabled THEN w.worker_pid END AS worker_pid,
        s.owner::text AS owner,
-       CASE WHEN NOT s.is_group THEN sh.primary_key END AS primary_key,
+       CASE WHEN NOT n.is_group THEN sh.primary_key END AS primary_key,
        s.initial_insert_method,
-       CASE WHEN NOT s.is_group THEN sh.map_columns END AS map_columns,
-       CASE WHEN NOT s.is_group THEN sh.map_function END AS map_function,
-       CASE WHEN NOT s.is_group THEN sh.on_must_refetch END AS on_must_refetch,
+       CASE WHEN NOT n.is_group THEN sh.map_columns END AS map_columns,
+       CASE WHEN NOT n.is_group THEN sh.map_function END AS map_function,
+       CASE WHEN NOT n.is_group THEN sh.on_must_refetch END AS on_must_refetch,
        s.created_at,
        n.cnt::integer AS shape_count,
        s.worker,
@@ -78,16 +78,18 @@ SELECT s.name,
        coalesce(w.last_up_to_date_at, (st.run->>'last_up_to_date_at')::timestamptz) AS last_up_to_date_at,
        coalesce(w.batch_rows, 0) AS batch_rows,
        coalesce(w.batch_bytes, 0) AS batch_bytes,
-       CASE WHEN NOT s.is_group THEN sh.shape_options END AS shape_options
+       CASE WHEN NOT n.is_group THEN sh.shape_options END AS shape_options
   FROM electric.subscription s
   CROSS JOIN LATERAL (
        SELECT count(*) AS cnt,
+              -- a row restored from an older dump has is_group false
+              s.is_group OR count(*) <> 1 AS is_group,
               coalesce(sum(x.rows_applied), 0)::bigint AS rows_applied,
               coalesce(sum(x.rows_skipped), 0)::bigint AS rows_skipped
          FROM electric.subscription_shape p
          LEFT JOIN electric.shape_state x ON x.subid = p.subid AND x.shape = p.shape
         WHERE p.subid = s.id) n
-  LEFT JOIN electric.subscription_shape sh ON sh.subid = s.id AND NOT s.is_group
+  LEFT JOIN electric.subscription_shape sh ON sh.subid = s.id AND NOT n.is_group
   LEFT JOIN electric.shape_state ss ON ss.subid = sh.subid AND ss.shape = sh.shape
   LEFT JOIN electric.subscription_state st ON st.subid = s.id
   LEFT JOIN electric._worker_status_v2() w ON w.subid = s.id
