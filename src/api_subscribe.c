@@ -361,6 +361,14 @@ check_spec(ShapeSpec *spec, const char *member, int position, json_t *shape,
 
 	/* the target table, by OID from now on */
 	nspoid = get_namespace_oid(schema_name, true);
+	/* the worker reaches the table through its schema, as its owner */
+	if (OidIsValid(nspoid) &&
+		ps_namespace_aclcheck(nspoid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for schema %s", quote_identifier(schema_name)),
+				 errdetail("Role \"%s\" lacks the USAGE privilege on the schema of table %s.",
+						   GetUserNameFromId(GetUserId(), false), spec->target)));
 	relid = OidIsValid(nspoid) ? get_relname_relid(table_name, nspoid) : InvalidOid;
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -373,13 +381,6 @@ check_spec(ShapeSpec *spec, const char *member, int position, json_t *shape,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("%s is not a table", spec->target),
 				 errdetail("Shapes can only be synced into ordinary or partitioned tables.")));
-	/* the worker reaches the table through its schema, as its owner */
-	if (ps_namespace_aclcheck(nspoid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for schema %s", quote_identifier(schema_name)),
-				 errdetail("Role \"%s\" lacks the USAGE privilege on the schema of table %s.",
-						   GetUserNameFromId(GetUserId(), false), spec->target)));
 	check_table_privileges(relid, spec->target);
 	check_primary_key(rel, pk, spec->target);
 	if (map_columns)

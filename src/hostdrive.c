@@ -581,10 +581,7 @@ ps_ingest_response(PG_FUNCTION_ARGS)
 	TimestampTz since;
 	TimestampTz last_at;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("status must not be null")));
+	ps_require_arg(fcinfo, 1, "status");
 	SPI_connect();
 	run = load_run(name, shape, &m);
 	if (run == NULL)

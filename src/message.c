@@ -1025,7 +1025,6 @@ ps_message_free(ps_message *m)
 }
 
 static int parse(ps_message *m, const char *json, size_t len, size_t *used);
-static void begin(ps_message *m, cursor *c, const char *json, size_t len);
 
 int
 ps_message_parse(ps_message *m, const char *json, size_t len)

@@ -474,12 +474,8 @@ ps_enable_writes(PG_FUNCTION_ARGS)
 	PsSubscription *sub;
 	char	   *host;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name and write_url must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	url = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	name = ps_arg_text(fcinfo, 0, "name");
+	url = ps_arg_text(fcinfo, 1, "write_url");
 	if (pg_strncasecmp(url, "http://", 7) != 0 && pg_strncasecmp(url, "https://", 8) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -555,13 +551,10 @@ Datum
 ps_disable_writes(PG_FUNCTION_ARGS)
 {
 	PsSubscription *sub;
+	char	   *name = ps_arg_text(fcinfo, 0, "name");
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
 	SPI_connect();
-	sub = owned_subscription(text_to_cstring(PG_GETARG_TEXT_PP(0)), CurrentMemoryContext);
+	sub = owned_subscription(name, CurrentMemoryContext);
 	drop_triggers(sub);
 	ps_catalog_write_target_drop(sub->id);
 	SPI_finish();
@@ -581,10 +574,7 @@ ps_discard_write(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		v[1];
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("write_id must not be null")));
+	ps_require_arg(fcinfo, 0, "write_id");
 	id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0)));
 	SPI_connect();
 	ps_catalog_require_current();
@@ -619,11 +609,7 @@ ps_wait_for_writes(PG_FUNCTION_ARGS)
 	TimestampTz deadline = 0;
 	bool		result = false;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = ps_arg_text(fcinfo, 0, "name");
 	if (!PG_ARGISNULL(1))
 		deadline = ps_timeout_deadline(PG_GETARG_INTERVAL_P(1));
 	SPI_connect();
