@@ -362,6 +362,19 @@ parse_placeholders(json_t *v, ps_shape *out, char *err, size_t errlen)
 	return fail(err, errlen, "params.params must be an object such as {\"1\": \"value\"} or an array");
 }
 
+/* s splits into names at sep as Electric reads them; at most max (0: any) */
+static bool
+idents_ok(const char *s, char sep, int max)
+{
+	char	  **names;
+	int			n = ps_idents_split(s, sep, &names);
+
+	if (n < 0)
+		return false;
+	ps_idents_free(names, n);
+	return max == 0 || n <= max;
+}
+
 static int
 parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 {
@@ -376,6 +389,9 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 		return fail(err, errlen, "params.table is required");
 	if (!json_is_string(table) || json_string_length(table) == 0)
 		return fail(err, errlen, "params.table must be a non-empty string");
+	if (!idents_ok(json_string_value(table), '.', 2))
+		return fail(err, errlen,
+					"params.table must be a table name, optionally schema-qualified, with any quotes paired (\"Schema\".\"Table\")");
 
 	json_object_foreach(params, k, v)
 	{
@@ -419,6 +435,12 @@ parse_params(json_t *params, ps_shape *out, char *err, size_t errlen)
 				ps_strbuf_puts(&b, json_string_value(v));
 			else
 				return fail(err, errlen, "params.columns must be an array of column names or a comma-separated string");
+			if (!idents_ok(b.data, ',', 0))
+			{
+				ps_strbuf_free(&b);
+				return fail(err, errlen,
+							"params.columns must name columns separated by commas, with any quotes paired");
+			}
 			add_kv(&out->params, &out->nparams, "columns", b.data);
 			ps_strbuf_free(&b);
 		}

@@ -130,6 +130,12 @@ main(void)
 	check_refused("{\"url\":\"http://h/x\"}", "\"params\" is required");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{}}", "params.table is required");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"\"}}", "non-empty string");
+	/* names Electric could not read either: refused at subscribe, not in every upload */
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"a.b.c\"}}", "optionally schema-qualified");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"\\\"open\"}}", "quotes paired");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"s.\"}}", "optionally schema-qualified");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"columns\":\"id,,title\"}}", "separated by commas");
+	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"columns\":\"id,\\\"ti\"}}", "quotes paired");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"offset\":\"-1\"}}", "params.offset is reserved");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"handle\":\"h\"}}", "params.handle is reserved");
 	check_refused("{\"url\":\"http://h/x\",\"params\":{\"table\":\"t\",\"live\":true}}", "params.live is reserved");
