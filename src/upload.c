@@ -77,6 +77,18 @@ ps_upload_abort(PsUpload *u)
 	u->dirty = true;
 }
 
+/* An ERROR escaped the upload: retried with backoff, as a failed request is. */
+void
+ps_upload_failed(PsUpload *u)
+{
+	ps_upload_abort(u);
+	u->dirty = true;
+	u->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											  ps_backoff_ms(ps_backoff_base_ms, ps_backoff_max_ms,
+															u->failures++,
+															pg_prng_double(&pg_global_prng_state), 0));
+}
+
 /* ---- the request ----------------------------------------------------------------- */
 
 /* ["schema", "table"] of the shape's source table, params.table read as Electric reads it. */

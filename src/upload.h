@@ -21,5 +21,6 @@ extern void ps_upload_done(PsUpload *u);
 
 /* Abandon the write in flight (stop, reload): it is sent again, same key. */
 extern void ps_upload_abort(PsUpload *u);
+extern void ps_upload_failed(PsUpload *u);
 
 #endif

@@ -415,7 +415,7 @@ ps_driver_failed(PsDriver *d, ErrorData *e)
 	{
 		/* the write goes again later, with its key; the stream is not at fault */
 		d->in_upload = false;
-		ps_upload_abort(d->upload);
+		ps_upload_failed(d->upload);
 		ereport(LOG,
 				(errmsg("pglite_sync: subscription \"%s\": uploading a write failed: %s",
 						d->run->sub->name, e->message)));

@@ -260,6 +260,20 @@ sleep(3);
 my $idle = substr(slurp_file($node->logfile), $log_at);
 is(scalar(() = $idle =~ /committed batch/g), 0, 'idle up-to-dates commit nothing');
 
+# ---- an error inside the upload (here a write naming a shape the subscription
+# no longer has) is retried with backoff, not at once in a loop ----
+$server->call('DELETE', '/writes');
+$log_at = -s $node->logfile;
+sql($node, "BEGIN; UPDATE todo SET title = 'stuck' WHERE id = 6;
+	UPDATE electric.write_mutation SET shape = 'gone' WHERE write = (SELECT max(id) FROM electric.write); COMMIT");
+sleep(3);
+my $fails = () = substr(slurp_file($node->logfile), $log_at) =~ /uploading a write failed: .*"gone"/g;
+cmp_ok($fails, '>=', 1, "an upload error is logged ($fails times in 3 s)");
+cmp_ok($fails, '<=', 30, '... and retried with backoff (at most 1 s apart here), not in a loop');
+sql($node, "UPDATE electric.write_mutation SET shape = 'todo' WHERE shape = 'gone'");
+is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('todo', '40 s')"), 't', 'once the cause is gone, the write goes');
+is(scalar(@{ sent() }), 1, '... in one request');
+
 $node->stop;
 $server->stop;
 done_testing();
