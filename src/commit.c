@@ -550,6 +550,8 @@ ps_run_commit(PsRun *run, uint64 target)
 				run->state = PS_STATE_BACKOFF;
 		if (run->slot)
 			ps_slot_batch_done(run->slot, ticket);
+		/* changes spooled past the target are still received, not committed */
+		ps_run_publish_batch(run);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -795,12 +795,22 @@ ps_member_commit_position(PsMember *m, uint64 target, bool more, const char **ha
 void
 ps_member_committed(PsMember *m)
 {
+	int64		remaining;
+
 	strlcpy(m->committed_handle, m->handle, sizeof(m->committed_handle));
 	strlcpy(m->committed_offset, m->saved_offset, sizeof(m->committed_offset));
 	ps_spool_drop_consumed(m->spool);
 	/* with changes still waiting, the position stored is the target's */
 	m->position_dirty = ps_spool_count(m->spool) > 0;
-	ps_member_batch_discarded(m);
+	/* what a group's commit left spooled past its target stays in the batch */
+	remaining = ps_spool_count(m->spool);
+	if (remaining > 0 && m->batch_rows > 0)
+	{
+		m->batch_bytes = (int64) ((double) m->batch_bytes * Min(remaining, m->batch_rows) / m->batch_rows);
+		m->batch_rows = Min(remaining, m->batch_rows);
+	}
+	else
+		ps_member_batch_discarded(m);
 	m->replace = false;
 	m->from_start = false;
 	m->refetches = 0;

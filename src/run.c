@@ -573,9 +573,11 @@ ps_run_fail(PsRun *run, PsMember *m, PsOutcomeKind kind, int64 retry_after_ms,
 	{
 		run->failures++;
 		run->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
-		/* the batch was rolled back: none of it is open until more arrives */
-		for (int i = 0; i < run->nmembers; i++)
-			ps_member_batch_discarded(&run->members[i]);
+		/*
+		 * The batch was rolled back; what the shapes spooled of it stays,
+		 * received and not committed, until the retry applies it (or a
+		 * restart from -1 drops it).
+		 */
 		ps_run_publish_batch(run);
 	}
 	if (run->slot)
