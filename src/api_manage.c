@@ -182,7 +182,7 @@ ps_alter_subscription(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ps_catalog_lock();
 	lock_for_owner(name, &row);
-	ps_catalog_alter(row.id, url, headers, set_function, function);
+	ps_catalog_alter(row.id, row.worker, url, headers, set_function, function);
 	SPI_finish();
 	if (row.worker && ps_shared)
 		ps_at_commit(PS_ACTION_RELOAD, row.id, row.owner);

@@ -1925,47 +1925,61 @@ ps_catalog_delete(int32 subid)
 }
 
 static Stmt alter_url = {
-	"UPDATE " PS_SCHEMA ".subscription_shape SET shape_url = $2 WHERE subid = $1",
+	"UPDATE " PS_SCHEMA ".subscription_shape SET shape_url = $2 WHERE subid = $1 "
+	"AND shape_url IS DISTINCT FROM $2",
 	2, {INT4OID, TEXTOID}
 };
 static Stmt alter_headers = {
 	"UPDATE " PS_SCHEMA ".subscription_shape SET shape_headers = "
-	"CASE WHEN $2::jsonb = '{}'::jsonb THEN NULL ELSE $2::jsonb END WHERE subid = $1",
+	"CASE WHEN $2::jsonb = '{}'::jsonb THEN NULL ELSE $2::jsonb END WHERE subid = $1 "
+	"AND shape_headers IS DISTINCT FROM CASE WHEN $2::jsonb = '{}'::jsonb THEN NULL ELSE $2::jsonb END",
 	2, {INT4OID, TEXTOID}
 };
 static Stmt alter_function = {
 	"UPDATE " PS_SCHEMA ".subscription SET headers_function = $2::oid::regprocedure "
-	"WHERE id = $1", 2, {INT4OID, OIDOID}
+	"WHERE id = $1 AND headers_function IS DISTINCT FROM $2::oid::regprocedure", 2, {INT4OID, OIDOID}
+};
+/* a host-driven subscription asks at once with new values, as a worker does */
+static Stmt alter_wakes_host = {
+	"UPDATE " PS_SCHEMA ".shape_state SET stream = pg_catalog.jsonb_set(stream, '{retry_at}', '0') "
+	"WHERE subid = $1 AND stream ? 'retry_at'", 1, {INT4OID}
 };
 /*
  * alter_subscription: where and how the worker asks.  The version stays: a
  * batch the worker is applying meanwhile still commits, and the position is
- * kept (the fingerprint does not change).  The worker rereads at COMMIT.
+ * kept (the fingerprint does not change).  The worker rereads at COMMIT; a
+ * host-driven subscription's next request waits no more if a value changed.
  */
 void
-ps_catalog_alter(int32 subid, const char *shape_url, const char *headers_json,
+ps_catalog_alter(int32 subid, bool worker, const char *shape_url, const char *headers_json,
 				 bool set_headers_function, Oid headers_function)
 {
 	Datum		v[2];
 	char		n[2] = {' ', ' '};
+	uint64		changed = 0;
 
 	v[0] = Int32GetDatum(subid);
 	if (shape_url)
 	{
 		v[1] = CStringGetTextDatum(shape_url);
 		run(&alter_url, v, NULL, false, 0, SPI_OK_UPDATE);
+		changed += SPI_processed;
 	}
 	if (headers_json)
 	{
 		v[1] = CStringGetTextDatum(headers_json);
 		run(&alter_headers, v, NULL, false, 0, SPI_OK_UPDATE);
+		changed += SPI_processed;
 	}
 	if (set_headers_function)
 	{
 		v[1] = ObjectIdGetDatum(headers_function);
 		n[1] = OidIsValid(headers_function) ? ' ' : 'n';
 		run(&alter_function, v, n, false, 0, SPI_OK_UPDATE);
+		changed += SPI_processed;
 	}
+	if (changed > 0 && !worker)
+		run(&alter_wakes_host, v, NULL, false, 0, SPI_OK_UPDATE);
 }
 
 /* Was the subscription row written by the current transaction? */

@@ -230,7 +230,7 @@ extern void ps_catalog_put_shape(int32 subid, const PsShapeDef *def, const char 
 extern void ps_catalog_keep_shapes(int32 subid, Datum names);
 extern void ps_catalog_disable(int32 subid);
 extern void ps_catalog_delete(int32 subid);
-extern void ps_catalog_alter(int32 subid, const char *shape_url, const char *headers_json,
+extern void ps_catalog_alter(int32 subid, bool worker, const char *shape_url, const char *headers_json,
 							 bool set_headers_function, Oid headers_function);
 extern bool ps_catalog_changed_here(int32 subid);
 

@@ -277,6 +277,22 @@ as_owner("SELECT electric.alter_subscription('items', headers_function => 'hf2(t
 asked_with('x-fn', 'hf2', $t1, 'a new headers function in error');
 sql($node, "UPDATE hfail SET fail = false");
 as_owner("SELECT electric.alter_subscription('items', headers_function => 'hf(text)')");
+
+# a host-driven subscription too: next_request stops saying wait once a value changes
+sql($node, "CREATE TABLE hd_items (id int PRIMARY KEY, title text); GRANT ALL ON hd_items TO owner1");
+as_owner("SELECT electric.sync_shape_to_table('" . $sa->shape('items') . "', 'hd_items', '{id}', shape_key => 'hd', worker => false)");
+as_owner("SELECT electric.next_request('hd')");
+as_owner("SELECT electric.ingest_response('hd', 401, '{}', 'unauthorized'::bytea)");
+is(sub_status($node, 'hd', 'state'), 'error', 'host-driven: a 401 is an error');
+my $wait = "SELECT (electric.next_request('hd')->>'wait_ms')::int";
+cmp_ok(as_owner($wait), '>', 20000, 'host-driven: next_request says wait (the 30 s cap)');
+as_owner("SELECT electric.alter_subscription('hd', headers => '{}')");
+cmp_ok(as_owner($wait), '>', 20000, 'host-driven: an alter to the same values keeps the wait');
+as_owner(qq{SELECT electric.alter_subscription('hd', headers => '{"Authorization": "Bearer hd"}')});
+my $next = JSON::PP::decode_json(as_owner("SELECT electric.next_request('hd')"));
+ok(!exists $next->{wait_ms} && $next->{url}, 'host-driven: after new headers, next_request asks at once');
+is($next->{headers}{Authorization}, 'Bearer hd', '... with them');
+as_owner("SELECT electric.delete_subscription('hd')");
 sql($node, "ALTER SYSTEM RESET pglite_sync.backoff_max");
 sql($node, "SELECT pg_reload_conf()");
 ok(wait_sync($node, 'items'), 'back to the first function');
