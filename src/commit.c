@@ -453,7 +453,7 @@ ps_run_commit(PsRun *run, uint64 target)
 	ps_syncing_begin(&syncing);
 	applied = apply_shapes(run, shapes, target);
 	/* local writes acknowledged without a txid are synced by this up-to-date */
-	oldest = ps_run_oldest_request(run);
+	oldest = ps_run_up_to_date_since(run);
 	if (oldest != 0)
 		ps_catalog_write_synced_before(sub->id, oldest);
 	/*

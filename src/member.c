@@ -269,6 +269,7 @@ on_message(void *arg, const char *json, size_t len, bool exact, size_t *used)
 			if (msg->control == PS_CTL_UP_TO_DATE)
 			{
 				m->resp_up_to_date = true;
+				m->up_to_date_since = m->request_sse ? GetCurrentTimestamp() : m->request_started;
 				if (msg->global_lsn && parse_lsn(msg->global_lsn, msg->global_lsn_len, &lsn))
 				{
 					m->resp_global_lsn = lsn;
@@ -545,6 +546,7 @@ read_response(PsMember *m, PsResponse *resp)
 			if (resp->has_cursor && !resp->too_long)
 				strlcpy(m->cursor, resp->cursor, sizeof(m->cursor));
 			m->resp_up_to_date = true;
+			m->up_to_date_since = m->request_started;
 			break;
 		case PS_STATUS_OK:
 			if (m->resp_must_refetch)

@@ -81,6 +81,12 @@ typedef struct PsMember
 	bool		request_live;
 	uint64		request_ticket;
 	TimestampTz request_started;
+	/*
+	 * When the request that brought its latest up-to-date started (with SSE,
+	 * when that up-to-date arrived): writes answered without a txid before
+	 * it are synced by a commit (upload.c).
+	 */
+	TimestampTz up_to_date_since;
 	bool		request_voided; /* host-driven: a lost spool voided the request
 								 * handed out; drop answers until the next one */
 

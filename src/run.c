@@ -420,21 +420,24 @@ ps_run_commit_due(PsRun *run, uint64 *target)
 			return PS_COMMIT_DUE;
 	}
 	/* nothing to apply, but writes acknowledged without a txid to sync */
-	if (run->untxid_acked != 0 && ps_run_oldest_request(run) > run->untxid_acked)
+	if (run->untxid_acked != 0 && ps_run_up_to_date_since(run) > run->untxid_acked)
 		return PS_COMMIT_DUE;
 	return PS_COMMIT_NOTHING;
 }
 
 TimestampTz
-ps_run_oldest_request(PsRun *run)
+ps_run_up_to_date_since(PsRun *run)
 {
 	TimestampTz oldest = 0;
 
 	for (int i = 0; i < run->nmembers; i++)
 	{
-		TimestampTz t = run->members[i].request_started;
+		TimestampTz t = run->members[i].up_to_date_since;
 
-		if (t != 0 && (oldest == 0 || t < oldest))
+		/* a shape not up to date yet holds every such write back */
+		if (t == 0)
+			return 0;
+		if (oldest == 0 || t < oldest)
 			oldest = t;
 	}
 	return oldest;

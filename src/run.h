@@ -103,8 +103,11 @@ typedef enum PsCommitDue
 } PsCommitDue;
 
 extern PsCommitDue ps_run_commit_due(PsRun *run, uint64 *target);
-/* When the oldest of the members' latest requests started (0: none yet). */
-extern TimestampTz ps_run_oldest_request(PsRun *run);
+/*
+ * The oldest of the members' up_to_date_since: every shape has been up to
+ * date from a request started since (0: one has not been yet).
+ */
+extern TimestampTz ps_run_up_to_date_since(PsRun *run);
 
 /* The members to ask again now (non-live), because the group waits for them. */
 extern int	ps_run_laggards(PsRun *run, uint64 target, bool *lagging);

@@ -254,6 +254,20 @@ for my $c ([ 'no_txid (applied, 200 {})', { kind => 'no_txid' }, 1 ],
 	$server->txn('todo', { op => 'update', row => { id => 5, title => "server $n" } });
 	ok(wait_until($node, "SELECT title = 'server $n' FROM todo WHERE id = 5"), "$name: the server's version comes back");
 }
+# over SSE the stream was opened before the answer: an up-to-date that
+# arrives after it syncs the write, without waiting for a reconnect
+server_table('ssew', [ { id => 1, title => 'one' } ], 'title');
+sql($node, q{CREATE TABLE ssew (id int PRIMARY KEY, title text); ALTER TABLE ssew OWNER TO app;});
+my $sse_shape = $server->shape_def('ssew');
+$sse_shape->{live_sse} = $T;
+sql($node, "SET ROLE app; SELECT electric.sync_shape_to_table('" . sql_json($sse_shape) . "', 'ssew', '{id}', shape_key => 'ssew');
+	SELECT electric.enable_writes('ssew', '$write_url')");
+ok(wait_sync($node, 'ssew'), 'sse: synced');
+sleep(1);	# the event stream is open
+$server->call('POST', '/write_faults', { kind => 'no_txid' });
+sql($node, "SET ROLE app; UPDATE ssew SET title = 'uno' WHERE id = 1");
+is(sql($node, "SET ROLE app; SELECT electric.wait_for_writes('ssew', '10 s')"), 't', 'sse: a write answered without a txid is synced by the stream\'s next up-to-date');
+
 # idle long-polls commit nothing when there is nothing to sync
 my $log_at = -s $node->logfile;
 sleep(3);
