@@ -39,6 +39,7 @@ class Sync {
     this.debug = debug
     this.ready = null
     this.running = new Map() // subscription name -> Subscription
+    this.stopping = new Map() // subscription name -> its unsubscribe, while it runs
   }
 
   namespace() {
@@ -70,7 +71,8 @@ class Sync {
           ALTER EXTENSION pglite_sync UPDATE;
         END IF;
       END$$;
-      SELECT electric.unsubscribe(name) FROM electric.subscriptions WHERE state <> 'stopped';`)
+      SELECT electric.unsubscribe(name) FROM electric.subscriptions WHERE state <> 'stopped';
+      SELECT pg_catalog.set_config('electric.syncing', 'false', false);`)
       .catch((e) => {
         this.ready = null
         throw e
@@ -83,7 +85,9 @@ class Sync {
     const member = shapeOptions(opts, 'syncShapeToTable')
     const method = insertMethod(opts)
     const key = shapeKey(opts.shapeKey)
+    await resolveParams(member.shape)
     await this.init()
+    await this.stopping.get(key) // unsubscribe() not awaited, then the same key again
     const { rows } = await this.pg.query(
       `SELECT electric.sync_shape_to_table($1::jsonb, $2, $3::text[], $4, $5::jsonb,
               shape_key => $6, initial_insert_method => $7, on_must_refetch => $8::regprocedure) AS name`,
@@ -107,7 +111,9 @@ class Sync {
       members[name] = m
     }
     const method = insertMethod(opts)
+    for (const m of Object.values(members)) await resolveParams(m.shape)
     await this.init()
+    await this.stopping.get(shapeKey(opts.key))
     const { rows } = await this.pg.query(
       'SELECT electric.sync_shapes_to_tables($1::jsonb, $2, $3) AS name',
       [JSON.stringify(members), shapeKey(opts.key), method],
@@ -176,15 +182,24 @@ class Subscription {
     this.loops = shapes.map((shape) => this.loop(shape).catch((e) => this.report(e)))
   }
 
-  // stop fetching, then stop the subscription in the database
+  // Stop fetching, then stop the subscription in the database.  As the
+  // seed's unsubscribe() it may be called and not awaited, also just before
+  // pg.close(): the promise never rejects (an error goes to onError).
   stop() {
-    this.stopping ??= (async () => {
+    if (this.stopping) return this.stopping
+    this.stopping = (async () => {
       await this.abort()
       if (this.sync.running.get(this.name) === this) this.sync.running.delete(this.name)
-      await this.pg.query('SELECT electric.unsubscribe($1)', [this.name]).catch((e) => {
-        if (e?.code !== '42704') throw e // deleted meanwhile
-      })
+      try {
+        await this.pg.query('SELECT electric.unsubscribe($1)', [this.name])
+      } catch (e) {
+        // deleted meanwhile, or the instance is closing: nothing runs it any more
+        if (e?.code !== '42704' && !this.pg.closed && !/PGlite is clos/.test(e?.message ?? '')) this.callOnError(e)
+      } finally {
+        if (this.sync.stopping.get(this.name) === this.stopping) this.sync.stopping.delete(this.name)
+      }
     })()
+    this.sync.stopping.set(this.name, this.stopping)
     return this.stopping
   }
 
@@ -200,6 +215,10 @@ class Subscription {
 
   report(e) {
     if (this.aborted) return
+    this.callOnError(e)
+  }
+
+  callOnError(e) {
     this.sync.log(this.name, 'error:', e?.message ?? e)
     if (this.onError) {
       try {
@@ -246,7 +265,10 @@ class Subscription {
         failures = 0
         this.sync.log(this.name, shape ?? '', res.status, out)
         this.upToDate = out.is_up_to_date
-        if (out.error !== null) this.report(withCause(new Error(out.error), res.error))
+        // as the official client: retryable failures (network, 5xx, 429) are
+        // retried quietly; one that retrying alone will not fix is reported
+        if (out.error !== null && out.state === 'error') this.report(fetchError(out.error, req, res))
+        else if (out.error !== null) this.sync.log(this.name, 'retrying:', out.error)
         if (out.is_up_to_date && !this.initialSynced) {
           this.initialSynced = true
           if (this.onInitialSync) {
@@ -425,7 +447,28 @@ function anySignal(signals) {
   return c.signal
 }
 
-function withCause(e, cause) {
-  if (cause !== undefined) e.cause = cause
+// An error as the client's FetchError carries it: status, url, and the
+// answer's body as json (when it is JSON) and text.
+function fetchError(message, req, res) {
+  const e = new Error(message)
+  e.name = 'FetchError'
+  e.status = res.status || undefined
+  e.url = req.url
+  if (res.error !== undefined) e.cause = res.error
+  if (res.body) {
+    e.text = new TextDecoder().decode(res.body)
+    try {
+      e.json = JSON.parse(e.text)
+    } catch {
+      // not JSON
+    }
+  }
   return e
+}
+
+// Params given as functions (sync or async), as the client allows: resolved
+// once, when subscribing, since they define the shape.
+async function resolveParams(shape) {
+  for (const [k, v] of Object.entries(shape.params))
+    if (typeof v === 'function') shape.params[k] = await v()
 }
