@@ -209,6 +209,34 @@ class Subscription {
     await Promise.allSettled(this.loops)
   }
 
+  // The client's shape.onError: it may answer {headers} to retry with them
+  // at once (a refreshed token).  They are stored as the subscription's
+  // headers (electric.alter_subscription), which ends the engine's wait.
+  // true when it did; params would change the shape, which a stored
+  // subscription cannot.
+  async recover(l, req, e) {
+    if (typeof l.onError !== 'function') return false
+    let r
+    try {
+      r = await l.onError(e)
+    } catch (err) {
+      this.report(err)
+      return true
+    }
+    if (r?.params) this.report(new TypeError('pglite_sync: shape.onError may not return params: they define the shape; subscribe again instead'))
+    if (!r?.headers || typeof r.headers !== 'object') return false
+    const headers = { ...(req.headers ?? {}) }
+    for (const [k, v] of Object.entries(r.headers)) {
+      if (typeof v === 'function') l.headers[k] = v
+      else if (v !== undefined && v !== null) {
+        headers[k] = String(v)
+        delete l.headers[k]
+      }
+    }
+    await this.pg.query('SELECT electric.alter_subscription($1, headers => $2::jsonb)', [this.name, JSON.stringify(headers)])
+    return true
+  }
+
   get aborted() {
     return this.controller.signal.aborted
   }
@@ -267,8 +295,10 @@ class Subscription {
         this.upToDate = out.is_up_to_date
         // as the official client: retryable failures (network, 5xx, 429) are
         // retried quietly; one that retrying alone will not fix is reported
-        if (out.error !== null && out.state === 'error') this.report(fetchError(out.error, req, res))
-        else if (out.error !== null) this.sync.log(this.name, 'retrying:', out.error)
+        if (out.error !== null && out.state === 'error') {
+          const e = fetchError(out.error, req, res)
+          if (!(await this.recover(l, req, e))) this.report(e)
+        } else if (out.error !== null) this.sync.log(this.name, 'retrying:', out.error)
         if (out.is_up_to_date && !this.initialSynced) {
           this.initialSynced = true
           if (this.onInitialSync) {
@@ -417,7 +447,7 @@ function shapeOptions(o, what) {
     shape,
     table_name: o.table,
     primary_key: o.primaryKey,
-    live: { headers: dynamicHeaders, fetch: fetchClient, signal: s.signal ?? null },
+    live: { headers: dynamicHeaders, fetch: fetchClient, signal: s.signal ?? null, onError: s.onError ?? null },
   }
   if (o.schema) member.schema_name = o.schema
   if (o.mapColumns) member.map_columns = o.mapColumns

@@ -133,3 +133,31 @@ test("electric.syncing reads 'false' outside a sync, 'true' inside", { timeout: 
   assert.equal(await outside(), 'false', 'after a sync')
   await h.unsubscribe()
 })
+
+test('shape.onError answering {headers}: retried at once with them (a refreshed token)', { timeout: 60_000 }, async (t) => {
+  const srv = await startServer(t)
+  await itemsTable(srv, 'u7', itemRows(4))
+  const pg = await newPGlite()
+  t.after(() => pg.close())
+  await pg.exec(ITEMS_DDL('u7'))
+  await post(srv, '/faults', { kind: 'status', status: 401, table: 'u7', count: 1 })
+  const { opts, seen } = options(srv, 'u7')
+  const hooked = []
+  opts.shape.headers = { Authorization: 'Bearer old' }
+  opts.shape.onError = (e) => {
+    hooked.push(e.status)
+    return { headers: { Authorization: 'Bearer new' } }
+  }
+  const t0 = Date.now()
+  const h = await pg.electric.syncShapeToTable(opts)
+  await waitFor(() => h.isUpToDate, { what: 'up to date after the refresh', timeout: 10_000 })
+  assert.ok(Date.now() - t0 < 10_000, 'well before the backoff cap (32 s)')
+  assert.deepEqual(hooked, [401], 'the shape\'s onError saw the 401 once')
+  assert.deepEqual(seen.errors, [], 'recovered: the subscription\'s onError was not needed')
+  const log = await requests(srv, 'u7')
+  const tokens = log.map((r) => r.headers.authorization)
+  assert.equal(tokens[0], 'Bearer old')
+  assert.ok(tokens.length >= 2 && tokens.slice(1).every((v) => v === 'Bearer new'), `then the new token on every request (${tokens})`)
+  await assertSameRows(pg, srv, 'u7')
+  await h.unsubscribe()
+})
