@@ -25,6 +25,16 @@ function options(srv, table, extra = {}) {
   }
 }
 
+// a server table of n items and a fresh PGlite with the same table
+async function setup(t, table, n) {
+  const srv = await startServer(t)
+  await itemsTable(srv, table, itemRows(n))
+  const pg = await newPGlite()
+  t.after(() => pg.close())
+  await pg.exec(ITEMS_DDL(table))
+  return { srv, pg }
+}
+
 test('unsubscribe() unawaited before close(), and after it: no rejection', { timeout: 60_000 }, async (t) => {
   const srv = await startServer(t)
   await itemsTable(srv, 'u1', itemRows(5))
@@ -48,11 +58,7 @@ test('unsubscribe() unawaited before close(), and after it: no rejection', { tim
 })
 
 test('the same shapeKey subscribed again right after an unawaited unsubscribe()', { timeout: 60_000 }, async (t) => {
-  const srv = await startServer(t)
-  await itemsTable(srv, 'u2', itemRows(6))
-  const pg = await newPGlite()
-  t.after(() => pg.close())
-  await pg.exec(ITEMS_DDL('u2'))
+  const { srv, pg } = await setup(t, 'u2', 6)
   const { opts } = options(srv, 'u2', { shapeKey: 'u2' })
   const h1 = await pg.electric.syncShapeToTable(opts)
   await waitFor(() => h1.isUpToDate, { what: 'first up to date' })
@@ -69,11 +75,7 @@ test('the same shapeKey subscribed again right after an unawaited unsubscribe()'
 })
 
 test('params given as functions, sync or async, define the shape', { timeout: 60_000 }, async (t) => {
-  const srv = await startServer(t)
-  await itemsTable(srv, 'u3', itemRows(5))
-  const pg = await newPGlite()
-  t.after(() => pg.close())
-  await pg.exec(ITEMS_DDL('u3'))
+  const { srv, pg } = await setup(t, 'u3', 5)
   const { opts } = options(srv, 'u3')
   opts.shape.params.where = () => 'id <= $1'
   opts.shape.params.params = async () => ({ 1: '2' })
@@ -135,11 +137,7 @@ test("electric.syncing reads 'false' outside a sync, 'true' inside", { timeout: 
 })
 
 test('shape.onError answering {headers}: retried at once with them (a refreshed token)', { timeout: 60_000 }, async (t) => {
-  const srv = await startServer(t)
-  await itemsTable(srv, 'u7', itemRows(4))
-  const pg = await newPGlite()
-  t.after(() => pg.close())
-  await pg.exec(ITEMS_DDL('u7'))
+  const { srv, pg } = await setup(t, 'u7', 4)
   await post(srv, '/faults', { kind: 'status', status: 401, table: 'u7', count: 1 })
   const { opts, seen } = options(srv, 'u7')
   const hooked = []
