@@ -46,13 +46,12 @@ PG_FUNCTION_INFO_V1(ps_stamp_write);
 /* ---- capture ------------------------------------------------------------------------ */
 
 /*
- * The write of the current transaction, per subscription.  Its row belongs
- * to the subtransaction that created it (cached_subxid): an abort of that
- * one takes the row away, so the cache goes too; a subcommit hands it to
- * the parent.
+ * The write of the current transaction, per subscription: the transaction's
+ * end clears it.  Its row belongs to the subtransaction that created it
+ * (cached_subxid): an abort of that one takes the row away, so the cache
+ * goes too; a subcommit hands it to the parent.
  */
 static bool cached_valid;
-static FullTransactionId cached_xid;
 static SubTransactionId cached_subxid;
 static int32 cached_subid;
 static int64 cached_write;
@@ -271,16 +270,14 @@ record(int32 subid, const char *shape, Relation rel, const char *op, HeapTuple k
 	   AttrNumber *attnos, int npk, Bitmapset *pkset, const char *value, const char *old_value,
 	   HeapTuple base_row, bool base_none)
 {
-	FullTransactionId xid = GetTopFullTransactionId();
 	Datum		pk = row_pk(rel, key_row, attnos, npk);
 	char	   *key = row_json(rel, key_row, pkset);
 
 	register_callbacks();
-	if (!cached_valid || !FullTransactionIdEquals(xid, cached_xid) || cached_subid != subid)
+	if (!cached_valid || cached_subid != subid)
 	{
 		cached_write = ps_catalog_write_open(subid);
 		cached_seq = ps_catalog_write_next_seq(cached_write);
-		cached_xid = xid;
 		cached_subid = subid;
 		cached_subxid = GetCurrentSubTransactionId();
 		cached_valid = true;
