@@ -20,8 +20,8 @@
 // way.  PGlite's start-up is excluded from the timing.  Prints one JSON
 // line: {impl, method, rows, seconds, rows_per_s, count, ok, rss_base_mb,
 // rss_sync_peak_mb, rss_hwm_mb, cpu_s, versions} or {..., error}; with
-// --floor, also floor_insert_select_s, floor_copy_s and
-// floor_copy_index_after_s (see floor()).  With --profile, V8's sampling
+// --floor, also floor_fetch_s, floor_fetch_pages, floor_insert_select_s,
+// floor_copy_s and floor_copy_index_after_s (see fetchAll() and floor()).  With --profile, V8's sampling
 // profiler (every 200 µs) runs from syncShapeToTable() to onInitialSync and
 // writes FILE for wasmprof.mjs; such a run is not a timed one.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -67,7 +67,30 @@ const hwmMb = () => {
 // seed's csv method ends in that COPY), and that COPY into the table without
 // its primary key, the key added after (one sorted index build, as our
 // loader does past 8,192 rows): no loader from text does better than that.
+// And what fetching the shape takes, with nothing done with it: every page of
+// the snapshot from offset -1 to the up-to-date, each body read whole, in
+// this process after the sync (so with fetch already loaded).  With the
+// loading floor it bounds what any sync in this process can reach.
+async function fetchAll() {
+  const t0 = performance.now();
+  let offset = '-1';
+  let handle = null;
+  for (let pages = 1; ; pages++) {
+    const u = new URL(url);
+    u.searchParams.set('table', table);
+    u.searchParams.set('offset', offset);
+    if (handle) u.searchParams.set('handle', handle);
+    const res = await fetch(u);
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`floor fetch: ${res.status} from ${u}`);
+    if (res.headers.has('electric-up-to-date')) return { s: (performance.now() - t0) / 1000, pages };
+    offset = res.headers.get('electric-offset');
+    handle = res.headers.get('electric-handle');
+  }
+}
+
 async function floor(pg) {
+  const fetched = await fetchAll();
   const { blob } = await pg.query("COPY bench TO '/dev/blob' (FORMAT csv)");
   const timed = async (sql, opts) => {
     await pg.exec('DROP TABLE IF EXISTS floor; CREATE TABLE floor (LIKE bench INCLUDING ALL)');
@@ -80,7 +103,7 @@ async function floor(pg) {
   const copyIndexAfter = await timed(['ALTER TABLE floor DROP CONSTRAINT floor_pkey', "COPY floor FROM '/dev/blob' (FORMAT csv)",
     'ALTER TABLE floor ADD PRIMARY KEY (id)'], { blob });
   await pg.exec('DROP TABLE floor');
-  return { floor_insert_select_s: insertSelect, floor_copy_s: copy, floor_copy_index_after_s: copyIndexAfter };
+  return { floor_fetch_s: fetched.s, floor_fetch_pages: fetched.pages, floor_insert_select_s: insertSelect, floor_copy_s: copy, floor_copy_index_after_s: copyIndexAfter };
 }
 
 async function run() {
