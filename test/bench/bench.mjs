@@ -654,7 +654,9 @@ async function runPglite(env, { sizes, oursSizes = [], methods, repeat, profile 
           r.n = n;
           r.errors = r.error ? [r.error] : [];
           if (r.error) r.ok = false;
-          if (r.floor_insert_select_s != null) out.floor[n] = { fetch_s: r.floor_fetch_s, fetch_pages: r.floor_fetch_pages, insert_select_s: r.floor_insert_select_s, copy_s: r.floor_copy_s, copy_index_after_s: r.floor_copy_index_after_s };
+          if (r.floor_insert_select_s != null) {
+            out.floor[n] = Object.fromEntries(Object.entries(r).filter(([k]) => k.startsWith('floor_')).map(([k, v]) => [k.slice('floor_'.length), v]));
+          }
           out.versions ??= r.versions;
           (rounds[`${impl} ${method}`] ??= []).push(r);
           log(`  ${impl} ${method}${repeat > 1 ? ` (${round}/${repeat})` : ''}: ${r.error ? `FAILED ${r.error.split('\n')[0]}` : `${fmtS(r.seconds)} s, ${fmtInt(r.rows_per_s)} rows/s, RSS ${r.rss_base_mb} → ${r.rss_sync_peak_mb} MB`}`);

@@ -21,9 +21,10 @@
 // line: {impl, method, rows, seconds, rows_per_s, count, ok, rss_base_mb,
 // rss_sync_peak_mb, rss_hwm_mb, cpu_s, versions} or {..., error}; with
 // --floor, also floor_fetch_s, floor_fetch_pages, floor_insert_select_s,
-// floor_copy_s and floor_copy_index_after_s (see fetchAll() and floor()).  With --profile, V8's sampling
-// profiler (every 200 µs) runs from syncShapeToTable() to onInitialSync and
-// writes FILE for wasmprof.mjs; such a run is not a timed one.
+// floor_copy_s and floor_copy_index_after_s (see fetchAll() and floor()).
+// With --profile, V8's sampling profiler (every 200 µs) runs from
+// syncShapeToTable() to onInitialSync and writes FILE for wasmprof.mjs; such
+// a run is not a timed one.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -62,15 +63,10 @@ const hwmMb = () => {
   return m ? Math.round(Number(m[1]) / 1024) : null;
 };
 
-// What PGlite itself takes to load the same rows, with no network and no
-// JSON: INSERT ... SELECT from the synced table, COPY FROM of its CSV (the
-// seed's csv method ends in that COPY), and that COPY into the table without
-// its primary key, the key added after (one sorted index build, as our
-// loader does past 8,192 rows): no loader from text does better than that.
-// And what fetching the shape takes, with nothing done with it: every page of
+// What fetching the shape takes, with nothing done with it: every page of
 // the snapshot from offset -1 to the up-to-date, each body read whole, in
 // this process after the sync (so with fetch already loaded).  With the
-// loading floor it bounds what any sync in this process can reach.
+// loading floor of floor() it bounds what any sync in this process can reach.
 async function fetchAll() {
   const t0 = performance.now();
   let offset = '-1';
@@ -89,6 +85,11 @@ async function fetchAll() {
   }
 }
 
+// What PGlite itself takes to load the same rows, with no network and no
+// JSON: INSERT ... SELECT from the synced table, COPY FROM of its CSV (the
+// seed's csv method ends in that COPY), and that COPY into the table without
+// its primary key, the key added after (one sorted index build, as our
+// loader does past 8,192 rows): no loader from text does better than that.
 async function floor(pg) {
   const fetched = await fetchAll();
   const { blob } = await pg.query("COPY bench TO '/dev/blob' (FORMAT csv)");
